@@ -28,5 +28,6 @@ def nnunet_dirs(tmp_path, monkeypatch) -> dict[str, Path]:
         monkeypatch.setenv(name, str(path))
         dirs[name] = path
     monkeypatch.setenv("nnUNet_n_proc_DA", "0")
+    monkeypatch.setenv("nnUNet_def_n_proc", "2")
     monkeypatch.setenv("nnUNet_compile", "false")
     return dirs
