@@ -31,6 +31,7 @@ from skimage.measure import find_contours
 from nnunet_lightweight.errors import InputError
 
 LV_LABEL = 1
+MYO_LABEL = 2
 LA_LABEL = 3
 N_DISKS = 20
 Placement = Literal["midpoint", "camus"]
@@ -89,15 +90,15 @@ def split_labels(mask: np.ndarray, lv_label: int | None = None, la_label: int = 
                  ) -> tuple[np.ndarray, np.ndarray | None]:
     """Binary LV cavity and LA maps of a mask.
 
-    With ``lv_label=None``: a mask with a single non-zero value is a binary LV mask (non-zero = LV, no LA); a
-    mask with several non-zero values is a CAMUS label map (1 LV, 2 MYO, 3 LA).
+    With ``lv_label=None``: a mask whose only non-zero value is not a MYO/LA label (1, 255, True) is a binary LV
+    mask (non-zero = LV, no LA); any other mask is a CAMUS label map (1 LV, 2 MYO, 3 LA).
     """
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise InputError(f"{what} must be a 2D array, got shape {mask.shape}")
     if lv_label is None:
         values = np.unique(mask[mask != 0])
-        if values.size <= 1:
+        if values.size == 1 and values[0] not in (MYO_LABEL, la_label):
             return mask != 0, None
         lv_label = LV_LABEL
     lv = mask == lv_label
@@ -153,7 +154,8 @@ def _base_from_hull(outline_mm: np.ndarray, spacing: np.ndarray) -> tuple[np.nda
             length = float(np.linalg.norm(chord))
             skipped = hull_points[[(start + k) % count for k in range(1, steps)]]
             if len(skipped):
-                offsets = np.abs(np.cross(chord, skipped - hull_points[start])) / length
+                relative = skipped - hull_points[start]
+                offsets = np.abs(chord[0] * relative[:, 1] - chord[1] * relative[:, 0]) / length
                 if offsets.max() > tolerance:
                     break
             normal = np.array([-chord[1], chord[0]]) / length
