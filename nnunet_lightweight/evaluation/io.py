@@ -1,0 +1,203 @@
+"""Reading nnU-Net style segmentation folders: `<case>.nii.gz` label maps, case ids, the CAMUS metadata sidecar."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nnunet_lightweight.errors import InputError
+
+FILE_ENDING = ".nii.gz"
+# Label ids of the CAMUS conversion (dataset.json): 0 background, 1 LV, 2 MYO, 3 LA.
+DEFAULT_LABELS: dict[str, int] = {"LV": 1, "MYO": 2, "LA": 3}
+METADATA_FILENAME = "camus_metadata.json"
+UNKNOWN = "unknown"
+
+_CASE_ID = re.compile(r"^(?P<patient>.+)_(?P<view>[24]CH)_(?P<phase>E[DS])$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class CaseInfo:
+    """What a case id says about a frame: patient, view (2CH/4CH) and phase (ED/ES), `unknown` where it says nothing."""
+
+    case: str
+    patient: str
+    view: str
+    phase: str
+
+
+def parse_case_id(case: str) -> CaseInfo:
+    """Split `<patient>_<2CH|4CH>_<ED|ES>`; other ids keep the whole id as patient and `unknown` view and phase."""
+    match = _CASE_ID.match(case)
+    if not match:
+        return CaseInfo(case, case, UNKNOWN, UNKNOWN)
+    return CaseInfo(case, match["patient"], match["view"].upper(), match["phase"].upper())
+
+
+def parse_labels(text: str) -> dict[str, int]:
+    """Parse a `--labels` value such as `LV=1,MYO=2,LA=3` into {structure: label id}."""
+    labels: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip().isdigit() or int(value) == 0:
+            raise InputError(f"--labels: expected NAME=ID with a positive integer ID (e.g. LV=1,MYO=2,LA=3), got {item!r}")
+        if name.strip() in labels or int(value) in labels.values():
+            raise InputError(f"--labels: structure or label id repeated in {text!r}")
+        labels[name.strip()] = int(value)
+    if not labels:
+        raise InputError(f"--labels: no structure given in {text!r}")
+    return labels
+
+
+def list_cases(folder: Path, file_ending: str = FILE_ENDING) -> dict[str, Path]:
+    """{case id: file} for every `<case><file_ending>` directly in `folder` (nnU-Net's json/pkl side files are ignored)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"segmentation folder not found: {folder}")
+    return {
+        path.name[: -len(file_ending)]: path
+        for path in sorted(folder.iterdir())
+        if path.is_file() and path.name.endswith(file_ending) and not path.name.startswith(".")
+    }
+
+
+def pair_cases(pred_dir: Path, ref_dir: Path, allow_missing: bool = False) -> list[tuple[str, Path, Path]]:
+    """(case, prediction, reference) for every prediction; every prediction needs a reference and, unless
+    `allow_missing`, every reference a prediction."""
+    predictions, references = list_cases(pred_dir), list_cases(ref_dir)
+    if not predictions:
+        raise InputError(f"no {FILE_ENDING} predictions in {pred_dir}")
+    without_reference = sorted(set(predictions) - set(references))
+    if without_reference:
+        raise InputError(
+            f"{len(without_reference)} prediction(s) in {pred_dir} have no reference in {ref_dir}: "
+            f"{_preview(without_reference)}"
+        )
+    without_prediction = sorted(set(references) - set(predictions))
+    if without_prediction and not allow_missing:
+        raise InputError(
+            f"{len(without_prediction)} reference case(s) in {ref_dir} have no prediction in {pred_dir}: "
+            f"{_preview(without_prediction)} (pass --allow-missing to evaluate only the predicted cases)"
+        )
+    return [(case, predictions[case], references[case]) for case in sorted(predictions)]
+
+
+def read_segmentation(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
+    """A label map as an integer array (singleton axes of 2D NIfTIs dropped) and its spacing in array axis order."""
+    import SimpleITK as sitk
+
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        raise InputError(f"cannot read segmentation {path}: {str(error).strip().splitlines()[-1]}") from error
+    array = sitk.GetArrayFromImage(image)
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{path} is not a label map (it has {image.GetNumberOfComponentsPerPixel()} channels)")
+    spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
+    if not np.issubdtype(array.dtype, np.integer):
+        if not np.all(np.equal(np.mod(array, 1), 0)):
+            raise InputError(f"{path} holds non-integer values; expected a label map")
+        array = array.astype(np.int32)
+    # nnU-Net writes 2D cases either as 2D images or as 3D images with one slice; both mean the same frame.
+    keep = [axis for axis, size in enumerate(array.shape) if size != 1] or [array.ndim - 1]
+    if len(keep) < array.ndim:
+        array = array.reshape([array.shape[axis] for axis in keep])
+        spacing = tuple(spacing[axis] for axis in keep)
+    return array, spacing
+
+
+def read_pair(pred_path: Path, ref_path: Path, labels: dict[str, int]) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """Prediction and reference label maps checked against each other and against `labels`; the reference spacing."""
+    pred, pred_spacing = read_segmentation(pred_path)
+    ref, ref_spacing = read_segmentation(ref_path)
+    if pred.shape != ref.shape:
+        raise InputError(f"shape mismatch: prediction {pred_path} is {pred.shape}, reference {ref_path} is {ref.shape}")
+    if not np.allclose(pred_spacing, ref_spacing, rtol=1e-3, atol=1e-6):
+        raise InputError(
+            f"spacing mismatch: prediction {pred_path} has {pred_spacing}, reference {ref_path} has {ref_spacing}"
+        )
+    allowed = {0, *labels.values()}
+    for path, array in ((pred_path, pred), (ref_path, ref)):
+        unexpected = sorted(set(np.unique(array).tolist()) - allowed)
+        if unexpected:
+            raise InputError(
+                f"{path} contains label values {unexpected} outside background 0 and the structures "
+                f"{labels} (set --labels to match the dataset)"
+            )
+    return pred, ref, ref_spacing
+
+
+def find_metadata(reference_dir: Path, levels: int = 2) -> Path | None:
+    """A `camus_metadata.json` in the reference folder or up to `levels` folders above it (the raw dataset folder)."""
+    folder = Path(reference_dir).resolve()
+    for candidate in [folder, *folder.parents[:levels]]:
+        if (candidate / METADATA_FILENAME).is_file():
+            return candidate / METADATA_FILENAME
+    return None
+
+
+def load_image_quality(metadata_path: Path) -> dict[tuple[str, str], str]:
+    """{(patient, view): image quality} from the metadata sidecar; patients or views without a quality are left out.
+
+    The sidecar is a dict keyed by patient id; the quality is looked up per view (`{"2CH": {"ImageQuality": ..}}`)
+    and, failing that, per patient (`{"ImageQuality": ..}`), so both layouts of the converter are accepted.
+    """
+    try:
+        metadata = json.loads(Path(metadata_path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputError(f"cannot read metadata sidecar {metadata_path}: {error}") from error
+    if not isinstance(metadata, dict):
+        raise InputError(f"metadata sidecar {metadata_path} is not a JSON object keyed by patient id")
+    quality: dict[tuple[str, str], str] = {}
+    for patient, info in metadata.items():
+        if not isinstance(info, dict):
+            continue
+        for view in ("2CH", "4CH"):
+            value = _quality_of(info.get(view)) or _quality_of(info)
+            if value:
+                quality[(patient, view)] = value
+    return quality
+
+
+def check_output_dir(out_dir: Path, overwrite: bool) -> None:
+    """Refuse to replace a non-empty output folder unless `overwrite` (checked before any work is done)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"output path {out_dir} exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"output folder {out_dir} exists and is not empty (pass --overwrite to replace it)")
+
+
+@contextmanager
+def staged_output(out_dir: Path) -> Iterator[Path]:
+    """A temporary sibling folder to write into; it replaces `out_dir` only when the block succeeds."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    staging.rename(out_dir)
+
+
+def _quality_of(info: object) -> str | None:
+    if not isinstance(info, dict):
+        return None
+    for key, value in info.items():
+        if key.replace("_", "").lower() == "imagequality" and isinstance(value, str) and value.strip():
+            return value.strip().capitalize()
+    return None
+
+
+def _preview(names: list[str], limit: int = 5) -> str:
+    return ", ".join(names[:limit]) + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")

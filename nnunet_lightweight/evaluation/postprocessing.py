@@ -1,0 +1,118 @@
+"""Post-processing of predicted label maps: the paper's CCA (largest component per structure, done by nnU-Net's own
+function) and its morphological opening/closing.
+
+nnU-Net's data-driven variant (keep the largest component only where it raises Dice on the validation cases) is
+used as is: `nnUNetv2_determine_postprocessing` / `nnUNetv2_apply_postprocessing` run unchanged on LightEcho
+prediction folders (see the README). This module adds what the paper applies unconditionally.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.evaluation.io import DEFAULT_LABELS, check_output_dir, list_cases, staged_output
+
+POSTPROCESS_METHODS = ("none", "cca", "morph", "cca+morph")
+MORPHOLOGY_MODES = ("open", "close", "both")
+
+
+def keep_largest_component_per_label(segmentation: np.ndarray, labels: dict[str, int]) -> np.ndarray:
+    """Keep only the largest 8-connected component of every structure (nnU-Net's function, applied per label)."""
+    from nnunetv2.postprocessing.remove_connected_components import remove_all_but_largest_component_from_segmentation
+
+    result = segmentation
+    for label in labels.values():
+        result = remove_all_but_largest_component_from_segmentation(result, label)
+    return result
+
+
+def disk(radius: int) -> np.ndarray:
+    """A digital disk of `radius` pixels (a 3×3 cross for radius 1): the structuring element of the morphology."""
+    if radius < 1:
+        raise InputError(f"morphology radius must be at least 1 pixel, got {radius}")
+    rows, cols = np.ogrid[-radius : radius + 1, -radius : radius + 1]
+    return rows**2 + cols**2 <= radius**2
+
+
+def morphological_filter(
+    segmentation: np.ndarray, labels: dict[str, int], mode: str = "both", radius: int = 1
+) -> np.ndarray:
+    """Binary opening and/or closing of every structure with a disk of `radius` pixels.
+
+    `both` opens (removes specks and thin spurs), then closes (fills narrow gaps and small holes). Pixels that
+    opening removes become background; closing only claims background pixels, never another structure's.
+    """
+    if mode not in MORPHOLOGY_MODES:
+        raise InputError(f"morphology mode must be one of {MORPHOLOGY_MODES}, got {mode!r}")
+    if segmentation.ndim != 2:
+        raise InputError(f"morphology is implemented for 2D frames, got shape {segmentation.shape}")
+    element = disk(radius)
+    result = np.array(segmentation, copy=True)
+    for label in labels.values():
+        mask = result == label
+        if mode in ("open", "both"):
+            opened = ndimage.binary_opening(mask, element)
+            result[mask & ~opened] = 0
+            mask = opened
+        if mode in ("close", "both"):
+            # Pad so that closing does not treat the image border as foreground-free and erode structures touching it.
+            padded = np.pad(mask, radius, mode="edge")
+            closed = ndimage.binary_closing(padded, element)[radius:-radius, radius:-radius]
+            result[closed & (result == 0)] = label
+    return result
+
+
+def postprocess_segmentation(
+    segmentation: np.ndarray,
+    method: str = "cca",
+    labels: dict[str, int] = DEFAULT_LABELS,
+    morphology: str = "both",
+    radius: int = 1,
+) -> np.ndarray:
+    """Apply `method`: `none`, `cca` (largest component per structure), `morph` (opening/closing) or `cca+morph`
+    (morphology first, then the largest component, so specks split off by opening are removed too)."""
+    if method not in POSTPROCESS_METHODS:
+        raise InputError(f"post-processing method must be one of {POSTPROCESS_METHODS}, got {method!r}")
+    result = segmentation
+    if method in ("morph", "cca+morph"):
+        result = morphological_filter(result, labels, morphology, radius)
+    if method in ("cca", "cca+morph"):
+        result = keep_largest_component_per_label(result, labels)
+    return result
+
+
+def postprocess(
+    input_dir: Path,
+    output_dir: Path,
+    method: str = "cca",
+    labels: dict[str, int] = DEFAULT_LABELS,
+    morphology: str = "both",
+    radius: int = 1,
+    overwrite: bool = False,
+) -> list[Path]:
+    """Post-process every `<case>.nii.gz` of a prediction folder into `output_dir` (headers kept); returns the files."""
+    import SimpleITK as sitk
+
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    cases = list_cases(input_dir)
+    if not cases:
+        raise InputError(f"no .nii.gz predictions in {input_dir}")
+    if output_dir.resolve() == input_dir.resolve():
+        raise InputError(f"output folder {output_dir} must differ from the input folder")
+    check_output_dir(output_dir, overwrite)
+    with staged_output(output_dir) as staging:
+        for path in cases.values():
+            try:
+                image = sitk.ReadImage(str(path))
+            except RuntimeError as error:
+                raise InputError(f"cannot read segmentation {path}") from error
+            array = sitk.GetArrayFromImage(image)
+            frame = array.reshape([n for n in array.shape if n != 1] or [1])
+            processed = postprocess_segmentation(frame, method, labels, morphology, radius).reshape(array.shape)
+            written = sitk.GetImageFromArray(processed.astype(array.dtype))
+            written.CopyInformation(image)
+            sitk.WriteImage(written, str(staging / path.name), True)
+    return [output_dir / path.name for path in cases.values()]

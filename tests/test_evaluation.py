@@ -1,0 +1,282 @@
+"""Evaluation on hand-checkable synthetic masks: metrics, plausibility criteria, post-processing, folders and CLI."""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nnunet_lightweight.cli import main
+from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.evaluation import (
+    check_plausibility,
+    evaluate_folder,
+    keep_largest_component_per_label,
+    morphological_filter,
+    parse_case_id,
+    parse_labels,
+    postprocess,
+    structure_metrics,
+)
+from nnunet_lightweight.evaluation.io import DEFAULT_LABELS, load_image_quality, read_segmentation
+
+
+def write_seg(path: Path, seg: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0)) -> Path:
+    """Write a 2D label map the way nnU-Net writes predictions (SimpleITKIO.write_seg); spacing in (row, col)."""
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    properties = {"sitk_stuff": {"spacing": spacing[::-1], "origin": (0.0, 0.0), "direction": (1.0, 0.0, 0.0, 1.0)}}
+    SimpleITKIO().write_seg(seg[None].astype(np.uint8), str(path), properties)
+    return path
+
+
+def rectangle(shape=(64, 64), rows=(20, 40), cols=(10, 30), shift=0) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    mask[rows[0] : rows[1], cols[0] + shift : cols[1] + shift] = True
+    return mask
+
+
+def synthetic_heart(size: int = 64) -> np.ndarray:
+    """An apical-view-like frame: LV ellipse cut at the base, MYO shell open at the base, LA below touching the LV."""
+    rows, cols = np.ogrid[:size, :size]
+    above_base = rows <= 38
+    lv = (((rows - 26) / 16) ** 2 + ((cols - 32) / 9) ** 2 <= 1) & above_base
+    myo = (((rows - 26) / 20) ** 2 + ((cols - 32) / 13) ** 2 <= 1) & above_base & ~lv
+    la = (((rows - 44) / 9) ** 2 + ((cols - 32) / 9) ** 2 <= 1) & ~above_base
+    seg = np.zeros((size, size), np.uint8)
+    seg[lv], seg[myo], seg[la] = 1, 2, 3
+    return seg
+
+
+def failed(seg: np.ndarray) -> set[str]:
+    return {name for name, bad in check_plausibility(seg, DEFAULT_LABELS).items() if bad}
+
+
+# --- metrics -----------------------------------------------------------------------------------------------------
+
+
+def test_identical_masks_give_dice_one_and_zero_distances():
+    result = structure_metrics(rectangle(), rectangle(), (1.0, 1.0))
+    assert result["dice"] == 1.0
+    assert result["hd"] == result["hd95"] == result["mad"] == result["hd_mm"] == 0.0
+
+
+@pytest.mark.parametrize("shift", [1, 3, 7])
+def test_rectangle_shifted_by_k_pixels_has_hausdorff_k(shift):
+    result = structure_metrics(rectangle(shift=shift), rectangle(), (1.0, 1.0))
+    assert result["hd"] == pytest.approx(shift)
+    assert result["dice"] == pytest.approx((20 - shift) / 20)  # width 20, overlap 20 - k columns
+
+
+def test_anisotropic_spacing_scales_distances_along_each_axis():
+    # Shift along columns; columns are 0.5 mm apart, rows 2 mm apart: HD is k * 0.5 mm but k pixels.
+    result = structure_metrics(rectangle(shift=4), rectangle(), (2.0, 0.5))
+    assert result["hd"] == pytest.approx(4.0)
+    assert result["hd_mm"] == pytest.approx(2.0)
+
+
+def test_mad_and_hd95_of_a_rectangle_grown_by_one_pixel():
+    pred = rectangle(rows=(20, 30), cols=(20, 35))  # 10 x 15
+    ref = rectangle(rows=(19, 31), cols=(19, 36))  # grown by 1 on every side: 12 x 17
+    result = structure_metrics(pred, ref, (1.0, 1.0))
+    pred_contour, ref_contour = 2 * 10 + 2 * 15 - 4, 2 * 12 + 2 * 17 - 4
+    # Every contour distance is 1 except the 4 reference corners, which are sqrt(2) from the prediction's corners.
+    expected_mad = (pred_contour + ref_contour - 4 + 4 * math.sqrt(2)) / (pred_contour + ref_contour)
+    assert result["hd"] == pytest.approx(math.sqrt(2))
+    assert result["mad"] == pytest.approx(expected_mad)
+    assert result["hd95"] == pytest.approx(1.0)
+    assert result["dice"] == pytest.approx(2 * 150 / (150 + 204))
+
+
+def test_empty_masks_have_documented_finite_values():
+    empty = np.zeros((64, 64), bool)
+    both = structure_metrics(empty, empty, (1.0, 1.0))
+    assert both["dice"] == 1.0 and both["hd"] == 0.0 and both["empty_pred"] and both["empty_ref"]
+    one = structure_metrics(empty, rectangle(), (1.0, 2.0))
+    assert one["dice"] == 0.0 and one["empty_pred"] and not one["empty_ref"]
+    assert one["hd"] == one["hd95"] == one["mad"] == pytest.approx(63 * math.sqrt(2))
+    assert one["hd_mm"] == pytest.approx(math.hypot(63, 126))
+
+
+# --- anatomical plausibility -------------------------------------------------------------------------------------
+
+
+def test_synthetic_heart_is_plausible():
+    assert failed(synthetic_heart()) == set()
+
+
+def test_hole_in_lv_is_flagged():
+    seg = synthetic_heart()
+    seg[20:23, 30:33] = 0
+    assert failed(seg) == {"LV_hole", "LV_MYO_hole"}
+
+
+def test_second_component_is_flagged_and_cca_removes_it():
+    seg = synthetic_heart()
+    seg[55:58, 2:5] = 2
+    assert failed(seg) == {"MYO_fragmented"}
+    cleaned = keep_largest_component_per_label(seg, DEFAULT_LABELS)
+    assert failed(cleaned) == set()
+    assert np.array_equal(cleaned, synthetic_heart())
+
+
+def test_missing_structure_is_flagged():
+    seg = synthetic_heart()
+    seg[seg == 3] = 0
+    # Without an LA the base cannot be located, so the LV's open base also counts as not enclosed.
+    assert failed(seg) == {"missing_LA", "LV_not_enclosed"}
+
+
+def test_lv_not_enclosed_by_myocardium_at_apex_is_flagged():
+    seg = synthetic_heart()
+    seg[:12][seg[:12] == 2] = 0  # remove the apical myocardium
+    assert failed(seg) == {"LV_not_enclosed", "MYO_fragmented"}  # the wall splits into two arms
+
+
+def test_detached_atrium_is_flagged():
+    seg = synthetic_heart()
+    la = seg == 3
+    seg[la] = 0
+    seg[np.roll(la, 4, axis=0)] = 3
+    assert failed(seg) == {"LA_not_touching_LV"}
+
+
+def test_gap_between_cavity_and_wall_is_flagged():
+    seg = synthetic_heart()
+    lv = seg == 1
+    rim = lv & ~np.roll(lv, 1, axis=1)  # the leftmost LV pixel of every row
+    seg[rim & (np.arange(64)[:, None] < 30)] = 0
+    assert failed(seg) == {"LV_MYO_hole"}
+
+
+def test_morphological_opening_removes_specks_and_closing_fills_notches():
+    seg = synthetic_heart()
+    speck = seg.copy()
+    speck[50, 5] = 1
+    assert np.array_equal(morphological_filter(speck, DEFAULT_LABELS, "open", 1)[50, 5], 0)
+    notched = seg.copy()
+    notched[25, 32] = 0  # a one-pixel hole inside the LV
+    assert morphological_filter(notched, DEFAULT_LABELS, "close", 1)[25, 32] == 1
+    assert failed(morphological_filter(notched, DEFAULT_LABELS, "both", 1)) == set()
+
+
+# --- io ----------------------------------------------------------------------------------------------------------
+
+
+def test_case_ids_and_labels_are_parsed():
+    info = parse_case_id("patient0001_2CH_ES")
+    assert (info.patient, info.view, info.phase) == ("patient0001", "2CH", "ES")
+    other = parse_case_id("heart_042")
+    assert (other.patient, other.view, other.phase) == ("heart_042", "unknown", "unknown")
+    assert parse_labels("LV=1, MYO=2") == {"LV": 1, "MYO": 2}
+    with pytest.raises(InputError):
+        parse_labels("LV=one")
+
+
+def test_image_quality_sidecar_accepts_per_view_and_per_patient_layouts(tmp_path):
+    sidecar = tmp_path / "camus_metadata.json"
+    sidecar.write_text(json.dumps({
+        "patient0001": {"2CH": {"ImageQuality": "Good"}, "4CH": {"ImageQuality": "Poor"}},
+        "patient0002": {"image_quality": "medium"},
+        "patient0003": {"2CH": {"ED": 1}},
+    }))
+    quality = load_image_quality(sidecar)
+    assert quality[("patient0001", "4CH")] == "Poor"
+    assert quality[("patient0002", "2CH")] == "Medium"
+    assert ("patient0003", "2CH") not in quality
+
+
+# --- folders -----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def folders(tmp_path) -> tuple[Path, Path]:
+    """Reference: four synthetic hearts; prediction: identical except the LV of one is shifted by 2 columns."""
+    pred_dir, ref_dir = tmp_path / "pred", tmp_path / "ref"
+    pred_dir.mkdir(), ref_dir.mkdir()
+    for index, case in enumerate(["p1_2CH_ED", "p1_2CH_ES", "p1_4CH_ED", "p1_4CH_ES"]):
+        ref = np.roll(synthetic_heart(), index, axis=0)
+        write_seg(ref_dir / f"{case}.nii.gz", ref, (0.3, 0.3))
+        pred = ref.copy()
+        if case == "p1_4CH_ES":
+            pred[pred == 1] = 0
+            pred[np.roll(ref == 1, 2, axis=1)] = 1
+        write_seg(pred_dir / f"{case}.nii.gz", pred, (0.3, 0.3))
+    return pred_dir, ref_dir
+
+
+def test_nnunet_written_files_are_read_as_2d_with_spacing(folders):
+    seg, spacing = read_segmentation(folders[1] / "p1_2CH_ED.nii.gz")
+    assert seg.shape == (64, 64) and spacing == pytest.approx((0.3, 0.3))
+
+
+def test_evaluate_folder_writes_metrics_outliers_and_summary(folders, tmp_path):
+    pred_dir, ref_dir = folders
+    metrics = evaluate_folder(pred_dir, ref_dir, tmp_path / "out")
+    table = pd.read_csv(tmp_path / "out" / "metrics.csv")
+    assert {"case", "structure", "dice", "hd", "hd95", "mad", "hd_mm"} <= set(table.columns)
+    assert len(table) == len(metrics) == 12 and set(table["structure"]) == {"LV", "MYO", "LA"}
+    unchanged = table[table["case"] != "p1_4CH_ES"]
+    assert (unchanged["dice"] == 1).all() and (unchanged["hd"] == 0).all()
+    shifted = table[(table["case"] == "p1_4CH_ES") & (table["structure"] == "LV")].iloc[0]
+    assert shifted["hd"] <= 2 and shifted["hd_mm"] == pytest.approx(0.3 * shifted["hd"]) and shifted["dice"] < 1
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["n_cases"] == 4 and summary["metrics"]["MYO"]["dice"]["mean"] == pytest.approx(table.query(
+        "structure == 'MYO'")["dice"].mean())
+    outliers = pd.read_csv(tmp_path / "out" / "outliers.csv")
+    assert len(outliers) == 4 and summary["anatomical_outliers"]["count"] == int(outliers["outlier"].sum())
+    # The shifted LV pokes into the myocardium on one side and leaves a gap on the other.
+    assert outliers.set_index("case").loc["p1_4CH_ES", "outlier"]
+    assert "p1_4CH_ES" in summary["anatomical_outliers"]["cases"]
+
+
+def test_postprocess_on_the_fly_and_as_files_agree(folders, tmp_path):
+    pred_dir, ref_dir = folders
+    speckled = tmp_path / "speckled"
+    speckled.mkdir()
+    for path in sorted(pred_dir.glob("*.nii.gz")):
+        seg, spacing = read_segmentation(path)
+        seg[60:62, 60:62] = 3
+        write_seg(speckled / path.name, seg, spacing)
+    before = evaluate_folder(speckled, ref_dir)
+    on_the_fly = evaluate_folder(speckled, ref_dir, postprocess="cca")
+    postprocess(speckled, tmp_path / "cleaned", "cca")
+    from_files = evaluate_folder(tmp_path / "cleaned", ref_dir)
+    assert (before.query("structure == 'LA'")["hd"] > 20).all()
+    assert np.allclose(on_the_fly["hd"], from_files["hd"]) and np.allclose(on_the_fly["dice"], from_files["dice"])
+    assert (from_files.query("structure == 'LA'")["dice"] == 1).all()
+    assert read_segmentation(tmp_path / "cleaned" / "p1_2CH_ED.nii.gz")[1] == pytest.approx((0.3, 0.3))
+
+
+def test_missing_case_and_shape_mismatch_are_clear_errors(folders, tmp_path):
+    pred_dir, ref_dir = folders
+    (pred_dir / "p1_4CH_ES.nii.gz").unlink()
+    with pytest.raises(InputError, match="p1_4CH_ES"):
+        evaluate_folder(pred_dir, ref_dir)
+    assert len(evaluate_folder(pred_dir, ref_dir, allow_missing=True)) == 9
+    write_seg(pred_dir / "p1_4CH_ES.nii.gz", np.zeros((32, 64), np.uint8), (0.3, 0.3))
+    with pytest.raises(InputError, match="shape mismatch.*p1_4CH_ES"):
+        evaluate_folder(pred_dir, ref_dir)
+    write_seg(pred_dir / "p1_4CH_ES.nii.gz", np.full((64, 64), 5, np.uint8), (0.3, 0.3))
+    with pytest.raises(InputError, match=r"label values \[5\]"):
+        evaluate_folder(pred_dir, ref_dir)
+    write_seg(pred_dir / "extra_2CH_ED.nii.gz", np.zeros((64, 64), np.uint8))
+    with pytest.raises(InputError, match="no reference"):
+        evaluate_folder(pred_dir, ref_dir)
+
+
+def test_cli_evaluate_and_postprocess(folders, tmp_path, capsys):
+    pred_dir, ref_dir = folders
+    out = tmp_path / "cli_out"
+    assert main(["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "-o", str(out)]) == 0
+    assert {"metrics.csv", "outliers.csv", "summary.json"} <= {p.name for p in out.iterdir()}
+    assert main(["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "-o", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "-o", str(out), "--overwrite",
+                 "--postprocess", "cca+morph", "--labels", "LV=1,MYO=2,LA=3"]) == 0
+    assert json.loads((out / "summary.json").read_text())["postprocess"] == "cca+morph"
+    assert main(["evaluate", "--pred", str(tmp_path / "nowhere"), "--ref", str(ref_dir), "-o", str(tmp_path / "x")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert main(["postprocess", "-i", str(pred_dir), "-o", str(tmp_path / "pp"), "--method", "morph"]) == 0
+    assert len(list((tmp_path / "pp").glob("*.nii.gz"))) == 4
