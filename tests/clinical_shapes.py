@@ -44,3 +44,34 @@ def write_mask(path, mask: np.ndarray, spacing=(0.3, 0.3)) -> None:
     image = sitk.GetImageFromArray(mask.astype(np.uint8))
     image.SetSpacing((float(spacing[1]), float(spacing[0])))
     sitk.WriteImage(image, str(path), True)
+
+
+def sequence_axes(n_frames: int, ed_frame: int, ed_axes, es_axes, period: int | None = None) -> list[tuple]:
+    """Ellipsoid axes (a, b, c) per frame, moving from ED (largest) to ES (smallest) along a cosine cycle.
+
+    Frame `ed_frame` (0-based) is ED and frame `ed_frame + period // 2` is ES; the other frames lie strictly
+    between them, so the volume curve has its unique maximum at ED and minimum at ES.
+    """
+    period = period or n_frames
+    fractions = (1 - np.cos(2 * np.pi * (np.arange(n_frames) - ed_frame) / period)) / 2
+    ed_axes, es_axes = np.asarray(ed_axes, float), np.asarray(es_axes, float)
+    return [tuple(ed_axes + f * (es_axes - ed_axes)) for f in fractions]
+
+
+def sequence_masks(axes_per_frame, view: str, spacing=(0.5, 0.5), labels: bool = True) -> np.ndarray:
+    """(T, H, W) label maps of one view of the ellipsoids (2CH shows b, 4CH shows c), padded to a common shape."""
+    frames = [section_mask(a, b if view == "2CH" else c, 0.0, spacing, labels) for a, b, c in axes_per_frame]
+    rows, cols = max(f.shape[0] for f in frames), max(f.shape[1] for f in frames)
+    padded = np.zeros((len(frames), rows, cols), dtype=np.uint8)
+    for index, frame in enumerate(frames):
+        # anchor every frame at the same apex row and centre column
+        left = (cols - frame.shape[1]) // 2
+        padded[index, :frame.shape[0], left:left + frame.shape[1]] = frame
+    return padded
+
+
+def write_sequence(path, masks: np.ndarray, spacing=(0.5, 0.5)) -> None:
+    """Save a (T, H, W) sequence as a 3D NIfTI with SimpleITK spacing (col, row, 1)."""
+    image = sitk.GetImageFromArray(masks)
+    image.SetSpacing((float(spacing[1]), float(spacing[0]), 1.0))
+    sitk.WriteImage(image, str(path), True)

@@ -74,7 +74,7 @@ def _label(name: str, unit: str | None) -> str:
 
 
 def save_agreement_plots(table: pd.DataFrame, output_dir: Path) -> list[Path]:
-    """Bland-Altman and scatter PNGs per quantity with comparable pairs (`bland_altman_ef.png`, `scatter_ef.png`, ...)."""
+    """Bland-Altman and scatter PNGs of each quantity with comparable pairs (`bland_altman_ef.png`, ...)."""
     import matplotlib
 
     matplotlib.use("Agg")

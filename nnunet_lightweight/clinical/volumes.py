@@ -11,7 +11,8 @@ resampling:
    (apical views have the apex towards row 0): candidates are hull chords whose skipped hull points stay within
    a small tolerance, scored by length x cos^2(angle between their outward normal and the image's down
    direction). This tolerates a long axis tilted up to about 40 degrees from vertical.
-3. Apex: the outline point farthest from the base midpoint (the middle of a flat digitized apex). Long axis: base midpoint -> apex, length L.
+3. Apex: the outline point farthest from the base midpoint (the middle of a flat digitized apex). Long axis: base
+   midpoint -> apex, length L.
 4. Diameters: the length of the cavity's cross-section along the perpendicular to the long axis, at the centre
    of each of the n disks (``placement="midpoint"``, the midpoint rule: no systematic bias on smooth shapes), or at
    the basal end of each disk (``placement="camus"``, as the official CAMUS script places them: a left Riemann

@@ -1,0 +1,80 @@
+"""lightecho cine: LV area and volume curves of whole cine loops, automatic ED/ES frames and EF."""
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "cine", help="volume curve, automatic ED/ES frames and EF of a 2CH and/or 4CH cine loop",
+        description="Segments every frame of a cine loop with a trained nnU-Net/LightEcho model (or reads a "
+                    "label-map sequence such as CAMUS _half_sequence_gt.nii.gz when no --model is given), measures "
+                    "the LV area and single-plane Simpson volume of every frame, picks ED (largest volume) and ES "
+                    "(smallest), and with both views computes the biplane EDV, ESV and EF from each view's ED and "
+                    "ES frames. Sequences: 2D+t NIfTI/MHA (CAMUS half-sequences), a quoted glob of 2D frame files "
+                    "(e.g. 'sequences/images/patient0001_2CH_frame*_0000.nii.gz'), or AVI/MP4 video. Writes "
+                    "OUT/cine.json (frames 1-based, volumes, EF, Info_<view>.cfg reference ED/ES where found "
+                    "beside the sequence), OUT/curves.csv, OUT/volume_curve.png and, when segmenting, "
+                    "OUT/<view>_masks.nii.gz.",
+    )
+    parser.add_argument("--2ch", dest="sequence_2ch", metavar="SEQUENCE", default=None,
+                        help="apical 2-chamber sequence (file, quoted glob of frames, or video)")
+    parser.add_argument("--4ch", dest="sequence_4ch", metavar="SEQUENCE", default=None,
+                        help="apical 4-chamber sequence (file, quoted glob of frames, or video)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="trained nnU-Net model folder (e.g. $nnUNet_results/DatasetXXX/"
+                             "nnUNetTrainerLightEcho__nnUNetPlans__2d); without it the sequences must be label maps")
+    parser.add_argument("--fold", default="0", help="fold of the model to use (default 0; 'all' for a model "
+                                                    "trained on all data)")
+    parser.add_argument("--checkpoint", default="checkpoint_final.pth", help="checkpoint file name "
+                                                                             "(default checkpoint_final.pth)")
+    parser.add_argument("--device", choices=("cuda", "cpu", "mps"), default=None,
+                        help="device for the model (default: cuda if available, else cpu)")
+    parser.add_argument("--no-mirroring", action="store_true", help="disable nnU-Net's mirroring test-time "
+                                                                    "augmentation (faster)")
+    parser.add_argument("--spacing", type=float, nargs=2, metavar=("ROW", "COL"), default=None,
+                        help="pixel size in mm (rows, columns), overriding the file's (videos carry none); "
+                             "volumes are then in mL")
+    units = parser.add_mutually_exclusive_group()
+    units.add_argument("--pixel-units", dest="units", action="store_const", const="px",
+                       help="measure in pixels (volumes in px^3) whatever the spacing")
+    units.add_argument("--mm-units", dest="units", action="store_const", const="mm",
+                       help="trust the file's spacing as mm even where it is exactly 1 x 1")
+    parser.set_defaults(units="auto")
+    parser.add_argument("--disks", type=int, default=20, help="number of Simpson disks (default 20)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from nnunet_lightweight.clinical.cine import NnUNetSegmenter, cine
+    from nnunet_lightweight.errors import InputError
+
+    if args.sequence_2ch is None and args.sequence_4ch is None:
+        raise InputError("give --2ch, --4ch or both")
+    segmenter = None
+    if args.model is not None:
+        import torch
+
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        fold = args.fold if args.fold == "all" else int(args.fold)
+        print(f"loading {args.model} (fold {args.fold}) on {device}")
+        segmenter = NnUNetSegmenter(args.model, fold, args.checkpoint, device, not args.no_mirroring)
+    units = "mm" if args.spacing is not None and args.units == "auto" else args.units
+    report = cine(args.output, args.sequence_2ch, args.sequence_4ch, segmenter, args.spacing, units, args.disks,
+                  args.overwrite)
+    for view, entry in report["views"].items():
+        reference = ""
+        if entry["reference_ed_frame"] is not None:
+            reference = f" (Info: ED {entry['reference_ed_frame']}, ES {entry['reference_es_frame']})"
+        print(f"{view}: {entry['n_frames']} frames, ED frame {entry['ed_frame']}, ES frame {entry['es_frame']}"
+              f"{reference}; single-plane EDV {entry['edv']:.4g}, ESV {entry['esv']:.4g} {entry['volume_unit']}, "
+              f"EF {entry['ef_single_plane']:.1f} %")
+        for warning in entry["warnings"]:
+            print(f"  warning: {warning}")
+    if "biplane" in report:
+        biplane = report["biplane"]
+        print(f"biplane: EDV {biplane['edv']:.4g}, ESV {biplane['esv']:.4g} {biplane['volume_unit']}, "
+              f"EF {biplane['ef']:.1f} %")
+    print(f"written: {args.output}/cine.json, curves.csv, volume_curve.png")
+    return 0

@@ -1,0 +1,377 @@
+"""Cine loops: segment every frame, LV area and volume curves, automatic ED (largest) and ES (smallest) frames.
+
+A sequence is a (frames, rows, cols) array: a CAMUS half-sequence NIfTI (`patientNNNN_4CH_half_sequence.nii.gz`,
+read with SimpleITK, whose array order is (T, H, W) with the apex at row 0), any other 2D+t image SimpleITK reads,
+a glob of 2D frame files, or an AVI/MP4 video (PyAV through imageio; colour frames are averaged to grey).
+Frames are segmented by any callable `frames -> label maps`, e.g. `NnUNetSegmenter` (nnU-Net's own predictor);
+label-map sequences (e.g. CAMUS `_half_sequence_gt.nii.gz`) are measured directly.
+
+Per view, every frame's LV area and single-plane Simpson volume form the curves; ED is the frame of largest and ES
+the frame of smallest volume. With both views, the biplane EDV and ESV combine each view's own ED and ES frames
+(the two views are separate acquisitions); where both have the same number of frames, a biplane curve is also
+drawn, assuming the two loops are synchronised (CAMUS half-sequences both run from ED to ES).
+"""
+from __future__ import annotations
+
+import glob
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nnunet_lightweight.clinical.ejection_fraction import ALLOWED_LABELS, UNIT_ML, UNIT_PX, ejection_fraction
+from nnunet_lightweight.clinical.volumes import (
+    N_DISKS,
+    DiskMeasurement,
+    biplane_volume_from_disks,
+    check_spacing,
+    measure_disks,
+    single_plane_volume_from_disks,
+)
+from nnunet_lightweight.errors import InputError
+
+Segmenter = Callable[[np.ndarray], np.ndarray]
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".webm")
+VIEWS = ("2CH", "4CH")
+_SEGMENT_HINT = "give a model to segment it"
+
+
+@dataclass
+class Sequence:
+    """Frames (T, H, W), their (row, col) spacing, where the spacing came from, and the frame rate if known."""
+
+    frames: np.ndarray
+    spacing: tuple[float, float]
+    spacing_source: str
+    frame_rate: float | None = None
+
+
+@dataclass
+class VolumeCurve:
+    """LV area and single-plane volume of every frame of one view, with its ED and ES frames (0-based)."""
+
+    view: str
+    areas: np.ndarray
+    volumes: np.ndarray
+    disks: list[DiskMeasurement | None]
+    volume_unit: str
+    ed_index: int
+    es_index: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def area_unit(self) -> str:
+        return "mm^2" if self.volume_unit == UNIT_ML else "px^2"
+
+    @property
+    def edv(self) -> float:
+        return float(self.volumes[self.ed_index])
+
+    @property
+    def esv(self) -> float:
+        return float(self.volumes[self.es_index])
+
+    @property
+    def ef(self) -> float:
+        return ejection_fraction(self.edv, self.esv)
+
+
+def read_sequence_file(path: str | Path) -> Sequence:
+    """A 2D+t sequence from a NIfTI/MHA/NRRD file, a glob of 2D frame files, or an AVI/MP4 video."""
+    text = str(path)
+    if any(character in text for character in "*?["):
+        return _read_frame_files(sorted(glob.glob(text)), text)
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"sequence not found: {path}")
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return _read_video(path)
+    from dataset_conversion.common import read_sequence
+
+    frames, spacing = read_sequence(path)
+    if frames.shape[0] < 2:
+        raise InputError(f"{path} holds a single frame; a cine loop needs at least two")
+    return Sequence(frames, (float(spacing[0]), float(spacing[1])), "header")
+
+
+def _read_frame_files(paths: list[str], pattern: str) -> Sequence:
+    from dataset_conversion.common import read_frame
+
+    if len(paths) < 2:
+        raise InputError(f"the pattern {pattern} matches {len(paths)} file(s); a cine loop needs at least two frames")
+    frames, spacings = zip(*(read_frame(Path(p)) for p in paths))
+    if len({f.shape for f in frames}) > 1:
+        raise InputError(f"the frames matching {pattern} differ in shape: {sorted({f.shape for f in frames})}")
+    if not all(np.allclose(s, spacings[0], rtol=1e-3) for s in spacings):
+        raise InputError(f"the frames matching {pattern} differ in spacing")
+    return Sequence(np.stack(frames), (float(spacings[0][0]), float(spacings[0][1])), "header")
+
+
+def _read_video(path: Path) -> Sequence:
+    import imageio.v3 as iio
+
+    try:
+        frames = iio.imread(path, plugin="pyav")
+        frame_rate = iio.immeta(path, plugin="pyav").get("fps")
+    except (OSError, ValueError, RuntimeError) as error:
+        raise InputError(f"cannot read video {path}: {error}") from None
+    if frames.ndim == 4:
+        frames = frames[..., :3].mean(axis=-1)
+    if frames.ndim != 3 or frames.shape[0] < 2:
+        raise InputError(f"{path} is not a video of at least two frames (shape {frames.shape})")
+    return Sequence(frames.astype(np.float32), (1.0, 1.0), "video (no spacing)",
+                    float(frame_rate) if frame_rate else None)
+
+
+def check_label_sequence(masks: np.ndarray, what: str) -> np.ndarray:
+    """A (T, H, W) integer label-map sequence with values in 0-3; InputError naming `what` otherwise."""
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise InputError(f"{what}: expected (frames, rows, cols) label maps, got shape {masks.shape}")
+    if not np.issubdtype(masks.dtype, np.integer):
+        if not np.all(np.isfinite(masks)) or np.any(masks != np.round(masks)):
+            raise InputError(f"{what} is not a label-map sequence (non-integer values: an image? {_SEGMENT_HINT})")
+        masks = masks.astype(np.uint8)
+    unexpected = sorted(set(np.unique(masks).tolist()) - ALLOWED_LABELS)
+    if unexpected:
+        raise InputError(f"{what} has values {unexpected[:5]} outside the labels 0-3 (an image? {_SEGMENT_HINT})")
+    return masks
+
+
+def segment_sequence(frames: np.ndarray, segmenter: Segmenter, spacing=None) -> np.ndarray:
+    """Label maps (T, H, W) of every frame, from any callable mapping (T, H, W) frames to (T, H, W) label maps.
+
+    A segmenter with a `spacing` keyword (like `NnUNetSegmenter`) also receives the frames' (row, col) spacing.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 3:
+        raise InputError(f"expected (frames, rows, cols), got shape {frames.shape}")
+    takes_spacing = "spacing" in inspect.signature(segmenter).parameters
+    masks = np.asarray(segmenter(frames, spacing=spacing) if takes_spacing and spacing is not None
+                       else segmenter(frames))
+    if masks.shape != frames.shape:
+        raise InputError(f"the segmenter returned shape {masks.shape} for frames of shape {frames.shape}")
+    return check_label_sequence(masks, "segmenter output")
+
+
+class NnUNetSegmenter:
+    """Segments frames with nnU-Net's own `nnUNetPredictor` from a trained model folder, one frame at a time."""
+
+    def __init__(self, model_folder: str | Path, fold: int | str = 0, checkpoint: str = "checkpoint_final.pth",
+                 device: str = "cuda", use_mirroring: bool = True, progress: bool = True):
+        import torch
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+        model_folder = Path(model_folder)
+        if not (model_folder / "plans.json").is_file():
+            raise InputError(f"{model_folder} is not a trained nnU-Net model folder (no plans.json)")
+        if not (model_folder / f"fold_{fold}" / checkpoint).is_file():
+            raise InputError(f"missing checkpoint: {model_folder / f'fold_{fold}' / checkpoint}")
+        self.predictor = nnUNetPredictor(use_mirroring=use_mirroring, device=torch.device(device), verbose=False,
+                                         allow_tqdm=False)
+        self.predictor.initialize_from_trained_model_folder(str(model_folder), use_folds=(fold,),
+                                                            checkpoint_name=checkpoint)
+        self.progress = progress
+
+    def __call__(self, frames: np.ndarray, spacing=(1.0, 1.0)) -> np.ndarray:
+        """Label maps of (T, H, W) frames whose pixels are `spacing` (row, col) in the model's training units."""
+        spacing = check_spacing(spacing, "frame spacing")
+        # nnU-Net's 2D convention (its SimpleITK reader): (channels, 1, rows, cols), a huge spacing on the dummy axis.
+        properties = {"spacing": [999.0 * float(spacing.max()), float(spacing[0]), float(spacing[1])]}
+        masks = []
+        for index, frame in enumerate(frames):
+            image = np.asarray(frame, dtype=np.float32)[None, None]
+            masks.append(np.asarray(self.predictor.predict_single_npy_array(image, properties)).reshape(frame.shape))
+            if self.progress and ((index + 1) % 10 == 0 or index + 1 == len(frames)):
+                print(f"  segmented {index + 1}/{len(frames)} frames", flush=True)
+        return np.stack(masks).astype(np.uint8)
+
+
+def cine_volume_curve(masks: np.ndarray, spacing, view: str = "", n_disks: int = N_DISKS,
+                      volume_unit: str = UNIT_ML) -> VolumeCurve:
+    """Area and single-plane volume of every frame of a label-map sequence; ED = largest, ES = smallest volume.
+
+    Volumes are in mL for mm spacing (`volume_unit="mL"`) or in px^3 (pass spacing (1, 1) and "px^3"). Frames
+    without a measurable LV get NaN and are listed in `problems`; fewer than two measurable frames is an error.
+    """
+    if volume_unit not in (UNIT_ML, UNIT_PX):
+        raise InputError(f"volume_unit must be {UNIT_ML!r} or {UNIT_PX!r}, got {volume_unit!r}")
+    masks = check_label_sequence(masks, f"{view or 'sequence'} masks")
+    spacing = check_spacing(spacing, f"{view or 'sequence'} spacing")
+    scale = 1e-3 if volume_unit == UNIT_ML else 1.0
+    areas, volumes, disks, problems = [], [], [], []
+    for index, mask in enumerate(masks):
+        areas.append(float((mask == 1).sum() * spacing.prod()))
+        try:
+            measurement = measure_disks(mask, spacing, n_disks, lv_label=1, what=f"{view} frame {index + 1}".strip())
+        except InputError as error:
+            disks.append(None)
+            volumes.append(np.nan)
+            problems.append(str(error))
+            continue
+        disks.append(measurement)
+        volumes.append(scale * single_plane_volume_from_disks(measurement))
+    volumes = np.asarray(volumes)
+    if np.isfinite(volumes).sum() < 2:
+        raise InputError(f"{view or 'sequence'}: fewer than two frames with a measurable LV "
+                         f"({'; '.join(problems[:2])})")
+    return VolumeCurve(view, np.asarray(areas), volumes, disks, volume_unit, int(np.nanargmax(volumes)),
+                       int(np.nanargmin(volumes)), problems)
+
+
+def biplane_volume_curve(curve_2ch: VolumeCurve, curve_4ch: VolumeCurve) -> np.ndarray:
+    """Biplane volume of every frame of two synchronised loops (same frame count); NaN where a view failed."""
+    if len(curve_2ch.volumes) != len(curve_4ch.volumes):
+        raise InputError(f"the 2CH and 4CH loops have {len(curve_2ch.volumes)} and {len(curve_4ch.volumes)} frames; "
+                         "a biplane curve needs synchronised loops")
+    scale = 1e-3 if curve_2ch.volume_unit == UNIT_ML else 1.0
+    return np.array([scale * biplane_volume_from_disks(d2, d4) if d2 is not None and d4 is not None else np.nan
+                     for d2, d4 in zip(curve_2ch.disks, curve_4ch.disks)])
+
+
+def biplane_from_curves(curve_2ch: VolumeCurve, curve_4ch: VolumeCurve) -> dict:
+    """Biplane EDV, ESV and EF from each view's own ED and ES frames."""
+    if curve_2ch.volume_unit != curve_4ch.volume_unit:
+        raise InputError(f"the 2CH loop is measured in {curve_2ch.volume_unit} and the 4CH loop in "
+                         f"{curve_4ch.volume_unit}; give both views physical spacing or both pixel units")
+    scale = 1e-3 if curve_2ch.volume_unit == UNIT_ML else 1.0
+    edv = scale * biplane_volume_from_disks(curve_2ch.disks[curve_2ch.ed_index], curve_4ch.disks[curve_4ch.ed_index])
+    esv = scale * biplane_volume_from_disks(curve_2ch.disks[curve_2ch.es_index], curve_4ch.disks[curve_4ch.es_index])
+    return {"edv": edv, "esv": esv, "ef": ejection_fraction(edv, esv), "volume_unit": curve_2ch.volume_unit}
+
+
+def plot_volume_curves(curves: list[VolumeCurve], path: Path, biplane: np.ndarray | None = None,
+                       frame_rates: dict[str, float | None] | None = None, title: str = "") -> None:
+    """PNG of each view's volume (and area) curve with the ED and ES frames marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    panels = len(curves) + (biplane is not None)
+    figure, axes_list = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2), squeeze=False)
+    for axes, curve in zip(axes_list[0], curves):
+        rate = (frame_rates or {}).get(curve.view)
+        time = np.arange(len(curve.volumes)) / rate if rate else np.arange(1, len(curve.volumes) + 1)
+        axes.plot(time, curve.volumes, "o-", color="tab:blue", markersize=3, label="single-plane volume")
+        for index, name, colour in ((curve.ed_index, "ED", "tab:red"), (curve.es_index, "ES", "tab:green")):
+            axes.axvline(time[index], color=colour, linestyle="--", linewidth=1)
+            axes.plot(time[index], curve.volumes[index], "s", color=colour, markersize=8,
+                      label=f"{name}: frame {index + 1}, {curve.volumes[index]:.4g} {curve.volume_unit}")
+        axes.set_xlabel("time (s)" if rate else "frame")
+        if not rate:
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_ylabel(f"LV volume ({curve.volume_unit})")
+        area_axes = axes.twinx()
+        area_axes.plot(time, curve.areas, color="tab:grey", linestyle=":", linewidth=1)
+        area_axes.set_ylabel(f"LV area ({curve.area_unit}, dotted)", color="tab:grey")
+        axes.set_title(f"{curve.view}: single-plane EF {curve.ef:.1f} %")
+        axes.legend(loc="best", fontsize=8)
+    if biplane is not None:
+        axes = axes_list[0][-1]
+        frames = np.arange(1, len(biplane) + 1)
+        axes.plot(frames, biplane, "o-", color="tab:purple", markersize=3, label="biplane volume")
+        ed, es = int(np.nanargmax(biplane)), int(np.nanargmin(biplane))
+        for index, name, colour in ((ed, "ED", "tab:red"), (es, "ES", "tab:green")):
+            axes.axvline(frames[index], color=colour, linestyle="--", linewidth=1)
+            axes.plot(frames[index], biplane[index], "s", color=colour, markersize=8,
+                      label=f"{name}: frame {index + 1}")
+        axes.set_xlabel("frame")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_ylabel(f"LV volume ({curves[0].volume_unit})")
+        axes.set_title(f"biplane (synchronised loops): EF {ejection_fraction(biplane[ed], biplane[es]):.1f} %")
+        axes.legend(loc="best", fontsize=8)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _camus_info_beside(path: Path, view: str) -> dict:
+    """The CAMUS Info_<view>.cfg next to a sequence file, if any (reference ED/ES frames and EF)."""
+    from dataset_conversion.camus import parse_info_file
+
+    if any(character in str(path) for character in "*?["):
+        return {}
+    info_path = Path(path).parent / f"Info_{view}.cfg"
+    return parse_info_file(info_path) if info_path.is_file() else {}
+
+
+def cine(output_dir: str | Path, sequence_2ch: str | Path | None = None, sequence_4ch: str | Path | None = None,
+         segmenter: Segmenter | None = None, spacing: tuple[float, float] | None = None, units: str = "auto",
+         n_disks: int = N_DISKS, overwrite: bool = False, save_masks: bool = True) -> dict:
+    """Measure one or two cine loops and write `cine.json`, `curves.csv`, `volume_curve.png` (+ masks) to a folder.
+
+    Without a `segmenter` the sequences must be label maps. `spacing` (row, col) in mm overrides the files' spacing;
+    `units`: "auto" (1 x 1 or unknown spacing means pixels), "mm" or "px".
+    """
+    import pandas as pd
+
+    from nnunet_lightweight.evaluation.io import check_output_dir, staged_output
+
+    if sequence_2ch is None and sequence_4ch is None:
+        raise InputError("give a 2CH sequence, a 4CH sequence, or both")
+    if units not in ("auto", "mm", "px"):
+        raise InputError(f"units must be auto, mm or px, got {units!r}")
+    output_dir = Path(output_dir)
+    check_output_dir(output_dir, overwrite)
+    curves, sequences, masks_by_view, report_views = [], {}, {}, {}
+    for view, path in (("2CH", sequence_2ch), ("4CH", sequence_4ch)):
+        if path is None:
+            continue
+        sequence = read_sequence_file(path)
+        if spacing is not None:
+            sequence.spacing, sequence.spacing_source = tuple(check_spacing(spacing, "--spacing")), "given"
+        masks = (segment_sequence(sequence.frames, segmenter, sequence.spacing) if segmenter is not None
+                 else check_label_sequence(sequence.frames, str(path)))
+        physical = units == "mm" or (units == "auto" and sequence.spacing_source != "video (no spacing)"
+                                     and not np.allclose(sequence.spacing, 1.0))
+        measure_spacing, unit = (sequence.spacing, UNIT_ML) if physical else ((1.0, 1.0), UNIT_PX)
+        curve = cine_volume_curve(masks, measure_spacing, view, n_disks, unit)
+        curves.append(curve)
+        sequences[view], masks_by_view[view] = sequence, masks
+        info = _camus_info_beside(Path(str(path)), view)
+        if sequence.frame_rate is None and isinstance(info.get("FrameRate"), (int, float)):
+            sequence.frame_rate = float(info["FrameRate"])
+        report_views[view] = {
+            "source": str(path), "n_frames": len(curve.volumes), "spacing": list(sequence.spacing),
+            "spacing_source": sequence.spacing_source, "frame_rate": sequence.frame_rate,
+            "volume_unit": unit, "ed_frame": curve.ed_index + 1, "es_frame": curve.es_index + 1,
+            "edv": curve.edv, "esv": curve.esv, "ef_single_plane": curve.ef,
+            "reference_ed_frame": info.get("ED"), "reference_es_frame": info.get("ES"),
+            "reference_ef": info.get("EF"), "warnings": curve.problems}
+    report = {"views": report_views, "frames_are_1_based": True, "n_disks": n_disks,
+              "segmented": segmenter is not None}
+    biplane = None
+    if len(curves) == 2:
+        report["biplane"] = biplane_from_curves(*curves)
+        if len(curves[0].volumes) == len(curves[1].volumes):
+            biplane = biplane_volume_curve(*curves)
+    rows = []
+    for curve in curves:
+        rate = sequences[curve.view].frame_rate
+        for index, (area, volume) in enumerate(zip(curve.areas, curve.volumes)):
+            rows.append({"view": curve.view, "frame": index + 1, "time_s": index / rate if rate else np.nan,
+                         "lv_area": area, "area_unit": curve.area_unit, "volume_single_plane": volume,
+                         "volume_biplane": biplane[index] if biplane is not None else np.nan,
+                         "volume_unit": curve.volume_unit})
+    with staged_output(output_dir) as staging:
+        pd.DataFrame(rows).to_csv(staging / "curves.csv", index=False, float_format="%.4f")
+        (staging / "cine.json").write_text(json.dumps(report, indent=1, default=float))
+        ef_text = f"biplane EF {report['biplane']['ef']:.1f} %" if "biplane" in report else ""
+        plot_volume_curves(curves, staging / "volume_curve.png", biplane,
+                           {view: s.frame_rate for view, s in sequences.items()}, ef_text)
+        if save_masks and segmenter is not None:
+            import SimpleITK as sitk
+
+            for view, masks in masks_by_view.items():
+                image = sitk.GetImageFromArray(masks.astype(np.uint8))
+                spacing_row, spacing_col = sequences[view].spacing
+                image.SetSpacing((spacing_col, spacing_row, 1.0))
+                sitk.WriteImage(image, str(staging / f"{view}_masks.nii.gz"), True)
+    return report

@@ -1,0 +1,157 @@
+"""Cine loops: volume curves of synthetic sequences with known volumes, ED/ES detection, segmenters, videos."""
+import json
+
+import numpy as np
+import pytest
+
+from clinical_shapes import sequence_axes, sequence_masks, truncated_ellipsoid_volume_ml, write_sequence
+from nnunet_lightweight.cli import main
+from nnunet_lightweight.clinical.cine import (
+    biplane_from_curves,
+    cine,
+    cine_volume_curve,
+    read_sequence_file,
+    segment_sequence,
+)
+from nnunet_lightweight.clinical.ejection_fraction import ejection_fraction
+from nnunet_lightweight.errors import InputError
+
+SPACING = (0.5, 0.5)
+ED_AXES, ES_AXES = (78, 25, 23), (66, 18, 16)
+
+
+def _analytic(axes):
+    return [truncated_ellipsoid_volume_ml(a, b, c) for a, b, c in axes]
+
+
+def test_volume_curve_follows_the_known_volumes_and_finds_ed_and_es():
+    axes = sequence_axes(12, ed_frame=3, ed_axes=ED_AXES, es_axes=ES_AXES)  # ES at frame 9
+    curve = cine_volume_curve(sequence_masks(axes, "4CH", SPACING), SPACING, "4CH")
+    assert (curve.ed_index, curve.es_index) == (3, 9)
+    single_plane = [truncated_ellipsoid_volume_ml(a, c, c) for a, _, c in axes]
+    np.testing.assert_allclose(curve.volumes, single_plane, rtol=0.03)
+    assert curve.areas[3] == pytest.approx(np.pi * 78 * 23 / 2, rel=0.02)  # half-ellipse area, mm^2
+    assert curve.ef == pytest.approx(ejection_fraction(single_plane[3], single_plane[9]), abs=1.0)
+
+
+def test_biplane_ef_combines_each_views_own_ed_and_es_frames():
+    axes_2ch = sequence_axes(10, ed_frame=0, ed_axes=ED_AXES, es_axes=ES_AXES)  # ES at frame 5
+    axes_4ch = sequence_axes(14, ed_frame=5, ed_axes=ED_AXES, es_axes=ES_AXES)  # ES at frame 12
+    curve_2ch = cine_volume_curve(sequence_masks(axes_2ch, "2CH", SPACING), SPACING, "2CH")
+    curve_4ch = cine_volume_curve(sequence_masks(axes_4ch, "4CH", SPACING), SPACING, "4CH")
+    assert (curve_2ch.ed_index, curve_2ch.es_index, curve_4ch.ed_index, curve_4ch.es_index) == (0, 5, 5, 12)
+    biplane = biplane_from_curves(curve_2ch, curve_4ch)
+    edv, esv = truncated_ellipsoid_volume_ml(*ED_AXES), truncated_ellipsoid_volume_ml(*ES_AXES)
+    assert biplane["edv"] == pytest.approx(edv, rel=0.03) and biplane["esv"] == pytest.approx(esv, rel=0.03)
+    assert biplane["ef"] == pytest.approx(ejection_fraction(edv, esv), abs=1.0)
+
+
+def test_frames_without_lv_are_skipped_and_all_empty_is_an_error():
+    axes = sequence_axes(8, ed_frame=0, ed_axes=ED_AXES, es_axes=ES_AXES)
+    masks = sequence_masks(axes, "2CH", SPACING)
+    masks[2][masks[2] == 1] = 0
+    curve = cine_volume_curve(masks, SPACING, "2CH")
+    assert np.isnan(curve.volumes[2]) and (curve.ed_index, curve.es_index) == (0, 4)
+    assert "2CH frame 3" in curve.problems[0]
+    with pytest.raises(InputError, match="fewer than two frames"):
+        cine_volume_curve(np.zeros_like(masks), SPACING, "2CH")
+
+
+def _dark_cavity_frames(masks):
+    """Grey frames where the LV is dark and everything else bright, as a threshold segmenter can read them."""
+    return np.where(masks == 1, 20, 200).astype(np.uint8)
+
+
+def _threshold_segmenter(frames):
+    return (np.asarray(frames) < 100).astype(np.uint8)
+
+
+def test_segment_sequence_accepts_any_callable_and_checks_its_output():
+    masks = sequence_masks(sequence_axes(6, 0, ED_AXES, ES_AXES), "2CH", SPACING)
+    frames = _dark_cavity_frames(masks)
+    np.testing.assert_array_equal(segment_sequence(frames, _threshold_segmenter), masks == 1)
+    seen = {}
+
+    def with_spacing(frames, spacing=None):
+        seen["spacing"] = spacing
+        return _threshold_segmenter(frames)
+
+    segment_sequence(frames, with_spacing, spacing=(0.7, 0.6))
+    assert seen["spacing"] == (0.7, 0.6)
+    with pytest.raises(InputError, match="returned shape"):
+        segment_sequence(frames, lambda f: f[:, :10])
+
+
+def test_cine_writes_curves_report_and_plot(tmp_path):
+    axes = sequence_axes(10, ed_frame=2, ed_axes=ED_AXES, es_axes=ES_AXES)  # ES at frame 7
+    for view in ("2CH", "4CH"):
+        write_sequence(tmp_path / f"patient0001_{view}_half_sequence_gt.nii.gz", sequence_masks(axes, view, SPACING),
+                       SPACING)
+    (tmp_path / "Info_2CH.cfg").write_text("ED: 3\nES: 8\nNbFrame: 10\nEF: 50\nFrameRate: 25\n")
+    assert main(["cine", "--2ch", str(tmp_path / "patient0001_2CH_half_sequence_gt.nii.gz"),
+                 "--4ch", str(tmp_path / "patient0001_4CH_half_sequence_gt.nii.gz"), "-o", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "cine.json").read_text())
+    two = report["views"]["2CH"]
+    assert (two["ed_frame"], two["es_frame"]) == (3, 8) == (two["reference_ed_frame"], two["reference_es_frame"])
+    assert two["frame_rate"] == 25 and two["volume_unit"] == "mL"
+    expected = ejection_fraction(truncated_ellipsoid_volume_ml(*ED_AXES), truncated_ellipsoid_volume_ml(*ES_AXES))
+    assert report["biplane"]["ef"] == pytest.approx(expected, abs=1.0)
+    curves = (tmp_path / "out" / "curves.csv").read_text().splitlines()
+    assert len(curves) == 21 and curves[0].startswith("view,frame,time_s,lv_area")
+    assert (tmp_path / "out" / "volume_curve.png").stat().st_size > 0
+    assert main(["cine", "--2ch", str(tmp_path / "patient0001_2CH_half_sequence_gt.nii.gz"),
+                 "-o", str(tmp_path / "out")]) == 2  # exists
+
+
+def test_image_sequence_without_a_model_is_an_error(tmp_path):
+    frames = _dark_cavity_frames(sequence_masks(sequence_axes(4, 0, ED_AXES, ES_AXES), "2CH", SPACING))
+    write_sequence(tmp_path / "loop.nii.gz", frames, SPACING)
+    with pytest.raises(InputError, match="give a model"):
+        cine(tmp_path / "out", sequence_2ch=tmp_path / "loop.nii.gz")
+
+
+def test_video_loop_with_a_plugged_in_segmenter(tmp_path):
+    iio = pytest.importorskip("imageio.v3")
+    pytest.importorskip("av")
+    axes = sequence_axes(10, ed_frame=1, ed_axes=(60, 22, 20), es_axes=(50, 15, 13))  # ES at frame 6
+    masks = sequence_masks(axes, "4CH", (1.0, 1.0))
+    frames = _dark_cavity_frames(masks)[:, : masks.shape[1] // 16 * 16, : masks.shape[2] // 16 * 16]
+    iio.imwrite(tmp_path / "loop.mp4", np.repeat(frames[..., None], 3, axis=-1), plugin="pyav", codec="libx264",
+                fps=30)
+    sequence = read_sequence_file(tmp_path / "loop.mp4")
+    assert sequence.frames.shape == frames.shape and sequence.frame_rate == 30
+    report = cine(tmp_path / "out", sequence_4ch=tmp_path / "loop.mp4", segmenter=_threshold_segmenter)
+    view = report["views"]["4CH"]
+    assert (view["ed_frame"], view["es_frame"]) == (2, 7) and view["volume_unit"] == "px^3"
+    assert (tmp_path / "out" / "4CH_masks.nii.gz").is_file()
+
+
+def test_phantom_half_sequences_give_the_phantom_ed_es_and_ef(tmp_path):
+    phantom = pytest.importorskip("dataset_conversion.phantom")
+    folder = phantom.generate_phantom(tmp_path / "phantom", n_patients=1, size=128, sequences=True, progress=False)
+    truth = phantom.load_phantom_truth(folder)["patients"]["patient0001"]
+    patient_dir = folder / "database_nifti" / "patient0001"
+    report = cine(tmp_path / "out", patient_dir / "patient0001_2CH_half_sequence_gt.nii.gz",
+                  patient_dir / "patient0001_4CH_half_sequence_gt.nii.gz")
+    for view in ("2CH", "4CH"):
+        # the phantom's cosine cycle is nearly flat at ED and ES: neighbouring frames differ by < 1 % in volume
+        assert abs(report["views"][view]["ed_frame"] - truth["views"][view]["ED"]) <= 1
+        assert abs(report["views"][view]["es_frame"] - truth["views"][view]["ES"]) <= 1
+    assert report["biplane"]["ef"] == pytest.approx(truth["EF"], abs=2.0)
+    assert report["biplane"]["edv"] == pytest.approx(truth["EDV_ml"], rel=0.05)
+
+
+def test_nnunet_segmenter_runs_a_trained_model_on_every_frame(trained_lightecho, monkeypatch):
+    import SimpleITK as sitk
+
+    from nnunet_lightweight.clinical.cine import NnUNetSegmenter
+
+    for name, value in trained_lightecho["env"].items():
+        if name.startswith("nnUNet"):
+            monkeypatch.setenv(name, value)
+    images = sorted(trained_lightecho["images_dir"].glob("patient0001_4CH_*"))
+    frames = np.stack([sitk.GetArrayFromImage(sitk.ReadImage(str(path))) for path in images])
+    segmenter = NnUNetSegmenter(trained_lightecho["results_folder"], fold=0, device="cpu", use_mirroring=False,
+                                progress=False)
+    masks = segment_sequence(frames, segmenter, spacing=(1.0, 1.0))
+    assert masks.shape == frames.shape and set(np.unique(masks)) <= {0, 1, 2, 3}
