@@ -1,5 +1,7 @@
 """Shared fixtures: the real CAMUS copy beside the repository, and isolated nnU-Net folders."""
+import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -31,3 +33,54 @@ def nnunet_dirs(tmp_path, monkeypatch) -> dict[str, Path]:
     monkeypatch.setenv("nnUNet_def_n_proc", "2")
     monkeypatch.setenv("nnUNet_compile", "false")
     return dirs
+
+
+EXT_TRAINERS = Path(__file__).resolve().parent / "ext_trainers"
+TINY_DATASET_ID = 901
+TINY_PATIENTS = [f"patient{i:04d}" for i in range(1, 9)]
+
+
+def _write_tiny_camus_dataset(raw: Path, preprocessed_dataset: Path) -> Path:
+    """8 real CAMUS patients as an nnU-Net dataset, 6 patients for training and 2 for validation in fold 0."""
+    import SimpleITK as sitk
+    from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
+
+    folder = raw / f"Dataset{TINY_DATASET_ID:03d}_CamusTiny"
+    (folder / "imagesTr").mkdir(parents=True)
+    (folder / "labelsTr").mkdir()
+    cases = []
+    for patient in TINY_PATIENTS:
+        for view in ("2CH", "4CH"):
+            for phase in ("ED", "ES"):
+                case = f"{patient}_{view}_{phase}"
+                source = CAMUS_PUBLIC / "database_nifti" / patient / case
+                sitk.WriteImage(sitk.ReadImage(f"{source}.nii.gz"), str(folder / "imagesTr" / f"{case}_0000.nii.gz"))
+                sitk.WriteImage(sitk.ReadImage(f"{source}_gt.nii.gz"), str(folder / "labelsTr" / f"{case}.nii.gz"))
+                cases.append(case)
+    generate_dataset_json(str(folder), {0: "echo"}, {"background": 0, "LV": 1, "MYO": 2, "LA": 3}, len(cases),
+                          ".nii.gz", dataset_name=folder.name)
+    preprocessed_dataset.mkdir(parents=True)
+    val = [c for c in cases if c.split("_")[0] in TINY_PATIENTS[-2:]]
+    (preprocessed_dataset / "splits_final.json").write_text(
+        json.dumps([{"train": [c for c in cases if c not in val], "val": val}]))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trained_lightecho(camus_root, tmp_path_factory) -> dict:
+    """A LightEcho model trained for one CPU epoch by `nnUNetv2_train` on 8 real CAMUS patients (fold 0)."""
+    base = tmp_path_factory.mktemp("trained_lightecho")
+    env = dict(os.environ, nnUNet_raw=str(base / "raw"), nnUNet_preprocessed=str(base / "preprocessed"),
+               nnUNet_results=str(base / "results"), nnUNet_extTrainer=str(EXT_TRAINERS), nnUNet_n_proc_DA="0",
+               nnUNet_compile="false", nnUNet_def_n_proc="2", LIGHTECHO_TEST_EPOCHS="1")
+    raw_folder = _write_tiny_camus_dataset(base / "raw", base / "preprocessed" / f"Dataset{TINY_DATASET_ID:03d}_CamusTiny")
+    planned = subprocess.run(["lightecho", "plan", "-d", str(TINY_DATASET_ID)], env=env, capture_output=True, text=True)
+    assert planned.returncode == 0, planned.stdout[-3000:] + planned.stderr[-3000:]
+    trainer = "nnUNetTrainerLightEcho_Test"
+    train = subprocess.run(["nnUNetv2_train", str(TINY_DATASET_ID), "2d", "0", "-tr", trainer, "-device", "cpu"],
+                           env=env, capture_output=True, text=True)
+    assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
+    results_folder = base / "results" / raw_folder.name / f"{trainer}__nnUNetPlans__2d"
+    return {"env": env, "dataset_id": TINY_DATASET_ID, "dataset_name": raw_folder.name, "trainer": trainer,
+            "raw_folder": raw_folder, "images_dir": raw_folder / "imagesTr", "labels_dir": raw_folder / "labelsTr",
+            "results_folder": results_folder, "train_log": train.stdout}

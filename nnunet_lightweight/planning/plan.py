@@ -1,5 +1,8 @@
 """`lightecho plan`: nnU-Net's default 2d plans and preprocessing (if missing), then nnUNetPlansLightEcho."""
+import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from nnunet_lightweight.errors import InputError
 from nnunet_lightweight.planning.nnUNetPlannerLightEcho import DEFAULT_PLANS, LIGHTECHO_PLANS, nnUNetPlannerLightEcho
@@ -13,6 +16,19 @@ def dataset_name(dataset: int | str) -> str:
         return maybe_convert_to_dataset_name(dataset)
     except RuntimeError as error:
         raise InputError(f"dataset {dataset!r} not found in nnUNet_raw / nnUNet_preprocessed: {error}") from error
+
+
+@contextmanager
+def _planner_safe_thread_setting() -> Iterator[None]:
+    """nnU-Net's planner calls torch.set_num_threads(nnUNet_n_proc_DA), which fails for the valid setting 0."""
+    original = os.environ.get("nnUNet_n_proc_DA")
+    if original == "0":
+        os.environ["nnUNet_n_proc_DA"] = "1"
+    try:
+        yield
+    finally:
+        if original is not None:
+            os.environ["nnUNet_n_proc_DA"] = original
 
 
 def plan(dataset: int | str, num_processes: int = 2, verify_dataset_integrity: bool = False,
@@ -33,11 +49,13 @@ def plan(dataset: int | str, num_processes: int = 2, verify_dataset_integrity: b
         print(f"[lightecho plan] {name}: fingerprint and nnU-Net default plans")
         extract_fingerprint_dataset(dataset_id, num_processes=num_processes,
                                     check_dataset_integrity=verify_dataset_integrity, clean=False)
-        plan_experiment_dataset(dataset_id)
+        with _planner_safe_thread_setting():
+            plan_experiment_dataset(dataset_id)
     if not (preprocessed / f"{DEFAULT_PLANS}_2d").is_dir():
         print(f"[lightecho plan] {name}: preprocessing the 2d configuration (shared by both plans)")
         preprocess_dataset(dataset_id, DEFAULT_PLANS, ["2d"], [num_processes])
     plans_name = LIGHTECHO_PLANS if preset == "lightecho" else f"{LIGHTECHO_PLANS}_{preset}"
     print(f"[lightecho plan] {name}: writing {plans_name} from preset {preset!r}")
-    nnUNetPlannerLightEcho(dataset_id, plans_name=plans_name, preset=preset).plan_experiment()
+    with _planner_safe_thread_setting():
+        nnUNetPlannerLightEcho(dataset_id, plans_name=plans_name, preset=preset).plan_experiment()
     return preprocessed / f"{plans_name}.json"
