@@ -4,6 +4,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from dataset_conversion.common import install_splits
 from nnunet_lightweight.errors import InputError
 from nnunet_lightweight.planning.nnUNetPlannerLightEcho import DEFAULT_PLANS, LIGHTECHO_PLANS, nnUNetPlannerLightEcho
 
@@ -54,6 +55,11 @@ def plan(dataset: int | str, num_processes: int = 2, verify_dataset_integrity: b
     if not (preprocessed / f"{DEFAULT_PLANS}_2d").is_dir():
         print(f"[lightecho plan] {name}: preprocessing the 2d configuration (shared by both plans)")
         preprocess_dataset(dataset_id, DEFAULT_PLANS, ["2d"], [num_processes])
+    raw_splits = Path(nnUNet_raw.get()) / name / "splits_final.json"
+    if raw_splits.is_file() and not (preprocessed / "splits_final.json").is_file():
+        # The converters write patient-level splits next to dataset.json; nnU-Net reads them from here.
+        install_splits(name)
+        print(f"[lightecho plan] {name}: installed the patient-level splits_final.json")
     plans_name = LIGHTECHO_PLANS if preset == "lightecho" else f"{LIGHTECHO_PLANS}_{preset}"
     print(f"[lightecho plan] {name}: writing {plans_name} from preset {preset!r}")
     with _planner_safe_thread_setting():

@@ -36,7 +36,28 @@ def _dotted(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-class nnUNetTrainerLightEcho(nnUNetTrainer):
+class OnePassEpochs:
+    """Trainer mixin: `max_epochs` epochs of one pass over the training cases each (nnU-Net: 1000 x 250 iterations).
+
+    nnU-Net's loader samples cases at random, so a pass is ceil(cases / global batch size) batches.
+    """
+
+    max_epochs: int = 100
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = self.max_epochs
+
+    def get_tr_and_val_datasets(self):
+        dataset_tr, dataset_val = super().get_tr_and_val_datasets()
+        global_batch_size = self.configuration_manager.batch_size
+        self.num_iterations_per_epoch = max(1, math.ceil(len(dataset_tr.identifiers) / global_batch_size))
+        self.num_val_iterations_per_epoch = max(1, math.ceil(len(dataset_val.identifiers) / global_batch_size))
+        return dataset_tr, dataset_val
+
+
+class nnUNetTrainerLightEcho(OnePassEpochs, nnUNetTrainer):
     # Network: a preset from plans/, then the component overrides below (None keeps the preset's choice).
     network_preset: str = "lightecho"
     norm_op: type[nn.Module] | None = None  # nn.Identity means no normalization
@@ -46,7 +67,6 @@ class nnUNetTrainerLightEcho(nnUNetTrainer):
     # Training recipe (paper, Table VII and Sec. II-B).
     batch_size: int | None = None  # None: the preset's batch size
     learning_rate: float = 1e-3
-    max_epochs: int = 100
     patience: int = 50
     deep_supervision: bool = True
     deep_supervision_weight: float = 0.3
@@ -61,7 +81,6 @@ class nnUNetTrainerLightEcho(nnUNetTrainer):
         self.weight_decay = 0.0
         # The patch is the whole frame: foreground oversampling would re-centre (shift) frames at random.
         self.oversample_foreground_percent = 0.0
-        self.num_epochs = self.max_epochs
         self.enable_deep_supervision = self.deep_supervision
         self.save_every = 5  # epochs are short; resume with --c loses little
 
@@ -90,14 +109,6 @@ class nnUNetTrainerLightEcho(nnUNetTrainer):
         plans["configurations"][configuration] = lightecho_configuration(
             plans["configurations"][configuration], cls.architecture(), batch_size)
         return plans
-
-    def get_tr_and_val_datasets(self):
-        # An epoch is one pass over the training cases (nnU-Net's default is a fixed 250 iterations).
-        dataset_tr, dataset_val = super().get_tr_and_val_datasets()
-        global_batch_size = self.configuration_manager.batch_size
-        self.num_iterations_per_epoch = max(1, math.ceil(len(dataset_tr.identifiers) / global_batch_size))
-        self.num_val_iterations_per_epoch = max(1, math.ceil(len(dataset_val.identifiers) / global_batch_size))
-        return dataset_tr, dataset_val
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.network.parameters(), lr=self.initial_lr, weight_decay=self.weight_decay)
