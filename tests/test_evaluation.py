@@ -19,7 +19,7 @@ from nnunet_lightweight.evaluation import (
     postprocess,
     structure_metrics,
 )
-from nnunet_lightweight.evaluation.io import DEFAULT_LABELS, load_image_quality, read_segmentation
+from nnunet_lightweight.evaluation.io import DEFAULT_LABELS, load_metadata, read_segmentation
 
 
 def write_seg(path: Path, seg: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0)) -> Path:
@@ -150,15 +150,21 @@ def test_gap_between_cavity_and_wall_is_flagged():
     assert failed(seg) == {"LV_MYO_hole"}
 
 
-def test_morphological_opening_removes_specks_and_closing_fills_notches():
+def test_morphological_opening_removes_specks_and_closing_fills_gaps():
     seg = synthetic_heart()
-    speck = seg.copy()
-    speck[50, 5] = 1
-    assert np.array_equal(morphological_filter(speck, DEFAULT_LABELS, "open", 1)[50, 5], 0)
-    notched = seg.copy()
-    notched[25, 32] = 0  # a one-pixel hole inside the LV
-    assert morphological_filter(notched, DEFAULT_LABELS, "close", 1)[25, 32] == 1
-    assert failed(morphological_filter(notched, DEFAULT_LABELS, "both", 1)) == set()
+    specks = seg.copy()
+    specks[50, 5] = 1  # LV speck in the background: becomes background
+    specks[8, 32] = 1  # LV speck inside the apical myocardium: joins the myocardium, leaves no hole
+    opened = morphological_filter(specks, DEFAULT_LABELS, "open", 1)
+    assert opened[50, 5] == 0 and opened[8, 32] == 2
+    gapped = seg.copy()
+    gapped[25, 32] = 0  # a one-pixel hole inside the LV
+    lv = seg == 1
+    gapped[lv & ~np.roll(lv, 1, axis=1) & (np.arange(64)[:, None] < 30)] = 0  # background between LV and MYO
+    assert failed(gapped) == {"LV_hole", "LV_MYO_hole"}
+    closed = morphological_filter(gapped, DEFAULT_LABELS, "close", 1)
+    assert closed[25, 32] == 1 and failed(closed) == set()
+    assert failed(morphological_filter(gapped, DEFAULT_LABELS, "both", 1)) == set()
 
 
 # --- io ----------------------------------------------------------------------------------------------------------
@@ -174,17 +180,26 @@ def test_case_ids_and_labels_are_parsed():
         parse_labels("LV=one")
 
 
-def test_image_quality_sidecar_accepts_per_view_and_per_patient_layouts(tmp_path):
+def test_metadata_sidecar_of_the_converter_and_a_plain_layout(tmp_path):
     sidecar = tmp_path / "camus_metadata.json"
     sidecar.write_text(json.dumps({
-        "patient0001": {"2CH": {"ImageQuality": "Good"}, "4CH": {"ImageQuality": "Poor"}},
-        "patient0002": {"image_quality": "medium"},
-        "patient0003": {"2CH": {"ED": 1}},
+        "format_version": 1,
+        "patients": {
+            "patient0001": {"views": {"2CH": {"info": {"ImageQuality": "Good", "ED": 1}}, "4CH": {"info": None}}},
+        },
+        "cases": {"case_17": {"patient": "patient0001", "view": "2CH", "phase": "ES"}},
     }))
-    quality = load_image_quality(sidecar)
-    assert quality[("patient0001", "4CH")] == "Poor"
-    assert quality[("patient0002", "2CH")] == "Medium"
-    assert ("patient0003", "2CH") not in quality
+    metadata = load_metadata(sidecar)
+    info, quality = metadata.describe("case_17")
+    assert (info.patient, info.view, info.phase, quality) == ("patient0001", "2CH", "ES", "Good")
+    assert metadata.describe("patient0001_4CH_ED")[1] == "unknown"
+    sidecar.write_text(json.dumps({"patient0002": {"image_quality": "medium"}, "patient0003": {"4CH": {"ED": 1}}}))
+    metadata = load_metadata(sidecar)
+    assert metadata.describe("patient0002_4CH_ED")[1] == "Medium"
+    assert metadata.describe("patient0003_4CH_ED")[1] == "unknown"
+    sidecar.write_text("[1, 2")
+    with pytest.raises(InputError, match="camus_metadata.json"):
+        load_metadata(sidecar)
 
 
 # --- folders -----------------------------------------------------------------------------------------------------

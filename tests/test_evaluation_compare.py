@@ -33,9 +33,9 @@ def dataset(tmp_path) -> dict[str, Path]:
             if name == "worse":
                 pred[60:62, 2:4] = 3
             write_seg(folders[name] / f"{case}.nii.gz", pred)
-    quality = {f"patient{p:04d}": {"2CH": {"ImageQuality": q}, "4CH": {"ImageQuality": "Good"}}
-               for p, q in ((1, "Good"), (2, "Medium"), (3, "Poor"), (4, "Good"))}
-    (raw / "camus_metadata.json").write_text(json.dumps(quality))
+    patients = {f"patient{p:04d}": {"views": {"2CH": {"info": {"ImageQuality": q}}, "4CH": {"info": {"ImageQuality": "Good"}}}}
+                for p, q in ((1, "Good"), (2, "Medium"), (3, "Poor"), (4, "Good"))}
+    (raw / "camus_metadata.json").write_text(json.dumps({"format_version": 1, "patients": patients}))
     return folders
 
 

@@ -13,12 +13,11 @@ import pandas as pd
 from nnunet_lightweight.evaluation.anatomy import PlausibilityTolerances, check_plausibility, criteria_names
 from nnunet_lightweight.evaluation.io import (
     DEFAULT_LABELS,
-    UNKNOWN,
+    Metadata,
     check_output_dir,
     find_metadata,
-    load_image_quality,
+    load_metadata,
     pair_cases,
-    parse_case_id,
     read_pair,
     staged_output,
 )
@@ -68,21 +67,15 @@ def evaluate_cases(
     """
     pairs = pair_cases(Path(pred_dir), Path(ref_dir), allow_missing)
     metadata = Path(metadata) if metadata else find_metadata(Path(ref_dir))
-    quality = load_image_quality(metadata) if metadata else {}
+    sidecar = load_metadata(metadata) if metadata else Metadata()
     criteria = criteria_names(labels)
     metric_rows, plausibility_rows = [], []
     for index, (case, pred_path, ref_path) in enumerate(pairs, start=1):
         pred, ref, spacing = read_pair(pred_path, ref_path, labels)
         if postprocess != "none":
             pred = postprocess_segmentation(pred, postprocess, labels, morphology, radius)
-        info = parse_case_id(case)
-        identity = {
-            "case": case,
-            "patient": info.patient,
-            "view": info.view,
-            "phase": info.phase,
-            "quality": quality.get((info.patient, info.view), UNKNOWN),
-        }
+        info, quality = sidecar.describe(case)
+        identity = {"case": case, "patient": info.patient, "view": info.view, "phase": info.phase, "quality": quality}
         metric_rows += [{**identity, **row} for row in segmentation_metrics(pred, ref, spacing, labels)]
         if criteria and pred.ndim == 2:
             failed = check_plausibility(pred, labels, tolerances)

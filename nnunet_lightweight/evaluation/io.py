@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -143,27 +143,48 @@ def find_metadata(reference_dir: Path, levels: int = 2) -> Path | None:
     return None
 
 
-def load_image_quality(metadata_path: Path) -> dict[tuple[str, str], str]:
-    """{(patient, view): image quality} from the metadata sidecar; patients or views without a quality are left out.
+@dataclass
+class Metadata:
+    """What the `camus_metadata.json` sidecar says about cases: their patient/view/phase and image quality."""
 
-    The sidecar is a dict keyed by patient id; the quality is looked up per view (`{"2CH": {"ImageQuality": ..}}`)
-    and, failing that, per patient (`{"ImageQuality": ..}`), so both layouts of the converter are accepted.
-    """
+    cases: dict[str, CaseInfo] = field(default_factory=dict)
+    quality: dict[tuple[str, str | None], str] = field(default_factory=dict)
+
+    def describe(self, case: str) -> tuple[CaseInfo, str]:
+        """The case's patient/view/phase (sidecar first, then the case id) and image quality (`unknown` if absent)."""
+        info = self.cases.get(case) or parse_case_id(case)
+        quality = self.quality.get((info.patient, info.view)) or self.quality.get((info.patient, None), UNKNOWN)
+        return info, quality
+
+
+def load_metadata(metadata_path: Path) -> Metadata:
+    """Read the converter's sidecar (`{"patients": {p: {"views": {"2CH": {"info": {"ImageQuality": ..}}}}},
+    "cases": {case: {"patient", "view", "phase"}}}`); a plain dict keyed by patient id, with the quality per view
+    or per patient, is accepted too. Patients or views without a quality are simply left out."""
     try:
-        metadata = json.loads(Path(metadata_path).read_text())
-    except (OSError, json.JSONDecodeError) as error:
+        data = json.loads(Path(metadata_path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(f"cannot read metadata sidecar {metadata_path}: {error}") from error
-    if not isinstance(metadata, dict):
-        raise InputError(f"metadata sidecar {metadata_path} is not a JSON object keyed by patient id")
-    quality: dict[tuple[str, str], str] = {}
-    for patient, info in metadata.items():
-        if not isinstance(info, dict):
+    if not isinstance(data, dict):
+        raise InputError(f"metadata sidecar {metadata_path} is not a JSON object")
+    metadata = Metadata()
+    patients = data["patients"] if isinstance(data.get("patients"), dict) else data
+    for patient, record in patients.items():
+        if not isinstance(record, dict):
             continue
-        for view in ("2CH", "4CH"):
-            value = _quality_of(info.get(view)) or _quality_of(info)
-            if value:
-                quality[(patient, view)] = value
-    return quality
+        if _quality_of(record):
+            metadata.quality[(patient, None)] = _quality_of(record)
+        views = record["views"] if isinstance(record.get("views"), dict) else record
+        for view, view_record in views.items():
+            if isinstance(view_record, dict):
+                value = _quality_of(view_record.get("info")) or _quality_of(view_record)
+                if value:
+                    metadata.quality[(patient, str(view).upper())] = value
+    for case, record in (data.get("cases") or {}).items():
+        if isinstance(record, dict) and {"patient", "view", "phase"} <= record.keys():
+            metadata.cases[case] = CaseInfo(case, str(record["patient"]), str(record["view"]).upper(),
+                                            str(record["phase"]).upper())
+    return metadata
 
 
 def check_output_dir(out_dir: Path, overwrite: bool) -> None:

@@ -40,10 +40,13 @@ def disk(radius: int) -> np.ndarray:
 def morphological_filter(
     segmentation: np.ndarray, labels: dict[str, int], mode: str = "both", radius: int = 1
 ) -> np.ndarray:
-    """Binary opening and/or closing of every structure with a disk of `radius` pixels.
+    """Label-aware binary opening and/or closing with a disk of `radius` pixels.
 
-    `both` opens (removes specks and thin spurs), then closes (fills narrow gaps and small holes). Pixels that
-    opening removes become background; closing only claims background pixels, never another structure's.
+    Opening is done per structure (removes specks and thin spurs); each removed pixel takes the label of the
+    nearest pixel that survived, background included, so a speck inside another structure joins that structure
+    instead of leaving a hole. Closing is done on the union of the structures (fills narrow gaps, notches and small
+    holes, also between two structures); each filled pixel takes the label of the nearest structure pixel.
+    `both` opens, then closes.
     """
     if mode not in MORPHOLOGY_MODES:
         raise InputError(f"morphology mode must be one of {MORPHOLOGY_MODES}, got {mode!r}")
@@ -51,18 +54,28 @@ def morphological_filter(
         raise InputError(f"morphology is implemented for 2D frames, got shape {segmentation.shape}")
     element = disk(radius)
     result = np.array(segmentation, copy=True)
-    for label in labels.values():
-        mask = result == label
-        if mode in ("open", "both"):
-            opened = ndimage.binary_opening(mask, element)
-            result[mask & ~opened] = 0
-            mask = opened
-        if mode in ("close", "both"):
-            # Pad so that closing does not treat the image border as foreground-free and erode structures touching it.
-            padded = np.pad(mask, radius, mode="edge")
-            closed = ndimage.binary_closing(padded, element)[radius:-radius, radius:-radius]
-            result[closed & (result == 0)] = label
+    structures = np.isin(result, list(labels.values()))
+    if mode in ("open", "both"):
+        kept = ~structures
+        for label in labels.values():
+            kept |= ndimage.binary_opening(result == label, element)
+        result = _fill_from_nearest(result, ~kept, kept)
+        structures = np.isin(result, list(labels.values()))
+    if mode in ("close", "both"):
+        # Pad with edge values so that structures touching the image border are not eroded there.
+        closed = ndimage.binary_closing(np.pad(structures, radius, mode="edge"), element)[radius:-radius, radius:-radius]
+        result = _fill_from_nearest(result, closed & (result == 0), structures)
     return result
+
+
+def _fill_from_nearest(segmentation: np.ndarray, targets: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    """`segmentation` with each `targets` pixel set to the label of the nearest `sources` pixel."""
+    if not targets.any() or not sources.any():
+        return segmentation
+    nearest = ndimage.distance_transform_edt(~sources, return_distances=False, return_indices=True)
+    filled = segmentation.copy()
+    filled[targets] = segmentation[tuple(nearest)][targets]
+    return filled
 
 
 def postprocess_segmentation(
