@@ -157,3 +157,29 @@ def test_expert_masks_give_plausible_ef(camus_root):
     assert set(table["volume_unit"]) == {"px^3"} and set(table["method"]) == {"biplane"}
     assert (table["esv"] < table["edv"]).all()
     assert table["ef"].between(10, 90).all()
+
+
+def test_camus_exact_uses_the_ed_length_for_es_and_lowers_ef(tmp_path):
+    _write_patient(tmp_path / "masks", "patient0001")
+    default = ef_table(tmp_path / "masks").iloc[0]
+    camus = ef_table(tmp_path / "masks", camus_exact=True).iloc[0]
+    assert camus["method"] == "biplane_camus"
+    assert camus["edv"] / default["edv"] == pytest.approx(1.035, abs=0.015)  # basal-end diameters
+    (a_ed, _, _), (a_es, _, _) = SHAPES["patient0001"]
+    assert camus["esv"] / default["esv"] == pytest.approx(1.035 * a_ed / a_es, rel=0.02)  # ED disk height for ES
+    assert camus["ef"] < default["ef"] - 5
+
+
+def test_phantom_expert_masks_recover_the_analytic_info_values(tmp_path):
+    phantom = pytest.importorskip("dataset_conversion.phantom")
+    folder = phantom.generate_phantom(tmp_path / "phantom", n_patients=3, size=160, progress=False)
+    table = ef_table(None, folder / "database_nifti")
+    assert set(table["ref_source"]) == {"info"} and set(table["volume_unit"]) == {"mL"}
+    stats = agreement(table)
+    assert stats["EF"]["n"] == 3 and stats["EF"]["mae"] < 1.5
+    assert stats["EDV"]["n"] == 3 and abs(stats["EDV"]["bias"]) < 0.03 * table["edv_ref"].mean()
+    without_info = tmp_path / "masks_only"
+    without_info.mkdir()
+    for mask in (folder / "database_nifti" / "patient0001").glob("*_gt.nii.gz"):
+        (without_info / mask.name).symlink_to(mask)
+    assert ef_table(without_info).iloc[0]["volume_unit"] == "px^3"  # 1 x 1 mm pixels, but nothing says so

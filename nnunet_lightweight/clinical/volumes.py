@@ -16,7 +16,8 @@ resampling:
 4. Diameters: the length of the cavity's cross-section along the perpendicular to the long axis, at the centre
    of each of the n disks (``placement="midpoint"``, the midpoint rule: no systematic bias on smooth shapes), or at
    the basal end of each disk (``placement="camus"``, as the official CAMUS script places them: a left Riemann
-   sum, which over-estimates a half-ellipsoid by about 3.7 % with 20 disks).
+   sum, which over-estimates a half-ellipsoid by about 3.7 % with 20 disks; see
+   `ejection_fraction.patient_volumes` for the script's other bias, one disk height for ED and ES).
 
 Volumes: biplane V = pi/4 * sum(d2CH_i * d4CH_i) * h, single-plane V = pi/4 * sum(d_i^2) * h, with h = L / n and,
 for biplane, L the longer of the two views' long axes. With spacing in mm the result is in mL.
