@@ -264,7 +264,7 @@ def test_postprocess_on_the_fly_and_as_files_agree(folders, tmp_path):
     assert read_segmentation(tmp_path / "cleaned" / "p1_2CH_ED.nii.gz")[1] == pytest.approx((0.3, 0.3))
 
 
-def test_missing_case_and_shape_mismatch_are_clear_errors(folders, tmp_path):
+def test_missing_case_shape_mismatch_and_corrupt_file_are_clear_errors(folders, tmp_path):
     pred_dir, ref_dir = folders
     (pred_dir / "p1_4CH_ES.nii.gz").unlink()
     with pytest.raises(InputError, match="p1_4CH_ES"):
@@ -275,6 +275,9 @@ def test_missing_case_and_shape_mismatch_are_clear_errors(folders, tmp_path):
         evaluate_folder(pred_dir, ref_dir)
     write_seg(pred_dir / "p1_4CH_ES.nii.gz", np.full((64, 64), 5, np.uint8), (0.3, 0.3))
     with pytest.raises(InputError, match=r"label values \[5\]"):
+        evaluate_folder(pred_dir, ref_dir)
+    (pred_dir / "p1_4CH_ES.nii.gz").write_bytes(b"not a nifti")
+    with pytest.raises(InputError, match="cannot read .*p1_4CH_ES"):
         evaluate_folder(pred_dir, ref_dir)
     write_seg(pred_dir / "extra_2CH_ED.nii.gz", np.zeros((64, 64), np.uint8))
     with pytest.raises(InputError, match="no reference"):

@@ -89,27 +89,33 @@ def pair_cases(pred_dir: Path, ref_dir: Path, allow_missing: bool = False) -> li
     return [(case, predictions[case], references[case]) for case in sorted(predictions)]
 
 
-def read_segmentation(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
-    """A label map as an integer array (singleton axes of 2D NIfTIs dropped) and its spacing in array axis order."""
+def read_image(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
+    """A single-channel image as an array (singleton axes of 2D NIfTIs dropped) and its spacing in array axis order."""
     import SimpleITK as sitk
 
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
-        raise InputError(f"cannot read segmentation {path}: {str(error).strip().splitlines()[-1]}") from error
-    array = sitk.GetArrayFromImage(image)
+        raise InputError(f"cannot read {path}: {str(error).strip().splitlines()[-1]}") from error
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"{path} is not a label map (it has {image.GetNumberOfComponentsPerPixel()} channels)")
+        raise InputError(f"{path} has {image.GetNumberOfComponentsPerPixel()} channels, expected one")
+    array = sitk.GetArrayFromImage(image)
     spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
-    if not np.issubdtype(array.dtype, np.integer):
-        if not np.all(np.equal(np.mod(array, 1), 0)):
-            raise InputError(f"{path} holds non-integer values; expected a label map")
-        array = array.astype(np.int32)
     # nnU-Net writes 2D cases either as 2D images or as 3D images with one slice; both mean the same frame.
     keep = [axis for axis, size in enumerate(array.shape) if size != 1] or [array.ndim - 1]
     if len(keep) < array.ndim:
         array = array.reshape([array.shape[axis] for axis in keep])
         spacing = tuple(spacing[axis] for axis in keep)
+    return array, spacing
+
+
+def read_segmentation(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
+    """A label map as an integer array (singleton axes of 2D NIfTIs dropped) and its spacing in array axis order."""
+    array, spacing = read_image(path)
+    if not np.issubdtype(array.dtype, np.integer):
+        if not np.all(np.equal(np.mod(array, 1), 0)):
+            raise InputError(f"{path} holds non-integer values; expected a label map")
+        array = array.astype(np.int32)
     return array, spacing
 
 

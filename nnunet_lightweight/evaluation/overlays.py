@@ -4,10 +4,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
-
 from nnunet_lightweight.errors import InputError
-from nnunet_lightweight.evaluation.io import DEFAULT_LABELS, FILE_ENDING, parse_case_id, read_segmentation
+from nnunet_lightweight.evaluation.io import DEFAULT_LABELS, FILE_ENDING, parse_case_id, read_image, read_segmentation
 from nnunet_lightweight.evaluation.metrics import dice_score
 from nnunet_lightweight.evaluation.postprocessing import postprocess_segmentation
 
@@ -59,7 +57,7 @@ def save_overlays(
     for axis in axes.ravel():
         axis.axis("off")
     for axis, case in zip(axes.ravel(), cases):
-        image, _ = read_segmentation(find_image(images, case))
+        image, _ = read_image(find_image(images, case))
         axis.imshow(image, cmap="gray", interpolation="nearest")
         ref = read_segmentation(Path(ref_dir) / f"{case}{FILE_ENDING}")[0] if ref_dir else None
         pred = read_segmentation(Path(pred_dir) / f"{case}{FILE_ENDING}")[0] if pred_dir else None
