@@ -124,6 +124,16 @@ def test_video_loop_with_a_plugged_in_segmenter(tmp_path):
     view = report["views"]["4CH"]
     assert (view["ed_frame"], view["es_frame"]) == (2, 7) and view["volume_unit"] == "px^3"
     assert (tmp_path / "out" / "4CH_masks.nii.gz").is_file()
+    seen = []
+
+    def recording_segmenter(frames, spacing=None):
+        seen.append(tuple(spacing))
+        return _threshold_segmenter(frames)
+
+    in_mm = cine(tmp_path / "mm", sequence_4ch=tmp_path / "loop.mp4", segmenter=recording_segmenter,
+                 spacing=(0.5, 0.5))["views"]["4CH"]
+    assert seen == [(1.0, 1.0)]  # the model sees the video's own pixels; the given spacing is for measuring
+    assert in_mm["volume_unit"] == "mL" and in_mm["edv"] == pytest.approx(view["edv"] * 0.5 ** 3 / 1000)
 
 
 def test_phantom_half_sequences_give_the_phantom_ed_es_and_ef(tmp_path):

@@ -32,8 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-mirroring", action="store_true", help="disable nnU-Net's mirroring test-time "
                                                                     "augmentation (faster)")
     parser.add_argument("--spacing", type=float, nargs=2, metavar=("ROW", "COL"), default=None,
-                        help="pixel size in mm (rows, columns), overriding the file's (videos carry none); "
-                             "volumes are then in mL")
+                        help="pixel size in mm (rows, columns) for measuring, overriding the file's (videos carry "
+                             "none); volumes are then in mL. The model still sees the file's own pixel size, so "
+                             "give frames in its training convention (e.g. 224x224 for the CAMUS copy)")
     units = parser.add_mutually_exclusive_group()
     units.add_argument("--pixel-units", dest="units", action="store_const", const="px",
                        help="measure in pixels (volumes in px^3) whatever the spacing")
@@ -60,8 +61,7 @@ def _run(args: argparse.Namespace) -> int:
         fold = args.fold if args.fold == "all" else int(args.fold)
         print(f"loading {args.model} (fold {args.fold}) on {device}")
         segmenter = NnUNetSegmenter(args.model, fold, args.checkpoint, device, not args.no_mirroring)
-    units = "mm" if args.spacing is not None and args.units == "auto" else args.units
-    report = cine(args.output, args.sequence_2ch, args.sequence_4ch, segmenter, args.spacing, units, args.disks,
+    report = cine(args.output, args.sequence_2ch, args.sequence_4ch, segmenter, args.spacing, args.units, args.disks,
                   args.overwrite)
     for view, entry in report["views"].items():
         reference = ""

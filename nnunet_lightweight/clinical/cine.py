@@ -28,6 +28,7 @@ from nnunet_lightweight.clinical.volumes import (
     DiskMeasurement,
     biplane_volume_from_disks,
     check_spacing,
+    lv_area,
     measure_disks,
     single_plane_volume_from_disks,
 )
@@ -35,7 +36,6 @@ from nnunet_lightweight.errors import InputError
 
 Segmenter = Callable[[np.ndarray], np.ndarray]
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".webm")
-VIEWS = ("2CH", "4CH")
 _SEGMENT_HINT = "give a model to segment it"
 
 
@@ -204,7 +204,7 @@ def cine_volume_curve(masks: np.ndarray, spacing, view: str = "", n_disks: int =
     scale = 1e-3 if volume_unit == UNIT_ML else 1.0
     areas, volumes, disks, problems = [], [], [], []
     for index, mask in enumerate(masks):
-        areas.append(float((mask == 1).sum() * spacing.prod()))
+        areas.append(lv_area(mask, spacing, lv_label=1))
         try:
             measurement = measure_disks(mask, spacing, n_disks, lv_label=1, what=f"{view} frame {index + 1}".strip())
         except InputError as error:
@@ -307,8 +307,10 @@ def cine(output_dir: str | Path, sequence_2ch: str | Path | None = None, sequenc
          n_disks: int = N_DISKS, overwrite: bool = False, save_masks: bool = True) -> dict:
     """Measure one or two cine loops and write `cine.json`, `curves.csv`, `volume_curve.png` (+ masks) to a folder.
 
-    Without a `segmenter` the sequences must be label maps. `spacing` (row, col) in mm overrides the files' spacing;
-    `units`: "auto" (1 x 1 or unknown spacing means pixels), "mm" or "px".
+    Without a `segmenter` the sequences must be label maps; a segmenter sees the frames with the file's own pixel
+    size. `spacing` (row, col) in mm replaces the files' spacing for measuring. `units`: "auto" (mm where the
+    spacing is given, where Info files sit beside the sequence, or where the file's spacing is not 1 x 1; pixels
+    otherwise and for videos), "mm" or "px".
     """
     import pandas as pd
 
@@ -325,19 +327,22 @@ def cine(output_dir: str | Path, sequence_2ch: str | Path | None = None, sequenc
         if path is None:
             continue
         sequence = read_sequence_file(path)
-        if spacing is not None:
-            sequence.spacing, sequence.spacing_source = tuple(check_spacing(spacing, "--spacing")), "given"
+        info = _camus_info_beside(Path(str(path)), view)
+        if sequence.frame_rate is None and isinstance(info.get("FrameRate"), (int, float)):
+            sequence.frame_rate = float(info["FrameRate"])
+        # The model sees the file's own pixel size (its training convention); `spacing` only changes the measuring.
         masks = (segment_sequence(sequence.frames, segmenter, sequence.spacing) if segmenter is not None
                  else check_label_sequence(sequence.frames, str(path)))
+        if spacing is not None:
+            sequence.spacing, sequence.spacing_source = tuple(check_spacing(spacing, "spacing")), "given"
+        # As for `lightecho ef`: CAMUS Info files beside the sequence mean a native release with spacing in mm.
         physical = units == "mm" or (units == "auto" and sequence.spacing_source != "video (no spacing)"
-                                     and not np.allclose(sequence.spacing, 1.0))
+                                     and (sequence.spacing_source == "given" or bool(info)
+                                          or not np.allclose(sequence.spacing, 1.0)))
         measure_spacing, unit = (sequence.spacing, UNIT_ML) if physical else ((1.0, 1.0), UNIT_PX)
         curve = cine_volume_curve(masks, measure_spacing, view, n_disks, unit)
         curves.append(curve)
         sequences[view], masks_by_view[view] = sequence, masks
-        info = _camus_info_beside(Path(str(path)), view)
-        if sequence.frame_rate is None and isinstance(info.get("FrameRate"), (int, float)):
-            sequence.frame_rate = float(info["FrameRate"])
         report_views[view] = {
             "source": str(path), "n_frames": len(curve.volumes), "spacing": list(sequence.spacing),
             "spacing_source": sequence.spacing_source, "frame_rate": sequence.frame_rate,
