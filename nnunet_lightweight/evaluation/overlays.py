@@ -63,15 +63,18 @@ def save_overlays(
         pred = read_segmentation(Path(pred_dir) / f"{case}{FILE_ENDING}")[0] if pred_dir else None
         if pred is not None and postprocess != "none":
             pred = postprocess_segmentation(pred, postprocess, labels, morphology, radius)
-        for segmentation, style in ((ref, "solid"), (pred, "dashed")):
+        # Reference wide and translucent, prediction thin and dashed on top, so both stay visible where they agree.
+        for segmentation, style, width, alpha in ((ref, "solid", 2.2, 0.55), (pred, "dashed", 1.0, 1.0)):
             if segmentation is None:
                 continue
             if segmentation.shape != image.shape:
                 raise InputError(f"case {case}: segmentation shape {segmentation.shape} != image shape {image.shape}")
-            for name, label in labels.items():
+            # Neighbouring structures share contours; drawing the first-listed (the LV) last keeps it visible.
+            for name, label in reversed(labels.items()):
                 mask = (segmentation == label).astype(float)
                 if mask.any():
-                    axis.contour(mask, levels=[0.5], colors=[colors[name]], linestyles=style, linewidths=1.2)
+                    axis.contour(mask, levels=[0.5], colors=[colors[name]], linestyles=style, linewidths=width,
+                                 alpha=alpha)
         title = case
         if ref is not None and pred is not None:
             title += "\nDice " + " ".join(f"{name} {dice_score(pred == lab, ref == lab):.2f}" for name, lab in labels.items())
@@ -79,8 +82,8 @@ def save_overlays(
     handles = [Line2D([], [], color=colors[name], label=name) for name in labels]
     if ref_dir and pred_dir:
         handles += [
-            Line2D([], [], color="black", linestyle="solid", label="reference"),
-            Line2D([], [], color="black", linestyle="dashed", label="prediction"),
+            Line2D([], [], color="black", linestyle="solid", linewidth=2.2, alpha=0.55, label="reference"),
+            Line2D([], [], color="black", linestyle="dashed", linewidth=1.0, label="prediction"),
         ]
     figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
     out_png = Path(out_png)
