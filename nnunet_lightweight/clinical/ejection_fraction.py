@@ -281,6 +281,10 @@ def ef_table(pred_dir: Path | None, ref_dir: Path | None = None, camus_info_dir:
     """
     if pred_dir is None and ref_dir is None:
         raise InputError("give a prediction folder, a reference folder, or both")
+    if units not in UNIT_MODES:
+        raise InputError(f"units must be one of {UNIT_MODES}, got {units!r}")
+    if n_disks < 1:
+        raise InputError(f"the number of disks must be at least 1, got {n_disks}")
     metadata_path = metadata_path or find_metadata(ref_dir, pred_dir)
     metadata = load_metadata(metadata_path) if metadata_path else {}
     physical = {p: e.get("spacing_is_physical") for p, e in metadata.items()
