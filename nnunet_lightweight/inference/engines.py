@@ -1,0 +1,262 @@
+"""Inference engines: one network, one way of running it (eager, optimised torch, torch.compile, ONNX Runtime).
+
+Every engine maps a float32 (B, C, H, W) batch to float32 logits on its device, so the predictor and the
+benchmark treat them alike. The optimisations keep the network's arithmetic (BatchNorm folded into the preceding
+convolution, channels_last memory layout) unless a lower precision is asked for: fp16/bf16 autocast.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from nnunet_lightweight.errors import InputError
+
+BACKENDS = ("auto", "eager", "torch", "compile", "onnx")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """`auto` is cuda where available, else cpu; cuda without a GPU is an InputError."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA GPU is available to torch on this machine")
+    if device.type not in ("cpu", "cuda"):
+        raise InputError(f"unsupported device {device}: use cpu or cuda")
+    return device
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """`auto`: optimised torch on GPU; ONNX Runtime on CPU where installed (it wins there), else optimised torch."""
+    if backend not in BACKENDS:
+        raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    if device.type == "cpu" and onnxruntime_available():
+        return "onnx"
+    return "torch"
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto`: fp16 autocast on GPU (as nnU-Net predicts there), fp32 on CPU (as nnU-Net does)."""
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def onnxruntime_available() -> bool:
+    """Whether onnxruntime (and onnx) can be imported."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def fold_batch_norm(network: nn.Module) -> nn.Module:
+    """A copy of `network` (eval mode) with every Conv->BatchNorm pair folded into one convolution.
+
+    torch.fx finds the pairs wherever they are called from; networks fx cannot trace fall back to folding
+    adjacent Conv/BatchNorm modules inside nn.Sequential containers (dynamic_network_architectures'
+    ConvDropoutNormReLU runs its layers through one).
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    network = copy.deepcopy(network).eval()
+    try:
+        return fuse(network)
+    except Exception:  # fx raises many kinds for untraceable Python control flow
+        return _fold_sequential_batch_norm(network)
+
+
+def _fold_sequential_batch_norm(network: nn.Module) -> nn.Module:
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for module in network.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        for index in range(len(module) - 1):
+            conv, norm = module[index], module[index + 1]
+            if (isinstance(conv, nn.modules.conv._ConvNd) and not isinstance(conv, nn.modules.conv._ConvTransposeNd)
+                    and isinstance(norm, nn.modules.batchnorm._BatchNorm) and norm.track_running_stats):
+                module[index] = fuse_conv_bn_eval(conv, norm)
+                module[index + 1] = nn.Identity()
+    return network
+
+
+def count_parameters(network: nn.Module) -> int:
+    """Number of parameters."""
+    return sum(p.numel() for p in network.parameters())
+
+
+def count_gmacs(network: nn.Module, input_shape: tuple[int, ...]) -> float:
+    """Multiply-accumulates (10^9) of one forward pass on a zero input of `input_shape` (convolutions and matmuls,
+    counted by torch's FlopCounterMode; normalisation and activations are not MACs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    network = copy.deepcopy(network).eval()
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        network(torch.zeros(input_shape))
+    return counter.get_total_flops() / 2e9
+
+
+class Engine:
+    """Runs a network on float32 (B, C, H, W) batches and returns float32 logits on `device`."""
+
+    name = "engine"
+
+    def __init__(self, device: torch.device, precision: str):
+        self.device = device
+        self.precision = precision
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line for logs: backend, precision, device and what is on."""
+        return f"{self.name} {self.precision} on {self.device}"
+
+
+class TorchEngine(Engine):
+    """Eager PyTorch; with `optimize`: BatchNorm folded, channels_last, inference mode, CUDA graphs on GPU."""
+
+    def __init__(self, network: nn.Module, device: torch.device, precision: str = "fp32", optimize: bool = True,
+                 cuda_graphs: bool = True, compile_mode: str | None = None):
+        super().__init__(device, precision)
+        self.optimize = optimize
+        network = fold_batch_norm(network) if optimize else copy.deepcopy(network).eval()
+        self.memory_format = torch.channels_last if optimize else torch.contiguous_format
+        self.network = network.to(device=device, memory_format=self.memory_format)
+        self.compile_mode = compile_mode
+        if compile_mode is not None:
+            self.network = torch.compile(self.network, mode=compile_mode, dynamic=False)
+        self.name = "eager" if not optimize else ("compile" if compile_mode else "torch")
+        self.cuda_graphs = optimize and cuda_graphs and device.type == "cuda" and compile_mode is None
+        self._graphs: dict[tuple[int, ...], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+
+    def describe(self) -> str:
+        features = []
+        if self.optimize:
+            features += ["BN folded", "channels_last"]
+        if self.compile_mode:
+            features.append(f"torch.compile({self.compile_mode})")
+        if self.cuda_graphs:
+            features.append("CUDA graphs")
+        return super().describe() + (f" ({', '.join(features)})" if features else "")
+
+    def _forward(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        if self.precision == "fp32":
+            return self.network(images).float()
+        with torch.autocast(self.device.type, dtype=_DTYPES[self.precision]):
+            return self.network(images).float()
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if not self.cuda_graphs:
+            logits = self._forward(images)
+            # torch.compile's CUDA graphs reuse their output buffers on the next call.
+            return logits.clone() if self.compile_mode and self.device.type == "cuda" else logits
+        key = tuple(images.shape)
+        if key not in self._graphs:
+            try:
+                self._graphs[key] = self._capture(images)
+            except RuntimeError as error:
+                warnings.warn(f"CUDA graph capture failed ({error}); running {self.name} without CUDA graphs")
+                self.cuda_graphs = False
+                return self._forward(images)
+        graph, static_input, static_output = self._graphs[key]
+        static_input.copy_(images, non_blocking=True)
+        graph.replay()
+        return static_output.clone()
+
+    def _capture(self, images: torch.Tensor) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
+        static_input = images.to(self.device).clone()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):  # warm-up (cuDNN autotuning, allocator) outside the graph
+                self._forward(static_input)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_output = self._forward(static_input)
+        return graph, static_input, static_output
+
+
+class OnnxEngine(Engine):
+    """ONNX Runtime (graph optimisations on: BatchNorm folding, fused activations) on CPU or its CUDA provider."""
+
+    name = "onnx"
+
+    def __init__(self, network: nn.Module, example_shape: tuple[int, ...], device: torch.device,
+                 num_threads: int | None = None):
+        super().__init__(device, "fp32")
+        import onnxruntime as ort
+
+        from nnunet_lightweight.inference.onnx_export import network_to_onnx
+
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise InputError("the installed onnxruntime has no CUDA provider (install onnxruntime-gpu) "
+                                 "or use --backend torch on GPU")
+            providers.insert(0, "CUDAExecutionProvider")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = num_threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(network_to_onnx(network, example_shape), options, providers=providers)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        logits = self.session.run(None, {self.input_name: images.detach().cpu().float().numpy()})[0]
+        return torch.from_numpy(logits).to(self.device)
+
+
+def build_engine(network: nn.Module, backend: str, device: torch.device, precision: str,
+                 example_shape: tuple[int, ...], num_threads: int | None = None, cuda_graphs: bool = True,
+                 log: Callable[[str], None] | None = print) -> Engine:
+    """An engine for `network` (not modified); backends that cannot run here fall back to `torch` with a message."""
+    if backend == "onnx":
+        if precision != "fp32":
+            raise InputError(f"the onnx backend runs fp32 only, not {precision}")
+        if not onnxruntime_available():
+            if log:
+                log("onnxruntime is not installed: falling back to the torch backend (pip install onnxruntime onnx)")
+            backend = "torch"
+        else:
+            return OnnxEngine(network, example_shape, device, num_threads)
+    if backend == "compile":
+        # On GPU max-autotune picks the fastest kernels and captures CUDA graphs itself.
+        mode = "max-autotune" if device.type == "cuda" else "default"
+        try:
+            engine = TorchEngine(network, device, precision, compile_mode=mode)
+            engine(torch.zeros(example_shape))  # compile now, so that a failure falls back here and not later
+            return engine
+        except Exception as error:  # inductor fails in many ways (no compiler, unsupported op)
+            if log:
+                log(f"torch.compile failed ({type(error).__name__}: {str(error).splitlines()[0][:200]}): "
+                    "falling back to the torch backend")
+            backend = "torch"
+    if backend not in ("eager", "torch"):
+        raise InputError(f"unknown backend {backend!r}")
+    return TorchEngine(network, device, precision, optimize=backend == "torch", cuda_graphs=cuda_graphs)
+
+
+def set_cpu_threads(num_threads: int | None) -> int:
+    """Set torch's intra-op threads (default: the CPUs this process may use) and return the number."""
+    if num_threads is None:
+        num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(int(num_threads))
+    return int(num_threads)

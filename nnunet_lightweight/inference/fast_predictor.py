@@ -1,0 +1,436 @@
+"""FastPredictor: nnU-Net's answer for 2D frames and cine loops, batched, on an optimised engine.
+
+What is nnU-Net's own code here: image reading and writing (the plans' reader/writer, so the output has the
+input's geometry), preprocessing (`preprocessor.run_case_npy`: transpose, crop to the nonzero bounding box,
+the plans' normalisation, resampling to the plans' spacing), centred zero padding to the patch (`pad_nd_image`),
+export (argmax, resampling back, reverting the crop; `convert_predicted_logits_to_segmentation_with_correct_shape`
+wherever a frame was resampled) and the largest-component filter on CPU.
+
+What differs from `nnUNetv2_predict --disable_tta`, and why the masks still match:
+- frames that fit the patch are stacked into batches and run once; nnU-Net runs each frame alone through its
+  sliding window, which for a frame that fits is one window whose Gaussian weight cancels out (it keeps the
+  logits in fp16 meanwhile; argmax ties may fall differently in a handful of pixels);
+- argmax and, on GPU, the largest-component filter run on the device; frames needing no resampling skip the
+  logit export to CPU;
+- frames larger than the patch go through nnU-Net's own sliding-window code, unchanged;
+- a file with several frames (a 2D+t cine loop) is preprocessed frame by frame (each frame cropped and
+  normalised on its own, as the training frames were), whereas nnU-Net would normalise the whole stack at once;
+- several folds are averaged on the logits, as nnU-Net does.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import queue
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.inference.engines import (build_engine, resolve_backend, resolve_device, resolve_precision,
+                                                  set_cpu_threads)
+from nnunet_lightweight.inference.model_folder import DEFAULT_CHECKPOINT, TrainedModel, load_trained_model
+
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".gif")
+DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 64}
+_CHANNEL_SUFFIX = re.compile(r"_(\d{4})$")
+# nnU-Net's 2D convention (its SimpleITK reader): a dummy first axis with a huge spacing.
+_DUMMY_SPACING = 999.0
+
+
+@dataclass
+class Frame:
+    """One preprocessed frame: data (C, 1, rows, cols) float32 and nnU-Net's preprocessing properties."""
+
+    data: np.ndarray
+    properties: dict
+
+
+@dataclass
+class Case:
+    """An input case: its output name and its files (one per channel), or a video file."""
+
+    name: str
+    files: list[Path]
+    video: bool = False
+
+
+@dataclass
+class Timing:
+    """Wall-clock seconds spent per stage of a prediction run (stages overlap when threads run them)."""
+
+    frames: int = 0
+    cases: int = 0
+    network: float = 0.0
+    total: float = 0.0
+    setup: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        ms = 1000.0 / max(self.frames, 1)
+        return {"cases": self.cases, "frames": self.frames, "setup_seconds": round(self.setup, 3),
+                "seconds": round(self.total, 3), "ms_per_frame": round(self.total * ms, 3),
+                "network_ms_per_frame": round(self.network * ms, 3),
+                **{f"{k}_seconds": round(v, 3) for k, v in self.stages.items()}}
+
+
+class FastPredictor:
+    """Predicts 2D frames with a trained nnU-Net model folder: batched, optimised engine, argmax (+CCA) on device."""
+
+    def __init__(self, model: TrainedModel, device: str | torch.device = "auto", backend: str = "auto",
+                 precision: str = "auto", batch_size: int | None = None, cca: bool = True,
+                 num_threads: int | None = None, cuda_graphs: bool = True,
+                 log: Callable[[str], None] | None = print):
+        if len(model.patch_size) != 2:
+            raise InputError(f"{model.folder}: the fast predictor handles 2d configurations, not "
+                             f"{model.configuration_name} (patch {model.patch_size}); use nnUNetv2_predict")
+        if model.label_manager.has_regions:
+            raise InputError(f"{model.folder}: region-based models are not supported; use nnUNetv2_predict")
+        self.model = model
+        self.device = resolve_device(device)
+        self.num_threads = set_cpu_threads(num_threads) if self.device.type == "cpu" else None
+        self.backend = resolve_backend(backend, self.device)
+        self.precision = resolve_precision(precision, self.device)
+        self.batch_size = int(batch_size or DEFAULT_BATCH_SIZE[self.device.type])
+        if self.batch_size < 1:
+            raise InputError(f"batch size must be at least 1, got {batch_size}")
+        self.cca = cca
+        self.labels = [int(label) for label in model.label_manager.foreground_labels]
+        self.patch = model.patch_size
+        example = (1, model.num_input_channels, *self.patch)
+        self.engines = []
+        for weights in model.fold_weights:
+            network = copy.deepcopy(model.network)
+            network.load_state_dict(weights)
+            self.engines.append(build_engine(network.eval(), self.backend, self.device, self.precision, example,
+                                             self.num_threads, cuda_graphs, log))
+        self.preprocessor = model.configuration_manager.preprocessor_class(verbose=False)
+        self.reader_writer = model.plans_manager.image_reader_writer_class()
+        self._sliding_window_predictor = None
+        self.network_seconds = 0.0
+
+    def describe(self) -> str:
+        """One line: engine, folds, batch size, CCA."""
+        return (f"{self.engines[0].describe()}, {len(self.engines)} fold(s) {self.model.folds}, batch "
+                f"{self.batch_size}, CCA {'on ' + ('device' if self._cca_on_device else 'CPU') if self.cca else 'off'}"
+                + (f", {self.num_threads} CPU threads" if self.num_threads else ""))
+
+    @property
+    def _cca_on_device(self) -> bool:
+        # The torch filter needs a few dozen whole-image passes: cheap on a GPU, slower than scikit-image on CPU.
+        return self.device.type == "cuda"
+
+    def preprocess(self, data: np.ndarray, properties: dict) -> Frame:
+        """nnU-Net's preprocessing of one image (C, 1, rows, cols) with its reader's properties."""
+        if data.shape[0] != self.model.num_input_channels:
+            raise InputError(f"the model expects {self.model.num_input_channels} channel(s), the image has "
+                             f"{data.shape[0]}")
+        data, _, properties = self.preprocessor.run_case_npy(
+            data, None, properties, self.model.plans_manager, self.model.configuration_manager,
+            self.model.dataset_json)
+        return Frame(np.ascontiguousarray(data, dtype=np.float32), properties)
+
+    @torch.inference_mode()
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Logits of a preprocessed (B, C, H, W) batch on the engine device, averaged over folds."""
+        start = time.perf_counter()
+        if self.device.type == "cuda":
+            batch = batch.pin_memory().to(self.device, non_blocking=True)
+        logits = self.engines[0](batch)
+        for engine in self.engines[1:]:
+            logits = logits + engine(batch)
+        if len(self.engines) > 1:
+            logits = logits / len(self.engines)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.network_seconds += time.perf_counter() - start
+        return logits
+
+    def segment(self, frames: list[Frame]) -> list[np.ndarray]:
+        """Label maps of preprocessed frames, each in its original geometry (nnU-Net's layout, e.g. (1, rows, cols))."""
+        results: list[np.ndarray | None] = [None] * len(frames)
+        batched = []
+        for index, frame in enumerate(frames):
+            if frame.data.shape[1] == 1 and all(s <= p for s, p in zip(frame.data.shape[2:], self.patch)):
+                batched.append(index)
+            else:
+                results[index] = self._segment_sliding_window(frame)
+        for start in range(0, len(batched), self.batch_size):
+            chunk = batched[start:start + self.batch_size]
+            for index, segmentation in zip(chunk, self._segment_batch([frames[i] for i in chunk])):
+                results[index] = segmentation
+        return results
+
+    def _segment_batch(self, frames: list[Frame]) -> list[np.ndarray]:
+        from acvl_utils.cropping_and_padding.padding import pad_nd_image
+
+        padded, slicers = zip(*(pad_nd_image(torch.from_numpy(f.data[:, 0]), self.patch, "constant", {"value": 0},
+                                             True) for f in frames))
+        logits = self.logits(torch.stack(padded))
+        direct = [tuple(f.properties["shape_after_cropping_and_before_resampling"][1:]) == f.data.shape[2:]
+                  for f in frames]
+        results: list[np.ndarray | None] = [None] * len(frames)
+        if any(direct):
+            segmentation = logits.argmax(1).to(torch.uint8)
+            valid = torch.zeros(segmentation.shape, dtype=torch.bool)
+            for b, slicer in enumerate(slicers):
+                valid[(b, *slicer[1:])] = True
+            segmentation = segmentation * valid.to(segmentation.device)
+            if self.cca and self._cca_on_device:
+                from nnunet_lightweight.inference.components import keep_largest_component
+
+                segmentation = keep_largest_component(segmentation, self.labels)
+            segmentation = segmentation.cpu().numpy()
+            for b, frame in enumerate(frames):
+                if direct[b]:
+                    results[b] = self._revert_crop(segmentation[b][slicers[b][1:]][None], frame.properties,
+                                                   cca=self.cca and not self._cca_on_device)
+        for b, frame in enumerate(frames):
+            if not direct[b]:
+                frame_logits = logits[b][(slice(None), *slicers[b][1:])][:, None].float().cpu()
+                results[b] = self._export(frame_logits, frame.properties)
+        return results
+
+    def _revert_crop(self, segmentation: np.ndarray, properties: dict, cca: bool) -> np.ndarray:
+        """Put a (1, rows, cols) map of the cropped frame back into the full frame and undo the transpose."""
+        from acvl_utils.cropping_and_padding.bounding_boxes import insert_crop_into_image
+
+        full = np.zeros(properties["shape_before_cropping"], dtype=np.uint8)
+        full = insert_crop_into_image(full, segmentation, properties["bbox_used_for_cropping"])
+        full = full.transpose(self.model.plans_manager.transpose_backward)
+        return self._keep_largest(full) if cca else full
+
+    def _export(self, logits: torch.Tensor, properties: dict) -> np.ndarray:
+        """nnU-Net's export for frames that were resampled: logits back to the original shape, argmax, uncrop."""
+        from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+
+        segmentation = convert_predicted_logits_to_segmentation_with_correct_shape(
+            logits, self.model.plans_manager, self.model.configuration_manager, self.model.label_manager,
+            properties, num_threads_torch=torch.get_num_threads())
+        segmentation = np.asarray(segmentation, dtype=np.uint8)
+        return self._keep_largest(segmentation) if self.cca else segmentation
+
+    def _keep_largest(self, segmentation: np.ndarray) -> np.ndarray:
+        from nnunet_lightweight.evaluation.postprocessing import keep_largest_component_per_label
+
+        return keep_largest_component_per_label(segmentation, {str(label): label for label in self.labels})
+
+    def _segment_sliding_window(self, frame: Frame) -> np.ndarray:
+        """nnU-Net's own sliding-window prediction (no mirroring) for frames larger than the patch."""
+        if self._sliding_window_predictor is None:
+            from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+            predictor = nnUNetPredictor(use_mirroring=False, device=self.device,
+                                        perform_everything_on_device=self.device.type == "cuda", allow_tqdm=False)
+            predictor.manual_initialization(copy.deepcopy(self.model.network), self.model.plans_manager,
+                                            self.model.configuration_manager, self.model.fold_weights,
+                                            self.model.dataset_json, self.model.trainer_name, None)
+            self._sliding_window_predictor = predictor
+        start = time.perf_counter()
+        logits = self._sliding_window_predictor.predict_logits_from_preprocessed_data(torch.from_numpy(frame.data))
+        self.network_seconds += time.perf_counter() - start
+        return self._export(logits.float(), frame.properties)
+
+    def __call__(self, frames: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+        """Label maps (T, rows, cols) uint8 of grey-level frames (T, rows, cols) whose pixels are `spacing` (row, col).
+
+        Frames go through nnU-Net's preprocessing one by one (z-score per frame for the default plans), so this is
+        a drop-in segmenter for cine loops (`clinical.cine` calls it with `spacing`)."""
+        frames = np.asarray(frames)
+        if frames.ndim == 2:
+            frames = frames[None]
+        if frames.ndim != 3:
+            raise InputError(f"expected frames (T, rows, cols), got shape {frames.shape}")
+        spacing_3d = [_DUMMY_SPACING, float(spacing[0]), float(spacing[1])]
+        prepared = [self.preprocess(frame.astype(np.float32)[None, None], {"spacing": list(spacing_3d)})
+                    for frame in frames]
+        return np.stack([s.reshape(frames.shape[1:]) for s in self.segment(prepared)])
+
+    def read_case(self, case: Case) -> tuple[list[Frame], dict | None]:
+        """Read and preprocess a case's frames; returns the frames and the reader's properties (None for videos)."""
+        if case.video:
+            from nnunet_lightweight.clinical.cine import read_sequence_file
+
+            sequence = read_sequence_file(case.files[0])
+            spacing = [_DUMMY_SPACING, *sequence.spacing]
+            return [self.preprocess(f.astype(np.float32)[None, None], {"spacing": list(spacing)})
+                    for f in sequence.frames], None
+        try:
+            data, properties = self.reader_writer.read_images([str(f) for f in case.files])
+        except Exception as error:  # SimpleITK raises RuntimeError; other readers their own kinds
+            raise InputError(f"cannot read {', '.join(map(str, case.files))}: {error}") from None
+        if self.model.plans_manager.transpose_forward[0] != 0 and data.shape[1] > 1:
+            raise InputError(f"{case.files[0]}: multi-frame input with a transposed 2d plan is not supported")
+        frames = [self.preprocess(data[:, z:z + 1], {"spacing": list(properties["spacing"])})
+                  for z in range(data.shape[1])]
+        return frames, properties
+
+
+def find_cases(input_path: str | Path, file_ending: str, num_channels: int = 1,
+               readable_endings: Iterable[str] = (".nii.gz", ".nii", ".mha", ".nrrd")) -> list[Case]:
+    """The cases of INPUT: a folder of nnU-Net images (`<case>_0000<ending>`, channels `_0001`...) or of frame files
+    or videos, a single image file, or a single cine loop (2D+t image or video)."""
+    input_path = Path(input_path)
+    if not input_path.exists():
+        raise FileNotFoundError(f"input not found: {input_path}")
+    endings = sorted({file_ending, *readable_endings}, key=len, reverse=True)
+
+    def split(path: Path) -> tuple[str, str] | None:
+        ending = next((e for e in endings if path.name.endswith(e)), None)
+        return (path.name[: -len(ending)], ending) if ending else None
+
+    files = [input_path] if input_path.is_file() else sorted(p for p in input_path.iterdir()
+                                                             if p.is_file() and not p.name.startswith("."))
+    videos: list[Case] = []
+    channels: dict[str, dict[int, Path]] = {}
+    for path in files:
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            videos.append(Case(path.stem, [path], video=True))
+            continue
+        parts = split(path)
+        if parts is None:
+            if input_path.is_file():
+                raise InputError(f"{path}: not an image this model's reader handles ({', '.join(endings)}) "
+                                 f"nor a video ({', '.join(VIDEO_SUFFIXES)})")
+            continue
+        match = _CHANNEL_SUFFIX.search(parts[0])
+        name = parts[0][: match.start()] if match else parts[0]
+        channels.setdefault(name, {})[int(match.group(1)) if match else 0] = path
+    result = []
+    for name, found in channels.items():
+        if sorted(found) != list(range(num_channels)):
+            raise InputError(f"case {name!r}: the model needs channels {list(range(num_channels))} (files "
+                             f"<case>_0000...), found {[str(p) for _, p in sorted(found.items())]}")
+        result.append(Case(name, [found[c] for c in range(num_channels)]))
+    clashes = sorted({v.name for v in videos} & set(channels))
+    if clashes:
+        raise InputError(f"videos and images share the case name(s) {clashes} in {input_path}")
+    result += videos
+    if not result:
+        raise InputError(f"no images ({', '.join(endings)}) or videos in {input_path}")
+    return result
+
+
+def _prefetch(items: Iterable, depth: int = 4) -> Iterator:
+    """Iterate `items` in a background thread (reading and preprocessing overlap the network), re-raising errors."""
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def work():
+        try:
+            for item in items:
+                buffer.put(item)
+        except BaseException as error:  # handed to the consumer
+            buffer.put(error)
+        buffer.put(done)
+
+    threading.Thread(target=work, daemon=True).start()
+    while (item := buffer.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def predict_cases(predictor: FastPredictor, cases: list[Case], output_folder: Path,
+                  progress: Callable[[str], None] | None = print) -> Timing:
+    """Segment `cases` and write `<case><file_ending>` masks (with the input's geometry) into `output_folder`."""
+    file_ending = predictor.model.dataset_json["file_ending"]
+    timing = Timing(cases=len(cases))
+    start = time.perf_counter()
+    predictor.network_seconds = 0.0
+    read_seconds = [0.0]
+
+    def read_all():
+        for case in cases:
+            t = time.perf_counter()
+            frames, properties = predictor.read_case(case)
+            read_seconds[0] += time.perf_counter() - t
+            yield case, frames, properties
+
+    pending: list[tuple[Case, list[Frame], dict | None]] = []
+    writes: list[Future] = []
+    done_frames = 0
+
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        def flush():
+            nonlocal done_frames
+            frames = [f for _, case_frames, _ in pending for f in case_frames]
+            segmentations = iter(predictor.segment(frames))
+            for case, case_frames, properties in pending:
+                masks = [next(segmentations) for _ in case_frames]
+                writes.append(writer.submit(_write_case, predictor, case, masks, properties,
+                                            output_folder / f"{case.name}{file_ending}"))
+            done_frames += len(frames)
+            pending.clear()
+            if progress:
+                progress(f"  {done_frames} frames segmented ({time.perf_counter() - start:.1f} s)")
+
+        for item in _prefetch(read_all()):
+            pending.append(item)
+            timing.frames += len(item[1])
+            if sum(len(f) for _, f, _ in pending) >= predictor.batch_size:
+                flush()
+        if pending:
+            flush()
+        for future in writes:
+            future.result()
+    timing.total = time.perf_counter() - start
+    timing.network = predictor.network_seconds
+    timing.stages = {"read_preprocess": read_seconds[0]}
+    return timing
+
+
+def _write_case(predictor: FastPredictor, case: Case, masks: list[np.ndarray], properties: dict | None,
+                path: Path) -> None:
+    if properties is None:  # a video: no geometry, pixels of 1 unit
+        import SimpleITK as sitk
+
+        volume = np.stack([m.reshape(m.shape[-2:]) for m in masks]).astype(np.uint8)
+        sitk.WriteImage(sitk.GetImageFromArray(volume), str(path), True)
+        return
+    segmentation = masks[0] if len(masks) == 1 else np.concatenate(masks, axis=0)
+    predictor.reader_writer.write_seg(segmentation, str(path), properties)
+
+
+def predict(model_folder: str | Path, input_path: str | Path, output_folder: str | Path,
+            folds: list[int | str] | None = None, device: str = "auto", backend: str = "auto",
+            precision: str = "auto", batch_size: int | None = None, cca: bool = True, num_threads: int | None = None,
+            checkpoint_name: str = DEFAULT_CHECKPOINT, overwrite: bool = False, cuda_graphs: bool = True,
+            verbose: bool = True) -> dict:
+    """`lightecho predict`: segment INPUT (frames folder, frame file, cine loop or video) into OUTPUT with a trained
+    nnU-Net model folder; returns (and writes as prediction_summary.json) settings and timings."""
+    from nnunet_lightweight.evaluation.io import check_output_dir, staged_output
+
+    log = print if verbose else None
+    output_folder = Path(output_folder)
+    check_output_dir(output_folder, overwrite)
+    setup_start = time.perf_counter()
+    model = load_trained_model(model_folder, folds, checkpoint_name)
+    cases = find_cases(input_path, model.dataset_json["file_ending"], model.num_input_channels)
+    predictor = FastPredictor(model, device, backend, precision, batch_size, cca, num_threads, cuda_graphs, log)
+    setup = time.perf_counter() - setup_start
+    if log:
+        log(f"[lightecho predict] {len(cases)} case(s) from {input_path}; {predictor.describe()}")
+    with staged_output(output_folder) as staging:
+        timing = predict_cases(predictor, cases, staging, log)
+        timing.setup = setup
+        shutil.copy(model.folder / "dataset.json", staging / "dataset.json")
+        shutil.copy(model.folder / "plans.json", staging / "plans.json")
+        summary = {"model_folder": str(model.folder), "trainer": model.trainer_name, "folds": model.folds,
+                   "input": str(input_path), "device": str(predictor.device), "backend": predictor.backend,
+                   "precision": predictor.precision, "batch_size": predictor.batch_size, "cca": cca,
+                   "engine": predictor.describe(), "timing": timing.as_dict()}
+        (staging / "prediction_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if log:
+        t = timing.as_dict()
+        log(f"[lightecho predict] {t['frames']} frames in {t['seconds']} s ({t['ms_per_frame']} ms/frame, network "
+            f"{t['network_ms_per_frame']} ms/frame; setup {t['setup_seconds']} s) -> {output_folder}")
+    return summary

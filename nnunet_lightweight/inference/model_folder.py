@@ -1,0 +1,152 @@
+"""A trained nnU-Net model folder (plans.json, dataset.json, fold_X/checkpoint) loaded the way nnU-Net loads it.
+
+The network is rebuilt by the checkpoint's trainer class with `build_network_architecture(plans_manager,
+configuration_manager, ...)`, exactly as `nnUNetPredictor.initialize_from_trained_model_folder` does, so any
+trainer variant (ours, nnU-Net's, or one found through nnUNet_extTrainer) gives the network it was trained with.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.label_handling.label_handling import LabelManager, determine_num_input_channels
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+from torch import nn
+
+from nnunet_lightweight.errors import InputError
+
+DEFAULT_CHECKPOINT = "checkpoint_final.pth"
+
+
+@dataclass
+class TrainedModel:
+    """Everything needed to predict with a trained model: network (eval mode, CPU), per-fold weights, plans."""
+
+    folder: Path
+    trainer_name: str
+    configuration_name: str
+    folds: list[int | str]
+    network: nn.Module
+    fold_weights: list[dict[str, torch.Tensor]]
+    plans_manager: PlansManager
+    configuration_manager: ConfigurationManager
+    dataset_json: dict
+    label_manager: LabelManager
+    allowed_mirroring_axes: tuple[int, ...] | None = None
+    num_input_channels: int = field(default=1)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of network outputs (segmentation heads)."""
+        return self.label_manager.num_segmentation_heads
+
+    @property
+    def patch_size(self) -> tuple[int, ...]:
+        """The configuration's patch size (rows, cols for 2d)."""
+        return tuple(int(s) for s in self.configuration_manager.patch_size)
+
+
+def find_trainer_class(trainer_name: str) -> type[nnUNetTrainer]:
+    """The trainer class nnU-Net would use for `trainer_name`.
+
+    Looks in this package first, then in the nnUNet_extTrainer folders, then in nnU-Net's own tree (nnU-Net
+    searches its tree first; that import of every nnU-Net trainer module costs seconds, and the order matters
+    only when two trainers share a name).
+    """
+    from nnunet_lightweight.training import discover_trainers
+
+    ours = discover_trainers()
+    if trainer_name in ours:
+        return ours[trainer_name]
+    if trainer_name == nnUNetTrainer.__name__:
+        return nnUNetTrainer
+    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    for path in filter(None, os.environ.get("nnUNet_extTrainer", "").split(os.pathsep)):
+        if os.path.isdir(path):
+            found = recursive_find_python_class(path, trainer_name, None, base_folder=path,
+                                                cleanup_imports_from_base_folder=True)
+            if found is not None and issubclass(found, nnUNetTrainer):
+                return found
+    try:
+        return recursive_find_trainer_class_by_name(trainer_name)
+    except RuntimeError as error:
+        raise InputError(f"trainer class {trainer_name!r} not found: {error}") from None
+
+
+def available_folds(model_folder: Path, checkpoint_name: str = DEFAULT_CHECKPOINT) -> list[int | str]:
+    """Folds of `model_folder` that have `checkpoint_name` (fold_all only if it is the only one, as in nnU-Net)."""
+    folds: list[int | str] = sorted(int(p.name[5:]) for p in Path(model_folder).glob("fold_*")
+                                    if p.name[5:].isdigit() and (p / checkpoint_name).is_file())
+    if not folds and (Path(model_folder) / "fold_all" / checkpoint_name).is_file():
+        folds = ["all"]
+    return folds
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise InputError(f"{path.parent} is not a trained nnU-Net model folder: {path.name} is missing")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputError(f"cannot read {path}: {error}") from None
+
+
+def _parse_fold(fold: int | str) -> int | str:
+    if isinstance(fold, str) and fold != "all":
+        if not fold.isdigit():
+            raise InputError(f"fold must be an integer or 'all', got {fold!r}")
+        return int(fold)
+    return fold
+
+
+def load_trained_model(model_folder: str | Path, folds: list[int | str] | None = None,
+                       checkpoint_name: str = DEFAULT_CHECKPOINT) -> TrainedModel:
+    """Load an nnU-Net results folder (`<trainer>__<plans>__<configuration>`); all available folds by default."""
+    model_folder = Path(model_folder)
+    if not model_folder.is_dir():
+        raise FileNotFoundError(f"model folder not found: {model_folder}")
+    plans = _read_json(model_folder / "plans.json")
+    dataset_json = _read_json(model_folder / "dataset.json")
+    folds = [_parse_fold(f) for f in folds] if folds else available_folds(model_folder, checkpoint_name)
+    if not folds:
+        raise InputError(f"no fold_X/{checkpoint_name} in {model_folder}")
+    checkpoints = []
+    for fold in folds:
+        path = model_folder / f"fold_{fold}" / checkpoint_name
+        if not path.is_file():
+            raise InputError(f"missing checkpoint {path}")
+        try:
+            checkpoints.append(torch.load(path, map_location="cpu", weights_only=False))
+        except Exception as error:  # torch raises many kinds for truncated or foreign files
+            raise InputError(f"cannot load checkpoint {path}: {error}") from None
+        for key in ("network_weights", "trainer_name", "init_args"):
+            if key not in checkpoints[-1]:
+                raise InputError(f"{path} is not an nnU-Net checkpoint (no {key!r})")
+    first = checkpoints[0]
+    trainer_name = first["trainer_name"]
+    configuration_name = first["init_args"]["configuration"]
+    plans_manager = PlansManager(plans)
+    if configuration_name not in plans["configurations"]:
+        raise InputError(f"{model_folder / 'plans.json'} has no configuration {configuration_name!r}")
+    configuration_manager = plans_manager.get_configuration(configuration_name)
+    label_manager = plans_manager.get_label_manager(dataset_json)
+    num_input_channels = determine_num_input_channels(plans_manager, configuration_manager, dataset_json)
+    network = find_trainer_class(trainer_name).build_network_architecture(
+        plans_manager, configuration_manager, num_input_channels, label_manager.num_segmentation_heads,
+        enable_deep_supervision=False)
+    weights = [c["network_weights"] for c in checkpoints]
+    try:
+        network.load_state_dict(weights[0])
+    except RuntimeError as error:
+        raise InputError(f"the checkpoint of fold {folds[0]} does not fit the network of {model_folder}: "
+                         f"{error}") from None
+    network.eval()
+    return TrainedModel(model_folder, trainer_name, configuration_name, folds, network, weights, plans_manager,
+                        configuration_manager, dataset_json, label_manager,
+                        first.get("inference_allowed_mirroring_axes"), num_input_channels)

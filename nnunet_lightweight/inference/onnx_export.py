@@ -1,0 +1,138 @@
+"""ONNX export of a trained network (dynamic batch and frame size) with a parity check against PyTorch."""
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from nnunet_lightweight.errors import InputError
+
+DEFAULT_OPSET = 17
+INPUT_NAME = "image"
+OUTPUT_NAME = "logits"
+
+
+def network_to_onnx(network: nn.Module, example_shape: tuple[int, ...], opset: int = DEFAULT_OPSET) -> bytes:
+    """The serialized ONNX model of `network` (eval mode, fp32) with dynamic batch, height and width axes."""
+    network = copy.deepcopy(network).float().eval().cpu()
+    buffer = io.BytesIO()
+    dynamic = {0: "batch", 2: "height", 3: "width"}
+    with warnings.catch_warnings(), torch.inference_mode():
+        # The TorchScript-based exporter is deprecated in favour of the dynamo one, which needs onnxscript and
+        # handles these plain convolutional networks no better.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(network, (torch.zeros(example_shape),), buffer, dynamo=False, opset_version=opset,
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic}, do_constant_folding=True)
+    return buffer.getvalue()
+
+
+def check_onnx_parity(network: nn.Module, onnx_model: bytes | str | Path, inputs: list[np.ndarray],
+                      num_threads: int | None = None) -> dict:
+    """Compare ONNX Runtime with eager PyTorch (fp32) on `inputs`: largest logit difference (absolute, and relative
+    to the largest logit) and the fraction of pixels whose argmax agrees."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if num_threads:
+        options.intra_op_num_threads = num_threads
+    model = onnx_model if isinstance(onnx_model, bytes) else str(onnx_model)
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    network = copy.deepcopy(network).float().eval().cpu()
+    max_abs, max_logit, agree, total = 0.0, 1.0, 0, 0
+    for batch in inputs:
+        with torch.inference_mode():
+            expected = network(torch.from_numpy(batch)).numpy()
+        actual = session.run(None, {INPUT_NAME: batch})[0]
+        if actual.shape != expected.shape:
+            raise AssertionError(f"ONNX output shape {actual.shape} differs from PyTorch {expected.shape}")
+        max_abs = max(max_abs, float(np.abs(actual - expected).max()))
+        max_logit = max(max_logit, float(np.abs(expected).max()))
+        agree += int((actual.argmax(1) == expected.argmax(1)).sum())
+        total += expected.shape[0] * int(np.prod(expected.shape[2:]))
+    return {"max_abs_diff": max_abs, "max_rel_diff": max_abs / max_logit, "argmax_agreement": agree / total,
+            "shapes": [list(b.shape) for b in inputs]}
+
+
+def export_onnx(model_folder: str | Path, output: str | Path, fold: int | str | None = None,
+                checkpoint_name: str = "checkpoint_final.pth", opset: int = DEFAULT_OPSET, overwrite: bool = False,
+                tolerance: float = 1e-4, seed: int = 0) -> dict:
+    """Export one fold of a trained model folder to ONNX and check it against PyTorch.
+
+    The model takes nnU-Net-preprocessed frames (B, C, H, W) with H and W multiples of the network's total
+    stride and returns logits (B, classes, H, W). The check runs a batch of 2 at the patch size and a batch of 3 at
+    another size; it raises when the largest logit difference exceeds `tolerance` times the largest logit.
+    Returns the parity figures and the output path.
+    """
+    from nnunet_lightweight.inference.engines import onnxruntime_available
+    from nnunet_lightweight.inference.model_folder import load_trained_model
+
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output} exists (pass --overwrite to replace it)")
+    if not onnxruntime_available():
+        raise InputError("export-onnx needs the onnx and onnxruntime packages (pip install onnx onnxruntime)")
+    model = load_trained_model(model_folder, [fold] if fold is not None else None, checkpoint_name)
+    if len(model.folds) > 1:
+        model = load_trained_model(model_folder, [model.folds[0]], checkpoint_name)
+    patch = model.patch_size
+    if len(patch) != 2:
+        raise InputError(f"export-onnx supports 2d configurations; {model.configuration_name} has patch {patch}")
+    stride = _total_stride(model.configuration_manager)
+    example = (1, model.num_input_channels, *patch)
+    onnx_bytes = network_to_onnx(model.network, example, opset)
+    _add_metadata(onnx_bytes, model, output)
+    rng = np.random.default_rng(seed)
+    other = tuple(max(s, 2 * t) - t for s, t in zip(patch, stride))
+    inputs = [rng.standard_normal((2, model.num_input_channels, *patch)).astype(np.float32),
+              rng.standard_normal((3, model.num_input_channels, *other)).astype(np.float32)]
+    parity = check_onnx_parity(model.network, output, inputs)
+    if parity["max_rel_diff"] > tolerance:
+        output.unlink()
+        raise AssertionError(f"ONNX export differs from PyTorch: {parity}")
+    return {"output": str(output), "fold": model.folds[0], "trainer": model.trainer_name, "opset": opset,
+            "input_shape": ["batch", model.num_input_channels, f"height (multiple of {stride[0]})",
+                            f"width (multiple of {stride[1]})"], **parity}
+
+
+def _total_stride(configuration_manager) -> tuple[int, ...]:
+    strides = configuration_manager.network_arch_init_kwargs.get("strides")
+    if strides is None:
+        return tuple(int(s) for s in np.prod(configuration_manager.pool_op_kernel_sizes, axis=0))
+    strides = [[s] * len(configuration_manager.patch_size) if isinstance(s, int) else s for s in strides]
+    return tuple(int(s) for s in np.prod(strides, axis=0))
+
+
+def _add_metadata(onnx_bytes: bytes, model, output: Path) -> None:
+    """Write the ONNX file atomically, with what a user needs to feed it in its metadata."""
+    import onnx
+
+    proto = onnx.load_from_string(onnx_bytes)
+    metadata = {
+        "trainer": model.trainer_name, "configuration": model.configuration_name, "fold": str(model.folds[0]),
+        "patch_size": json.dumps(list(model.patch_size)),
+        "labels": json.dumps(model.dataset_json.get("labels", {})),
+        "normalization": json.dumps(model.configuration_manager.normalization_schemes),
+        "input": "nnU-Net-preprocessed frames (B, C, H, W): cropped to nonzero, resampled to the plans' spacing, "
+                 "normalised per the plans; output: logits (B, classes, H, W)",
+    }
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    output.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+    os.close(handle)
+    try:
+        onnx.save(proto, temporary)
+        os.replace(temporary, output)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
