@@ -17,11 +17,15 @@ place and moved there only after nnU-Net's integrity check passed: a failed conv
 """
 from __future__ import annotations
 
+import gzip
 import json
+import logging
 import os
 import re
 import shutil
+import struct
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_lightweight.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 LABELS = {"background": 0, "LV": 1, "MYO": 2, "LA": 3}
 VIEWS = ("2CH", "4CH")
@@ -59,7 +65,7 @@ def parse_case_id(case: str) -> tuple[str, str, str]:
 
 
 def sequence_frame_id(patient: str, view: str, frame: int) -> str:
-    """Identifier of one half-sequence frame (1-based, as the CAMUS Info files count), e.g. `patient0001_2CH_frame003`."""
+    """Id of a half-sequence frame, 1-based as in the CAMUS Info files, e.g. `patient0001_2CH_frame003`."""
     return f"{patient}_{view}_frame{frame:03d}"
 
 
@@ -87,8 +93,6 @@ def read_image(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"missing file: {path}")
-    if path.name.endswith((".nii", ".nii.gz")):
-        _check_nifti_complete(path)
     try:
         image = sitk.ReadImage(str(path))
         array = sitk.GetArrayFromImage(image)
@@ -96,6 +100,8 @@ def read_image(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
         # ITK's first line names its own source file; the lines after it say what went wrong
         reason = " ".join(line.strip() for line in str(error).splitlines()[1:] if line.strip()) or str(error)
         raise InputError(f"cannot read {path} (unreadable or truncated file): {reason}") from None
+    if path.name.endswith((".nii", ".nii.gz")):
+        _check_nifti_complete(path, array.nbytes)
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{path} has {image.GetNumberOfComponentsPerPixel()} components per pixel; "
                          "expected a single-channel (grayscale) image")
@@ -104,15 +110,33 @@ def read_image(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     return array.squeeze(), tuple(spacing[axis] for axis in kept)
 
 
-def _check_nifti_complete(path: Path) -> None:
-    """InputError for a truncated NIfTI file, which ITK would silently read with missing pixels set to zero."""
-    import nibabel
-
+def _check_nifti_complete(path: Path, data_bytes: int) -> None:
+    """InputError for a truncated NIfTI file, which ITK reads without complaint (missing pixels become 0)."""
     try:
-        np.asanyarray(nibabel.load(path).dataobj)
-    except Exception as error:  # nibabel raises many types (ImageFileError, OSError, EOFError, zlib.error)
-        reason = " ".join(str(error).split())
-        raise InputError(f"cannot read {path} (unreadable or truncated file): {reason}") from None
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rb") as handle:
+                content = handle.read()
+        else:
+            content = path.read_bytes()
+    except (OSError, EOFError, zlib.error) as error:
+        raise InputError(f"cannot read {path} (unreadable or truncated file): {error}") from None
+    expected = _nifti_data_offset(content[:540]) + data_bytes
+    if len(content) < expected:
+        raise InputError(f"cannot read {path} (truncated file): it holds {len(content)} bytes, its header and "
+                         f"pixel data need {expected}")
+
+
+def _nifti_data_offset(header: bytes) -> int:
+    """Byte offset of the pixel data (vox_offset) of a NIfTI-1 or NIfTI-2 header, either byte order."""
+    if len(header) < 348:
+        return 352
+    for order in "<>":
+        header_size = struct.unpack(f"{order}i", header[:4])[0]
+        if header_size == 348:
+            return int(struct.unpack(f"{order}f", header[108:112])[0])
+        if header_size == 540:
+            return struct.unpack(f"{order}q", header[168:176])[0]
+    return 352
 
 
 def read_frame(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
@@ -417,8 +441,8 @@ def _convert_frame(frame: FrameSource, plan: PatientPlan, folder: Path, label_ma
         label_rel = f"{labels_dir}/{frame.case}{FILE_ENDING}"
         write_frame(label, out_spacing, folder / label_rel)
     return {"patient": frame.patient, "view": frame.view, "phase": frame.phase, "subset": plan.subset,
-            "frame": (plan.info.get(frame.view) or {}).get(frame.phase), "image": image_rel, "label": label_rel, "source_image": str(frame.image),
-            "source_shape": list(image.shape), "source_spacing_mm": list(spacing),
+            "frame": (plan.info.get(frame.view) or {}).get(frame.phase), "image": image_rel, "label": label_rel,
+            "source_image": str(frame.image), "source_shape": list(image.shape), "source_spacing_mm": list(spacing),
             "shape": list(out_image.shape), "spacing_mm": [float(s) for s in out_spacing]}
 
 
@@ -494,7 +518,8 @@ def build_dataset(frames: Sequence[FrameSource], patients: Mapping[str, PatientP
             cases[frame.case] = _convert_frame(frame, patients[frame.patient], staging, label_map, shape,
                                                interpolation)
         sequence_records = {}
-        for sequence in tqdm(sequences, desc="half-sequences", unit="sequence", disable=not progress):
+        for sequence in tqdm(sequences, desc="half-sequences", unit="sequence",
+                             disable=not (progress and sequences)):
             record = _convert_sequence(sequence, staging, label_map, shape, interpolation)
             info = patients[sequence.patient].info.get(sequence.view) or {}
             record.update({"ED": info.get("ED"), "ES": info.get("ES")})
@@ -511,7 +536,7 @@ def build_dataset(frames: Sequence[FrameSource], patients: Mapping[str, PatientP
         generate_dataset_json(
             str(staging), dict(CHANNEL_NAMES), dict(LABELS), n_training, FILE_ENDING, dataset_name=final_dir.name,
             **{"numTest": len(cases) - n_training, **(dataset_json_extra or {})})
-        splits = [{"train": _cases_of(fold["train"], cases_by_patient), "val": _cases_of(fold["val"], cases_by_patient)}
+        splits = [{subset: _cases_of(fold[subset], cases_by_patient) for subset in ("train", "val")}
                   for fold in folds]
         (staging / SPLITS_FILE).write_text(json.dumps(splits, indent=1))
         metadata = {"format_version": 1, "dataset": final_dir.name, "labels": LABELS,
@@ -523,27 +548,30 @@ def build_dataset(frames: Sequence[FrameSource], patients: Mapping[str, PatientP
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
         if verify:
             verify_dataset(staging, num_processes)
+    preprocessed = os.environ.get("nnUNet_preprocessed")
+    if overwrite and preprocessed and (Path(preprocessed) / final_dir.name).is_dir():
+        logger.warning("%s was made from the replaced dataset: plan and preprocess again",
+                       Path(preprocessed) / final_dir.name)
     return final_dir
 
 
 def _patient_metadata(patients: Mapping[str, PatientPlan], cases: Mapping[str, dict],
                       spacing_units: str) -> dict[str, dict]:
+    views: dict[str, dict[str, dict]] = {patient: {} for patient in patients}
+    for record in cases.values():
+        views[record["patient"]].setdefault(record["view"], {
+            "info": patients[record["patient"]].info.get(record["view"]),
+            "source_spacing_mm": record["source_spacing_mm"], "source_shape": record["source_shape"],
+            "spacing_mm": record["spacing_mm"], "shape": record["shape"]})
     meta = {}
     for patient, plan in sorted(patients.items()):
-        views: dict[str, dict] = {}
-        for record in cases.values():
-            if record["patient"] == patient and record["view"] not in views:
-                views[record["view"]] = {"info": plan.info.get(record["view"]),
-                                         "source_spacing_mm": record["source_spacing_mm"],
-                                         "source_shape": record["source_shape"],
-                                         "spacing_mm": record["spacing_mm"], "shape": record["shape"]}
         if spacing_units == "auto":
-            unit_spacing = all(np.allclose(v["source_spacing_mm"], 1.0) for v in views.values())
+            unit_spacing = all(np.allclose(v["source_spacing_mm"], 1.0) for v in views[patient].values())
             physical = plan.has_physical_spacing_evidence or not unit_spacing
         else:
             physical = spacing_units == "mm"
         meta[patient] = {"subset": plan.subset, "official_subgroup": plan.official_subgroup,
-                         "spacing_is_physical": bool(physical), "views": views}
+                         "spacing_is_physical": bool(physical), "views": views[patient]}
     return meta
 
 

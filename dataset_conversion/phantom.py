@@ -13,14 +13,15 @@ cross-section at every height u is an ellipse of area pi*b*c*(1 - u^2/a^2). Henc
     V = pi*b*c * integral_{-a}^{h} (1 - u^2/a^2) du = pi*b*c * (2a/3 + h - h^3/(3a^2)),
 
 which Simpson's biplane method of disks recovers exactly in the limit of thin disks (pi/4 * d_2CH * d_4CH is the
-area of an elliptic disk). The myocardium is the band between the cavity and a confocal-looking outer ellipse with
-semi-axes (a + 0.9 t, b + t) truncated at the same base plane (t = wall thickness); the left atrium is the part
-below the base plane of an ellipse centred just below it. The apex stays fixed through the cycle and the base moves towards it, as in real
-hearts. End-systole is derived from end-diastole by a longitudinal shortening s (a, h scaled by 1 - s) and a radial
-factor k on b and c chosen so that the volume ratio ESV/EDV = 1 - EF exactly.
+area of an elliptic disk). The myocardium is the band between the cavity and an outer ellipse with semi-axes
+(a + 0.9 t, b + t) around the same centre, truncated at the same base plane (t = wall thickness); the left atrium is
+the part below the base plane of an ellipse centred just below it. The apex stays fixed through the cycle and the
+base moves towards it, as in real hearts. End-systole is derived from end-diastole by a longitudinal shortening s
+(a, h scaled by 1 - s) and a radial factor k on b and c chosen so that the volume ratio ESV/EDV = 1 - EF exactly.
 
-Images: a 75-80 degree sector whose tip is the top-centre pixel (apex at row 0 side, as in CAMUS), Rayleigh-like
-speckle (magnitude of low-pass filtered complex noise, elongated laterally), tissue reflectivity (blood pools dark,
+Images: a 78-degree sector whose tip is the top-centre pixel, so the LV apex lies in the top rows as in CAMUS; the
+long axis is tilted by a few degrees per view (volumes do not change). Default pixels are 160 mm / 256 = 0.625 mm.
+Rendering: Rayleigh-like speckle (magnitude of low-pass filtered complex noise, elongated laterally), tissue reflectivity (blood pools dark,
 myocardium bright, surroundings grey), depth attenuation and log compression to uint8. In 4CH views a right
 ventricle and atrium (dark, labelled background) sit left of the septum.
 

@@ -122,6 +122,9 @@ def test_nifti_official_split_uses_the_subgroups(tmp_path, nnunet_dirs):
     assert len(splits) == 1
     assert {c.split("_")[0] for c in splits[0]["val"]} == {"patient0005", "patient0006"}
     assert len(splits[0]["train"]) == 16
+    # SOURCE may also be the database_nifti folder itself; the subgroups are then found beside it
+    again = convert_camus(source / "database_nifti", 501, split="official", verify=False, progress=False)
+    assert json.loads((again / "splits_final.json").read_text()) == splits
 
 
 def test_official_split_rejects_patients_listed_but_missing(tmp_path, nnunet_dirs):
@@ -304,6 +307,17 @@ def test_bad_input_is_rejected_without_partial_output(tmp_path, nnunet_dirs, bre
     with pytest.raises(InputError, match=message):
         convert(source, None)
     assert_nothing_written(nnunet_dirs["nnUNet_raw"])
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_slightly_truncated_nifti_is_detected(tmp_path, suffix):
+    """ITK reads such files silently with zeros for the missing pixels."""
+    path = tmp_path / f"frame{suffix}"
+    write_image(np.full((40, 32), 7, np.uint8), path)
+    assert read_frame(path)[0].min() == 7
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(InputError, match=f"frame{suffix}.*truncated"):
+        read_frame(path)
 
 
 def test_truncated_raw_of_legacy_mhd(tmp_path, nnunet_dirs):
