@@ -10,6 +10,15 @@ __version__ = "0.1.0"
 _LAZY = {
     "build_lightecho_network": "nnunet_lightweight.network",
     "LightEchoUNet": "nnunet_lightweight.network",
+    "simpson_biplane_volume": "nnunet_lightweight.clinical.volumes",
+    "simpson_single_plane_volume": "nnunet_lightweight.clinical.volumes",
+    "ef_table": "nnunet_lightweight.clinical.ejection_fraction",
+    "agreement": "nnunet_lightweight.clinical.agreement",
+    "cine_volume_curve": "nnunet_lightweight.clinical.cine",
+    "segment_sequence": "nnunet_lightweight.clinical.cine",
+    "evaluate_folder": "nnunet_lightweight.evaluation",
+    "compare_models": "nnunet_lightweight.evaluation",
+    "demo": "nnunet_lightweight.demo",
 }
 
 

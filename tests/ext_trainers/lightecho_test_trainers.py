@@ -1,7 +1,8 @@
-"""Test-only trainer, exposed to nnU-Net through nnUNet_extTrainer by the tests (never installed)."""
+"""Test-only trainers, exposed to nnU-Net through nnUNet_extTrainer by the tests (never installed)."""
 import os
 
 from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLightEcho
+from nnunet_lightweight.training.training_length import nnUNetTrainer_OnePassEpochs
 
 
 class nnUNetTrainerLightEcho_Test(nnUNetTrainerLightEcho):
@@ -9,3 +10,9 @@ class nnUNetTrainerLightEcho_Test(nnUNetTrainerLightEcho):
 
     max_epochs = int(os.environ.get("LIGHTECHO_TEST_EPOCHS", "1"))
     batch_size = 8
+
+
+class nnUNetTrainer_OnePassEpochs_Test(nnUNetTrainer_OnePassEpochs):
+    """nnU-Net's default recipe with the same test-sized schedule."""
+
+    max_epochs = int(os.environ.get("LIGHTECHO_TEST_EPOCHS", "1"))
