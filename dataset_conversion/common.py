@@ -46,7 +46,11 @@ METADATA_FILE = "camus_metadata.json"
 SPLITS_FILE = "splits_final.json"
 SEQUENCES_FOLDER = "sequences"
 DEFAULT_SEED = 12345
-CASE_ID_PATTERN = re.compile(r"^(?P<patient>.+)_(?P<view>2CH|4CH)_(?P<phase>ED|ES)$")
+# The one grammar of case ids; file-name patterns (e.g. the clinical mask finder) embed it.
+CASE_ID_REGEX = r"(?P<patient>.+)_(?P<view>2CH|4CH)_(?P<phase>ED|ES)"
+CASE_ID_PATTERN = re.compile(rf"^{CASE_ID_REGEX}$")
+_CASE_ID_ANY_CASE = re.compile(CASE_ID_PATTERN.pattern, re.IGNORECASE)
+UNKNOWN = "unknown"
 PATIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 INTERPOLATION_ORDERS = {"linear": 1, "cubic": 3}
 
@@ -56,12 +60,23 @@ def case_id(patient: str, view: str, phase: str) -> str:
     return f"{patient}_{view}_{phase}"
 
 
-def parse_case_id(case: str) -> tuple[str, str, str]:
-    """(patient, view, phase) of a case identifier `<patient>_<2CH|4CH>_<ED|ES>`."""
-    match = CASE_ID_PATTERN.match(case)
+@dataclass(frozen=True)
+class CaseInfo:
+    """What a case id says about a frame: patient, view (2CH/4CH) and phase (ED/ES), `unknown` where it says nothing."""
+
+    case: str
+    patient: str
+    view: str
+    phase: str
+
+
+def parse_case_id(case: str) -> CaseInfo:
+    """Split `<patient>_<2CH|4CH>_<ED|ES>` (view and phase in any letter case); other ids keep the whole id as
+    patient and `unknown` view and phase."""
+    match = _CASE_ID_ANY_CASE.match(case)
     if not match:
-        raise InputError(f"'{case}' is not a case identifier of the form <patient>_<2CH|4CH>_<ED|ES>")
-    return match["patient"], match["view"], match["phase"]
+        return CaseInfo(case, case, UNKNOWN, UNKNOWN)
+    return CaseInfo(case, match["patient"], match["view"].upper(), match["phase"].upper())
 
 
 def sequence_frame_id(patient: str, view: str, frame: int) -> str:

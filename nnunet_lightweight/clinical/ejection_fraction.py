@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dataset_conversion.common import CASE_ID_REGEX
 from nnunet_lightweight.clinical.volumes import (
     N_DISKS,
     DiskMeasurement,
@@ -33,7 +34,7 @@ from nnunet_lightweight.errors import InputError
 VIEWS = ("2CH", "4CH")
 PHASES = ("ED", "ES")
 ALLOWED_LABELS = {0, 1, 2, 3}
-MASK_FILE = re.compile(r"^(?P<patient>.+)_(?P<view>2CH|4CH)_(?P<phase>ED|ES)(?P<gt>_gt)?\.nii(?:\.gz)?$")
+MASK_FILE = re.compile(rf"^{CASE_ID_REGEX}(?P<gt>_gt)?\.nii(?:\.gz)?$")
 INFO_FILE = re.compile(r"^Info_(?P<view>2CH|4CH)\.cfg$")
 METADATA_FILENAME = "camus_metadata.json"
 UNIT_ML, UNIT_PX = "mL", "px^3"

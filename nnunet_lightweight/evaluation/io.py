@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -12,33 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
+from dataset_conversion.common import UNKNOWN, CaseInfo, parse_case_id
 from nnunet_lightweight.errors import InputError
 
 FILE_ENDING = ".nii.gz"
 # Label ids of the CAMUS conversion (dataset.json): 0 background, 1 LV, 2 MYO, 3 LA.
 DEFAULT_LABELS: dict[str, int] = {"LV": 1, "MYO": 2, "LA": 3}
 METADATA_FILENAME = "camus_metadata.json"
-UNKNOWN = "unknown"
-
-_CASE_ID = re.compile(r"^(?P<patient>.+)_(?P<view>[24]CH)_(?P<phase>E[DS])$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class CaseInfo:
-    """What a case id says about a frame: patient, view (2CH/4CH) and phase (ED/ES), `unknown` where it says nothing."""
-
-    case: str
-    patient: str
-    view: str
-    phase: str
-
-
-def parse_case_id(case: str) -> CaseInfo:
-    """Split `<patient>_<2CH|4CH>_<ED|ES>`; other ids keep the whole id as patient and `unknown` view and phase."""
-    match = _CASE_ID.match(case)
-    if not match:
-        return CaseInfo(case, case, UNKNOWN, UNKNOWN)
-    return CaseInfo(case, match["patient"], match["view"].upper(), match["phase"].upper())
 
 
 def parse_labels(text: str) -> dict[str, int]:
