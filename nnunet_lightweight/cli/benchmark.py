@@ -1,0 +1,49 @@
+"""lightecho benchmark: params, GMACs and ms per frame of LightEcho and nnU-Net's default network, per path."""
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "benchmark", help="speed of LightEcho vs nnU-Net's default 2d network (params, GMACs, ms/frame, frames/s)",
+        description="Builds each model's network with its trainer (random weights: speed does not depend on "
+                    "them), counts parameters and GMACs per frame, then times every execution path (eager fp32, "
+                    "optimised torch fp32/bf16 on CPU or fp16/bf16 with CUDA graphs on GPU, ONNX Runtime, "
+                    "optionally torch.compile) at each batch size: warm-up, then up to --iterations runs or "
+                    "--max-seconds, median and 10th/90th percentiles in ms per frame. Prints a table; the last "
+                    "line is JSON with light_ms_per_frame, default_ms_per_frame (batch 1, fastest path of each) "
+                    "and speedup. Other processes on the machine slow it down: the JSON records the load average.")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="device (default cpu)")
+    parser.add_argument("--models", nargs="+", default=["nnUNetTrainerLightEcho", "nnUNetTrainer"],
+                        help="trainer class names (default: nnUNetTrainerLightEcho nnUNetTrainer); LightEcho "
+                             "trainers use their architecture, stock nnU-Net trainers the default 2d plan for "
+                             "256x256 frames (plans/nnunet_default_2d_256.json)")
+    parser.add_argument("--size", type=int, default=256, help="frame size in pixels (square; default 256)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32],
+                        help="batch sizes: latency at 1, throughput at the others (default 1 32)")
+    parser.add_argument("--paths", nargs="+", default=None,
+                        help="execution paths backend-precision[-graphs] (default: all for the device, e.g. "
+                             "eager-fp32 torch-fp32 torch-bf16 onnx-fp32 on CPU)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed runs per measurement (default 3)")
+    parser.add_argument("--iterations", type=int, default=50, help="most timed runs per measurement (default 50)")
+    parser.add_argument("--min-iterations", type=int, default=5, help="fewest timed runs (default 5)")
+    parser.add_argument("--max-seconds", type=float, default=10.0,
+                        help="stop timing a measurement after this long once --min-iterations ran (default 10)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all available cores)")
+    parser.add_argument("--output-json", type=Path, default=None, help="also write every row and the summary here")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from nnunet_lightweight.inference.benchmark import benchmark, format_table, summary_json
+
+    result = benchmark(args.models, args.device, args.size, args.batch_sizes, args.paths, args.compile, args.warmup,
+                       args.iterations, args.max_seconds, args.min_iterations, args.threads)
+    print(format_table(result))
+    if args.output_json:
+        args.output_json.parent.mkdir(parents=True, exist_ok=True)
+        args.output_json.write_text(json.dumps(result, indent=2) + "\n")
+    print(summary_json(result))
+    return 0

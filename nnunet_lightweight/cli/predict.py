@@ -1,0 +1,50 @@
+"""lightecho predict -m MODEL_FOLDER -i INPUT -o OUTPUT: fast nnU-Net inference for 2D frames and cine loops."""
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict", help="fast prediction of frames, cine loops and videos with a trained nnU-Net model folder",
+        description="Segments INPUT with a trained nnU-Net model folder (<trainer>__<plans>__<configuration>, e.g. "
+                    "nnUNet_results/Dataset500_CAMUS/nnUNetTrainerLightEcho__nnUNetPlans__2d) and writes "
+                    "<case>.nii.gz masks with the input's geometry, as nnUNetv2_predict --disable_tta would "
+                    "(nnU-Net's own reading, preprocessing and export), but with frames batched, BatchNorm folded, "
+                    "mixed precision and CUDA graphs on GPU, ONNX Runtime on CPU, and argmax plus the "
+                    "largest-component filter on the device. INPUT is a folder of nnU-Net images "
+                    "(<case>_0000.nii.gz) or of frame files, one frame file, a 2D+t cine loop (e.g. a CAMUS "
+                    "half-sequence NIfTI, segmented frame by frame) or a video (AVI/MP4, needs PyAV). The output "
+                    "folder also gets dataset.json, plans.json and prediction_summary.json (settings, timings).")
+    parser.add_argument("-m", "--model", type=Path, required=True, help="trained nnU-Net model folder")
+    parser.add_argument("-i", "--input", type=Path, required=True, help="input folder, frame file, cine loop or video")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created)")
+    parser.add_argument("-f", "--folds", nargs="+", default=None,
+                        help="folds to use (default: every fold with a checkpoint); several are ensembled by "
+                             "averaging their logits, as nnU-Net does")
+    parser.add_argument("-chk", "--checkpoint", default="checkpoint_final.pth",
+                        help="checkpoint file name in each fold folder (default checkpoint_final.pth)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where the network runs (default auto: cuda if available)")
+    parser.add_argument("--backend", choices=("auto", "eager", "torch", "compile", "onnx"), default="auto",
+                        help="engine: eager (plain PyTorch), torch (BatchNorm folded, channels_last, CUDA graphs "
+                             "on GPU), compile (torch.compile), onnx (ONNX Runtime); auto = onnx on CPU where "
+                             "onnxruntime is installed, torch on GPU")
+    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+                        help="auto = fp16 autocast on GPU (as nnU-Net), fp32 on CPU")
+    parser.add_argument("--batch-size", type=int, default=None, help="frames per network call (default 8 CPU, 64 GPU)")
+    parser.add_argument("--cca", action=argparse.BooleanOptionalAction, default=True,
+                        help="keep the largest connected component of each structure (the paper's post-processing; "
+                             "default on; --no-cca gives nnUNetv2_predict's raw masks)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all available cores)")
+    parser.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
+                        help="do not capture CUDA graphs (GPU, torch backend)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from nnunet_lightweight.inference.fast_predictor import predict
+
+    predict(args.model, args.input, args.output, args.folds, args.device, args.backend, args.precision,
+            args.batch_size, args.cca, args.threads, args.checkpoint, args.overwrite, args.cuda_graphs)
+    return 0

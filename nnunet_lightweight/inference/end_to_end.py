@@ -1,0 +1,139 @@
+"""End-to-end timing: `nnUNetv2_predict` (with and without TTA) against `lightecho predict` on the same folder.
+
+Every command runs as its own process, so each pays its own start-up (imports, model loading) as a user would;
+the masks of `--disable_tta` and of `lightecho predict --no-cca` are compared per structure (Dice).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from nnunet_lightweight.errors import InputError
+
+
+def nnunet_predict_command(model_folder: Path, input_folder: Path, output_folder: Path, folds: Sequence[str],
+                           device: str, disable_tta: bool) -> tuple[list[str], dict[str, str]]:
+    """The nnUNetv2_predict command line (and nnUNet_results) for a `<results>/<dataset>/<trainer>__<plans>__<config>`
+    model folder."""
+    parts = model_folder.name.split("__")
+    if len(parts) != 3:
+        raise InputError(f"{model_folder}: expected a <trainer>__<plans>__<configuration> results folder")
+    trainer, plans, configuration = parts
+    command = ["nnUNetv2_predict", "-i", str(input_folder), "-o", str(output_folder), "-d", model_folder.parent.name,
+               "-tr", trainer, "-p", plans, "-c", configuration, "-f", *folds, "-device", device]
+    if disable_tta:
+        command.append("--disable_tta")
+    return command, {"nnUNet_results": str(model_folder.parent.parent)}
+
+
+def lightecho_predict_command(model_folder: Path, input_folder: Path, output_folder: Path, folds: Sequence[str],
+                              device: str, cca: bool, extra: Sequence[str] = ()) -> list[str]:
+    """The `lightecho predict` command line (the console script, or this interpreter where it is not on PATH)."""
+    executable = shutil.which("lightecho")
+    program = [executable] if executable else [sys.executable, "-c",
+                                               "import sys; from nnunet_lightweight.cli import main; sys.exit(main())"]
+    return [*program, "predict", "-m", str(model_folder), "-i",
+            str(input_folder), "-o", str(output_folder), "-f", *folds, "--device", device,
+            "--cca" if cca else "--no-cca", *extra]
+
+
+def mask_agreement(folder_a: Path, folder_b: Path, labels: Sequence[int]) -> dict:
+    """Per-structure Dice between the same-named masks of two folders (cases where the structure is in either)."""
+    from nnunet_lightweight.evaluation.io import list_cases, read_segmentation
+    from nnunet_lightweight.evaluation.metrics import dice_score
+
+    cases_a, cases_b = list_cases(folder_a), list_cases(folder_b)
+    if set(cases_a) != set(cases_b):
+        raise AssertionError(f"{folder_a} and {folder_b} hold different cases: "
+                             f"{sorted(set(cases_a) ^ set(cases_b))[:5]}")
+    dice: dict[int, list[float]] = {label: [] for label in labels}
+    differing = 0
+    for case in sorted(cases_a):
+        a, _ = read_segmentation(cases_a[case])
+        b, _ = read_segmentation(cases_b[case])
+        if a.shape != b.shape:
+            raise AssertionError(f"case {case}: shapes {a.shape} and {b.shape} differ")
+        differing += int((a != b).sum())
+        for label in labels:
+            if (a == label).any() or (b == label).any():
+                dice[label].append(dice_score(a == label, b == label))
+    return {"cases": len(cases_a), "differing_pixels": differing,
+            "min_dice": {str(k): min(v) if v else None for k, v in dice.items()},
+            "mean_dice": {str(k): float(np.mean(v)) if v else None for k, v in dice.items()}}
+
+
+def _timed(name: str, command: list[str], env_extra: dict[str, str], log: Callable[[str], None] | None) -> float:
+    env = {**os.environ, **env_extra}
+    if log:
+        log(f"[{name}] {' '.join(command)}")
+    start = time.perf_counter()
+    completed = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seconds = time.perf_counter() - start
+    if completed.returncode != 0:
+        raise RuntimeError(f"{name} failed (exit {completed.returncode}):\n{completed.stdout[-3000:]}")
+    if log:
+        log(f"[{name}] {seconds:.2f} s")
+    return seconds
+
+
+def benchmark_end_to_end(model_folder: str | Path, input_folder: str | Path, work_folder: str | Path,
+                         folds: Sequence[str] = ("0",), device: str = "cpu", include_tta: bool = True,
+                         lightecho_options: Sequence[str] = (), keep_outputs: bool = False,
+                         log: Callable[[str], None] | None = print) -> dict:
+    """Time nnUNetv2_predict (default, --disable_tta) and lightecho predict (--no-cca, --cca) on `input_folder`.
+
+    Writes `work_folder/end_to_end.json` and returns it: seconds and ms per frame of each command, speedups of
+    lightecho predict over each nnU-Net run, and the Dice agreement of its --no-cca masks with --disable_tta.
+    """
+    model_folder, input_folder, work_folder = Path(model_folder), Path(input_folder), Path(work_folder)
+    if not input_folder.is_dir():
+        raise FileNotFoundError(f"input folder not found: {input_folder}")
+    dataset_json = json.loads((model_folder / "dataset.json").read_text())
+    frames = len([p for p in input_folder.iterdir() if p.name.endswith("_0000" + dataset_json["file_ending"])])
+    if frames == 0:
+        raise InputError(f"no <case>_0000{dataset_json['file_ending']} images in {input_folder}")
+    work_folder.mkdir(parents=True, exist_ok=True)
+    folds = [str(f) for f in folds]
+    runs: dict[str, tuple[list[str], dict[str, str]]] = {}
+    if include_tta:
+        runs["nnUNetv2_predict"] = nnunet_predict_command(model_folder, input_folder, work_folder / "nnunet_tta",
+                                                          folds, device, False)
+    runs["nnUNetv2_predict --disable_tta"] = nnunet_predict_command(
+        model_folder, input_folder, work_folder / "nnunet_no_tta", folds, device, True)
+    for cca in (False, True):
+        output = work_folder / ("lightecho_cca" if cca else "lightecho_no_cca")
+        runs[f"lightecho predict {'--cca' if cca else '--no-cca'}"] = (
+            lightecho_predict_command(model_folder, input_folder, output, folds, device, cca,
+                                      ["--overwrite", *lightecho_options]), {})
+    for command, _ in runs.values():
+        output = Path(command[command.index("-o") + 1])
+        if output.exists():
+            shutil.rmtree(output)
+    seconds = {name: _timed(name, command, env, log) for name, (command, env) in runs.items()}
+    labels = [int(v) for k, v in dataset_json["labels"].items() if k != "background" and isinstance(v, int)]
+    agreement = mask_agreement(work_folder / "nnunet_no_tta", work_folder / "lightecho_no_cca", labels)
+    inner = json.loads((work_folder / "lightecho_no_cca" / "prediction_summary.json").read_text())["timing"]
+    fast = seconds["lightecho predict --no-cca"]
+    result = {
+        "model_folder": str(model_folder), "input_folder": str(input_folder), "frames": frames, "device": device,
+        "folds": folds, "commands": {name: " ".join(command) for name, (command, _) in runs.items()},
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "ms_per_frame": {k: round(1000 * v / frames, 2) for k, v in seconds.items()},
+        "speedup_vs": {k: round(v / fast, 2) for k, v in seconds.items() if not k.startswith("lightecho")},
+        "lightecho_inside_process": inner,
+        "agreement_no_tta_vs_lightecho": agreement,
+        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+    }
+    (work_folder / "end_to_end.json").write_text(json.dumps(result, indent=2) + "\n")
+    if not keep_outputs:
+        for command, _ in runs.values():
+            shutil.rmtree(command[command.index("-o") + 1], ignore_errors=True)
+    return result

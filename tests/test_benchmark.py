@@ -1,0 +1,66 @@
+"""Speed benchmark plumbing (tiny frames, few iterations): networks per trainer, counts, the final JSON line."""
+import json
+import math
+
+import pytest
+
+from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.inference.benchmark import benchmark, network_for_trainer, parse_path, time_engine
+from nnunet_lightweight.inference.engines import count_gmacs, count_parameters, onnxruntime_available
+
+
+def test_default_network_matches_the_reference_figures():
+    network = network_for_trainer("nnUNetTrainer")
+    assert type(network).__name__ == "PlainConvUNet"
+    assert count_parameters(network) == 33_474_840  # REFERENCE.md: nnU-Net 2.8.1 default 2d plan, 256x256
+    assert count_gmacs(network, (1, 1, 256, 256)) == pytest.approx(14.8, abs=0.05)
+
+
+def test_lightecho_network_counts():
+    network = network_for_trainer("nnUNetTrainerLightEcho")
+    assert count_parameters(network) == 1_981_588
+    assert count_gmacs(network, (1, 1, 256, 256)) == pytest.approx(4.0, abs=0.05)
+    assert not network.decoder.deep_supervision
+
+
+def test_network_for_trainer_errors():
+    with pytest.raises(InputError, match="total stride"):
+        network_for_trainer("nnUNetTrainer", patch=(224, 224))  # 7 stages need multiples of 64
+    with pytest.raises(InputError, match="at least twice"):
+        network_for_trainer("nnUNetTrainer", patch=(64, 64))
+    with pytest.raises(InputError, match="backend-precision"):
+        parse_path("torch")
+
+
+def test_time_engine_statistics():
+    import torch
+
+    stats = time_engine(lambda x: x * 2, torch.zeros(4, 1, 8, 8), torch.device("cpu"), warmup=1, iterations=7,
+                        max_seconds=5, min_iterations=2)
+    assert stats["iterations"] == 7
+    assert 0 < stats["p10"] <= stats["ms_per_frame"] <= stats["p90"]
+
+
+def test_benchmark_cli_last_line_is_json(capsys):
+    from nnunet_lightweight.cli import main
+
+    paths = ["eager-fp32", "torch-fp32"] + (["onnx-fp32"] if onnxruntime_available() else [])
+    argv = ["benchmark", "--device", "cpu", "--size", "128", "--batch-sizes", "1", "2", "--paths", *paths,
+            "--warmup", "0", "--iterations", "2", "--min-iterations", "1", "--max-seconds", "0.1", "--threads", "1"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(lines[-1])
+    for key in ("light_ms_per_frame", "default_ms_per_frame", "speedup", "light_fp32_ms_per_frame",
+                "light_eager_ms_per_frame", "light_batch2_frames_per_second"):
+        assert math.isfinite(summary[key]) and summary[key] > 0, key
+    assert summary["light_path"] in paths and summary["default_path"] in paths
+    assert summary["nnUNetTrainerLightEcho_params"] == 1_981_588
+    assert any(line.startswith("| nnUNetTrainer |") for line in lines)
+
+
+def test_benchmark_skips_unavailable_paths():
+    result = benchmark(["nnUNetTrainerLightEcho"], "cpu", 64, (1,), ["torch-fp32", "onnx-bf16"], warmup=0,
+                       iterations=1, min_iterations=1, max_seconds=0.1, num_threads=1, log=None)
+    assert [r["path"] for r in result["rows"]] == ["torch-fp32"]  # onnx runs fp32 only
+    assert result["summary"]["default_ms_per_frame"] is None and result["summary"]["speedup"] is None
+    assert result["rows"][0]["argmax_agreement_vs_eager_fp32"] > 0.999

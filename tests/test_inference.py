@@ -1,0 +1,318 @@
+"""Fast inference: CCA on device, BN folding, engines, model loading, FastPredictor against nnU-Net's own predictor.
+
+A tiny synthetic model folder (LightEcho network, random weights, 64x64 patch) stands in for a trained model: the
+question here is whether the fast path gives nnU-Net's answer, not whether the answer is good.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from scipy import ndimage
+
+from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.evaluation.metrics import dice_score
+from nnunet_lightweight.evaluation.postprocessing import keep_largest_component_per_label
+from nnunet_lightweight.inference.components import keep_largest_component
+from nnunet_lightweight.inference.engines import (OnnxEngine, TorchEngine, build_engine, fold_batch_norm,
+                                                  onnxruntime_available)
+from nnunet_lightweight.inference.fast_predictor import FastPredictor, find_cases, predict
+from nnunet_lightweight.inference.model_folder import load_trained_model
+from nnunet_lightweight.network import build_lightecho_network
+
+LABELS = {"LV": 1, "MYO": 2, "LA": 3}
+PATCH = 64
+needs_onnx = pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime not installed")
+
+
+def _blobs(seed: int, shape=(48, 56)) -> np.ndarray:
+    noise = ndimage.gaussian_filter(np.random.default_rng(seed).standard_normal(shape), 2)
+    return np.digitize(noise, np.quantile(noise, [0.5, 0.65, 0.8])).astype(np.uint8)
+
+
+def test_device_cca_matches_nnunet():
+    segmentations = np.stack([_blobs(seed) for seed in range(4)])
+    expected = np.stack([keep_largest_component_per_label(s, LABELS) for s in segmentations])
+    assert not np.array_equal(expected, segmentations)  # the blobs do have small components to remove
+    result = keep_largest_component(torch.from_numpy(segmentations), list(LABELS.values())).numpy()
+    np.testing.assert_array_equal(result, expected)
+
+
+def test_device_cca_diagonal_connectivity_and_ties():
+    segmentation = np.zeros((1, 8, 8), dtype=np.uint8)
+    segmentation[0, 0, 0] = segmentation[0, 1, 1] = 1  # diagonal neighbours: one 8-connected component
+    segmentation[0, 5, 5] = 1  # smaller component: removed
+    segmentation[0, 0, 6] = segmentation[0, 6, 0] = 2  # two components of equal size: both kept, as nnU-Net does
+    result = keep_largest_component(torch.from_numpy(segmentation), [1, 2]).numpy()
+    expected = segmentation.copy()
+    expected[0, 5, 5] = 0
+    np.testing.assert_array_equal(result, expected)
+    np.testing.assert_array_equal(result[0], keep_largest_component_per_label(segmentation[0], {"a": 1, "b": 2}))
+
+
+def _network_with_batch_statistics(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    network = build_lightecho_network().eval()
+    for module in network.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+    return network
+
+
+def test_fold_batch_norm_keeps_the_function():
+    network = _network_with_batch_statistics()
+    folded = fold_batch_norm(network)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in network.modules())  # the original is untouched
+    images = torch.randn(2, 1, PATCH, PATCH)
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(images), network(images), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["eager", "torch", pytest.param("onnx", marks=needs_onnx)])
+def test_engines_give_the_network_logits(backend):
+    network = _network_with_batch_statistics(1)
+    images = torch.randn(3, 1, PATCH, PATCH)
+    with torch.inference_mode():
+        expected = network(images)
+    engine = build_engine(network, backend, torch.device("cpu"), "fp32", (1, 1, PATCH, PATCH), 2, log=None)
+    assert isinstance(engine, OnnxEngine if backend == "onnx" else TorchEngine)
+    torch.testing.assert_close(engine(images), expected, rtol=1e-4, atol=1e-4)
+    # Dynamic batch and frame size.
+    torch.testing.assert_close(engine(images[:1, :, :32, :32]), network(images[:1, :, :32, :32]).detach(),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_bf16_engine_mostly_agrees():
+    network = _network_with_batch_statistics(2)
+    images = torch.randn(2, 1, PATCH, PATCH)
+    with torch.inference_mode():
+        expected = network(images).argmax(1)
+    logits = build_engine(network, "torch", torch.device("cpu"), "bf16", (1, 1, PATCH, PATCH), log=None)(images)
+    assert logits.dtype == torch.float32
+    assert (logits.argmax(1) == expected).float().mean() > 0.9
+
+
+# --- a synthetic trained model folder -------------------------------------------------------------------------------
+
+def _plans() -> dict:
+    from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLightEcho
+
+    resampling = {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None}
+    configuration = {
+        "data_identifier": "nnUNetPlans_2d", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
+        "patch_size": [PATCH, PATCH], "median_image_size_in_voxels": [PATCH, PATCH], "spacing": [1.0, 1.0],
+        "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [False],
+        "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
+        "resampling_fn_data_kwargs": resampling, "resampling_fn_seg_kwargs": {**resampling, "is_seg": True, "order": 1},
+        "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
+        "resampling_fn_probabilities_kwargs": {**resampling, "order": 1}, "batch_dice": True,
+    }
+    plans = {"dataset_name": "Dataset990_Synthetic", "plans_name": "nnUNetPlans",
+             "original_median_spacing_after_transp": [999.0, 1.0, 1.0],
+             "original_median_shape_after_transp": [1, PATCH, PATCH], "image_reader_writer": "SimpleITKIO",
+             "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2], "configurations": {"2d": configuration},
+             "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
+             "foreground_intensity_properties_per_channel": {"0": {"max": 255.0, "mean": 90.0, "median": 88.0,
+                                                                   "min": 0.0, "percentile_00_5": 0.0,
+                                                                   "percentile_99_5": 250.0, "std": 50.0}}}
+    return nnUNetTrainerLightEcho.lightecho_plans(plans, "2d")
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory) -> Path:
+    """`nnUNetTrainerLightEcho__nnUNetPlans__2d` with two folds of random weights (BN statistics randomised)."""
+    from nnunet_lightweight.network import build_network_from_preset
+
+    folder = tmp_path_factory.mktemp("results") / "Dataset990_Synthetic" / "nnUNetTrainerLightEcho__nnUNetPlans__2d"
+    plans = _plans()
+    dataset_json = {"channel_names": {"0": "echo"}, "labels": {"background": 0, **LABELS}, "numTraining": 4,
+                    "file_ending": ".nii.gz"}
+    for fold in (0, 1):
+        (folder / f"fold_{fold}").mkdir(parents=True)
+        torch.manual_seed(fold)
+        network = build_network_from_preset(plans["configurations"]["2d"]["architecture"], 1, 4).eval()
+        for module in network.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+        torch.save({"network_weights": network.state_dict(), "trainer_name": "nnUNetTrainerLightEcho",
+                    "init_args": {"configuration": "2d", "fold": fold}, "inference_allowed_mirroring_axes": None},
+                   folder / f"fold_{fold}" / "checkpoint_final.pth")
+    (folder / "plans.json").write_text(json.dumps(plans))
+    (folder / "dataset.json").write_text(json.dumps(dataset_json))
+    return folder
+
+
+def _echo_frame(seed: int, shape: tuple[int, int]) -> np.ndarray:
+    """A grey-level frame with a zero background around a cone, like an ultrasound sector (crop-to-nonzero bites)."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    cone = np.abs(cols - shape[1] / 2) < 0.45 * rows + 3
+    image = ndimage.gaussian_filter(rng.uniform(0, 255, shape), 1.5) * 3 - 200
+    return np.where(cone, np.clip(image, 1, 255), 0).astype(np.float32)
+
+
+def _write_frame(path: Path, image: np.ndarray, spacing=(1.0, 1.0), origin=(3.0, -2.0)) -> None:
+    itk = sitk.GetImageFromArray(image)
+    itk.SetSpacing(spacing)
+    itk.SetOrigin(origin)
+    sitk.WriteImage(itk, str(path))
+
+
+@pytest.fixture(scope="module")
+def frames_folder(tmp_path_factory) -> Path:
+    """Frames smaller than, equal to and larger than the patch, and one at another spacing (resampled)."""
+    folder = tmp_path_factory.mktemp("frames")
+    for index, shape in enumerate([(60, 64), (64, 64), (64, 52), (80, 72)]):
+        _write_frame(folder / f"case{index}_0000.nii.gz", _echo_frame(index, shape))
+    _write_frame(folder / "case4_0000.nii.gz", _echo_frame(4, (56, 60)), spacing=(1.25, 1.25))
+    return folder
+
+
+def _nnunet_reference(model_folder: Path, frames_folder: Path, output: Path, folds=(0,)) -> Path:
+    """nnU-Net's own predictor in-process, sequentially, without mirroring: what nnUNetv2_predict --disable_tta does."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    predictor = nnUNetPredictor(use_mirroring=False, device=torch.device("cpu"), allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(str(model_folder), folds)
+    output.mkdir()
+    predictor.predict_from_files_sequential(str(frames_folder), str(output), overwrite=True)
+    return output
+
+
+def _assert_same_masks(expected_folder: Path, actual_folder: Path, cases: list[str]) -> None:
+    """Same geometry; at most 0.5 % of pixels differ (argmax near-ties: nnU-Net keeps logits in fp16) and Dice >= 0.99
+    for every structure of at least 100 pixels (random weights leave some structures tiny)."""
+    for case in cases:
+        expected = sitk.ReadImage(str(expected_folder / f"{case}.nii.gz"))
+        actual = sitk.ReadImage(str(actual_folder / f"{case}.nii.gz"))
+        assert actual.GetSize() == expected.GetSize(), case
+        assert actual.GetSpacing() == expected.GetSpacing() and actual.GetOrigin() == expected.GetOrigin(), case
+        a, e = sitk.GetArrayFromImage(actual), sitk.GetArrayFromImage(expected)
+        assert (a != e).mean() <= 0.005, case
+        for label in LABELS.values():
+            if (e == label).sum() >= 100:
+                assert dice_score(a == label, e == label) >= 0.99, (case, label)
+
+
+def test_load_trained_model(model_folder):
+    model = load_trained_model(model_folder)
+    assert model.folds == [0, 1] and model.trainer_name == "nnUNetTrainerLightEcho"
+    assert model.patch_size == (PATCH, PATCH) and model.num_classes == 4
+    assert not model.network.training
+    assert load_trained_model(model_folder, ["1"]).folds == [1]
+    with pytest.raises(InputError, match="missing checkpoint"):
+        load_trained_model(model_folder, [3])
+    with pytest.raises(InputError, match="plans.json is missing"):
+        load_trained_model(model_folder / "fold_0")
+
+
+@pytest.mark.parametrize("backend", ["torch", pytest.param("onnx", marks=needs_onnx)])
+def test_fast_predictor_matches_nnunet(model_folder, frames_folder, tmp_path, backend):
+    reference = _nnunet_reference(model_folder, frames_folder, tmp_path / "nnunet")
+    summary = predict(model_folder, frames_folder, tmp_path / "fast", folds=[0], device="cpu", backend=backend,
+                      batch_size=3, cca=False, verbose=False)
+    assert summary["timing"]["frames"] == 5 and summary["backend"] == backend
+    cases = [f"case{i}" for i in range(5)]
+    _assert_same_masks(reference, tmp_path / "fast", cases)
+    for name in ("dataset.json", "plans.json", "prediction_summary.json"):
+        assert (tmp_path / "fast" / name).is_file()
+
+
+def test_fold_ensemble_and_cca_match_nnunet(model_folder, frames_folder, tmp_path):
+    reference = _nnunet_reference(model_folder, frames_folder, tmp_path / "nnunet", folds=(0, 1))
+    predict(model_folder, frames_folder, tmp_path / "fast", device="cpu", backend="torch", cca=True, verbose=False)
+    cca_reference = tmp_path / "nnunet_cca"
+    cca_reference.mkdir()
+    for path in sorted(reference.glob("*.nii.gz")):
+        image = sitk.ReadImage(str(path))
+        filtered = sitk.GetImageFromArray(keep_largest_component_per_label(sitk.GetArrayFromImage(image), LABELS))
+        filtered.CopyInformation(image)
+        sitk.WriteImage(filtered, str(cca_reference / path.name))
+    _assert_same_masks(cca_reference, tmp_path / "fast", [f"case{i}" for i in range(5)])
+
+
+def test_cine_loop_is_segmented_frame_by_frame(model_folder, tmp_path):
+    frames = np.stack([_echo_frame(10 + t, (64, 60)) for t in range(5)])
+    cine = sitk.GetImageFromArray(frames)
+    cine.SetSpacing((1.0, 1.0, 0.04))
+    cine.SetOrigin((1.0, 2.0, 0.0))
+    sitk.WriteImage(cine, str(tmp_path / "loop.nii.gz"))
+    cine = sitk.ReadImage(str(tmp_path / "loop.nii.gz"))  # NIfTI stores spacing as float32
+    predict(model_folder, tmp_path / "loop.nii.gz", tmp_path / "out", folds=[0], device="cpu", backend="eager",
+            cca=False, verbose=False)
+    masks = sitk.ReadImage(str(tmp_path / "out" / "loop.nii.gz"))
+    assert masks.GetSize() == cine.GetSize() and masks.GetSpacing() == cine.GetSpacing()
+    assert masks.GetOrigin() == cine.GetOrigin()
+    # Each frame gets what the in-memory segmenter (one frame at a time) gives it.
+    predictor = FastPredictor(load_trained_model(model_folder, [0]), "cpu", "eager", cca=False, log=None)
+    expected = np.stack([predictor(frame[None])[0] for frame in frames])
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(masks), expected)
+    np.testing.assert_array_equal(predictor(frames), expected)
+
+
+def test_find_cases(tmp_path):
+    for name in ("a_0000.nii.gz", "a_0001.nii.gz", "b_0000.nii.gz", "notes.txt"):
+        (tmp_path / name).touch()
+    with pytest.raises(InputError, match="case 'b'"):
+        find_cases(tmp_path, ".nii.gz", num_channels=2)
+    (tmp_path / "b_0001.nii.gz").touch()
+    cases = find_cases(tmp_path, ".nii.gz", num_channels=2)
+    assert [(c.name, [p.name for p in c.files]) for c in cases] == [
+        ("a", ["a_0000.nii.gz", "a_0001.nii.gz"]), ("b", ["b_0000.nii.gz", "b_0001.nii.gz"])]
+    single = find_cases(tmp_path / "a_0000.nii.gz", ".nii.gz")
+    assert [(c.name, len(c.files)) for c in single] == [("a", 1)]
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "patient0001_2CH_ED.nii.gz").touch()
+    assert [c.name for c in find_cases(plain, ".nii.gz")] == ["patient0001_2CH_ED"]
+    with pytest.raises(InputError, match="not an image"):
+        find_cases(tmp_path / "notes.txt", ".nii.gz")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no images"):
+        find_cases(tmp_path / "empty", ".nii.gz")
+    with pytest.raises(FileNotFoundError):
+        find_cases(tmp_path / "missing", ".nii.gz")
+
+
+def test_predict_refuses_existing_output_and_bad_input(model_folder, frames_folder, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError):
+        predict(model_folder, frames_folder, tmp_path / "out", device="cpu", verbose=False)
+    assert (tmp_path / "out" / "keep.txt").read_text() == "x"
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "broken_0000.nii.gz").write_bytes(b"not a nifti")
+    with pytest.raises(InputError, match="broken_0000.nii.gz"):
+        predict(model_folder, tmp_path / "bad", tmp_path / "out2", device="cpu", backend="eager", verbose=False)
+    assert not (tmp_path / "out2").exists()
+
+
+@needs_onnx
+def test_export_onnx(model_folder, tmp_path):
+    import onnx
+
+    from nnunet_lightweight.inference.onnx_export import export_onnx
+
+    result = export_onnx(model_folder, tmp_path / "model.onnx", fold=1)
+    assert result["fold"] == 1 and result["argmax_agreement"] > 0.999 and result["max_rel_diff"] < 1e-4
+    metadata = {p.key: p.value for p in onnx.load(str(tmp_path / "model.onnx")).metadata_props}
+    assert metadata["trainer"] == "nnUNetTrainerLightEcho" and json.loads(metadata["patch_size"]) == [PATCH, PATCH]
+    with pytest.raises(FileExistsError):
+        export_onnx(model_folder, tmp_path / "model.onnx")
+
+
+def test_cli_predict(model_folder, frames_folder, tmp_path, capsys):
+    from nnunet_lightweight.cli import main
+
+    argv = ["predict", "-m", str(model_folder), "-i", str(frames_folder), "-o", str(tmp_path / "out"), "-f", "0",
+            "--device", "cpu", "--backend", "eager", "--batch-size", "2"]
+    assert main(argv) == 0
+    assert len(list((tmp_path / "out").glob("case*.nii.gz"))) == 5
+    assert main(argv) == 2  # existing output without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
