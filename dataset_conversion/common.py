@@ -590,12 +590,47 @@ def _patient_metadata(patients: Mapping[str, PatientPlan], cases: Mapping[str, d
     return meta
 
 
+def read_json_object(path: str | os.PathLike, what: str, missing_hint: str = "") -> dict:
+    """A JSON file holding an object; InputError naming the file where it is missing, unreadable or no object."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"missing file: {path}" + (f" ({missing_hint})" if missing_hint else ""))
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"cannot read {what} {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{what} {path} is not a JSON object")
+    return data
+
+
+def read_metadata(path: str | os.PathLike, missing_hint: str = "") -> dict:
+    """The raw content of a metadata sidecar file (`camus_metadata.json`, written by `build_dataset`)."""
+    return read_json_object(path, "metadata sidecar", missing_hint)
+
+
 def load_metadata(dataset_dir: str | os.PathLike) -> dict:
     """The metadata sidecar (`camus_metadata.json`) of a converted dataset."""
-    path = Path(dataset_dir) / METADATA_FILE
-    if not path.is_file():
-        raise InputError(f"missing file: {path} (not a dataset converted by lightecho)")
-    return json.loads(path.read_text())
+    return read_metadata(Path(dataset_dir) / METADATA_FILE, "not a dataset converted by lightecho")
+
+
+def find_metadata(*folders: str | os.PathLike | None, levels: int = 2) -> Path | None:
+    """The metadata sidecar in the first of `folders` that has one in itself or up to `levels` folders above it
+    (a raw dataset's labelsTr, or a prediction folder inside the dataset folder)."""
+    for folder in folders:
+        if folder is None:
+            continue
+        folder = Path(folder).resolve()
+        for candidate in [folder, *folder.parents[:levels]]:
+            if (candidate / METADATA_FILE).is_file():
+                return candidate / METADATA_FILE
+    return None
+
+
+def metadata_patients(metadata: Mapping) -> dict[str, dict]:
+    """{patient: entry} of a sidecar: the converter's `{"patients": {...}}`, or a plain dict keyed by patient id."""
+    patients = metadata["patients"] if isinstance(metadata.get("patients"), dict) else metadata
+    return {patient: entry for patient, entry in patients.items() if isinstance(entry, dict)}
 
 
 def describe_dataset(dataset_dir: str | os.PathLike) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dataset_conversion.common import CASE_ID_REGEX
+from dataset_conversion.common import CASE_ID_REGEX, find_metadata, metadata_patients, read_metadata
 from nnunet_lightweight.clinical.volumes import (
     N_DISKS,
     DiskMeasurement,
@@ -36,7 +36,6 @@ PHASES = ("ED", "ES")
 ALLOWED_LABELS = {0, 1, 2, 3}
 MASK_FILE = re.compile(rf"^{CASE_ID_REGEX}(?P<gt>_gt)?\.nii(?:\.gz)?$")
 INFO_FILE = re.compile(r"^Info_(?P<view>2CH|4CH)\.cfg$")
-METADATA_FILENAME = "camus_metadata.json"
 UNIT_ML, UNIT_PX = "mL", "px^3"
 UNIT_MODES = ("auto", "mm", "px")
 # Info-file keys of the reference clinical values (CAMUS: the same biplane values in both views' files).
@@ -113,30 +112,6 @@ def find_info_files(folder: Path) -> dict[str, dict[str, dict]]:
             if match and path.is_file():
                 info.setdefault(directory.name, {})[match["view"]] = parse_info_file(path)
     return info
-
-
-def load_metadata(path: Path) -> dict[str, dict]:
-    """{patient: entry} from a `camus_metadata.json` sidecar (converter layout `{"patients": {...}}` or flat)."""
-    try:
-        metadata = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise InputError(f"cannot read metadata sidecar {path}: {error}") from None
-    patients = metadata.get("patients", metadata) if isinstance(metadata, dict) else None
-    if not isinstance(patients, dict):
-        raise InputError(f"metadata sidecar {path} has no per-patient entries")
-    return {patient: entry for patient, entry in patients.items() if isinstance(entry, dict)}
-
-
-def find_metadata(*folders: Path | None) -> Path | None:
-    """The `camus_metadata.json` in one of the folders or up to two levels above (a raw dataset's labelsTr)."""
-    for folder in folders:
-        if folder is None:
-            continue
-        folder = Path(folder).resolve()
-        for candidate in [folder, *folder.parents[:2]]:
-            if (candidate / METADATA_FILENAME).is_file():
-                return candidate / METADATA_FILENAME
-    return None
 
 
 def info_from_metadata(entry: dict) -> dict[str, dict]:
@@ -287,7 +262,7 @@ def ef_table(pred_dir: Path | None, ref_dir: Path | None = None, camus_info_dir:
     if n_disks < 1:
         raise InputError(f"the number of disks must be at least 1, got {n_disks}")
     metadata_path = metadata_path or find_metadata(ref_dir, pred_dir)
-    metadata = load_metadata(metadata_path) if metadata_path else {}
+    metadata = metadata_patients(read_metadata(metadata_path)) if metadata_path else {}
     physical = {p: e.get("spacing_is_physical") for p, e in metadata.items()
                 if isinstance(e.get("spacing_is_physical"), bool)}
     info = {patient: info_from_metadata(entry) for patient, entry in metadata.items()}

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from dataset_conversion.common import find_metadata
 from nnunet_lightweight.evaluation.anatomy import PlausibilityTolerances, check_plausibility, criteria_names
 from nnunet_lightweight.evaluation.io import (
     DEFAULT_LABELS,
     Metadata,
     check_output_dir,
-    find_metadata,
     load_metadata,
     pair_cases,
     read_pair,

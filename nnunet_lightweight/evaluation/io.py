@@ -1,7 +1,6 @@
 """Reading nnU-Net style segmentation folders: `<case>.nii.gz` label maps, case ids, the CAMUS metadata sidecar."""
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -11,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset_conversion.common import UNKNOWN, CaseInfo, parse_case_id
+from dataset_conversion.common import UNKNOWN, CaseInfo, metadata_patients, parse_case_id, read_metadata
 from nnunet_lightweight.errors import InputError
 
 FILE_ENDING = ".nii.gz"
 # Label ids of the CAMUS conversion (dataset.json): 0 background, 1 LV, 2 MYO, 3 LA.
 DEFAULT_LABELS: dict[str, int] = {"LV": 1, "MYO": 2, "LA": 3}
-METADATA_FILENAME = "camus_metadata.json"
 
 
 def parse_labels(text: str) -> dict[str, int]:
@@ -119,15 +117,6 @@ def read_pair(pred_path: Path, ref_path: Path, labels: dict[str, int]) -> tuple[
     return pred, ref, ref_spacing
 
 
-def find_metadata(reference_dir: Path, levels: int = 2) -> Path | None:
-    """A `camus_metadata.json` in the reference folder or up to `levels` folders above it (the raw dataset folder)."""
-    folder = Path(reference_dir).resolve()
-    for candidate in [folder, *folder.parents[:levels]]:
-        if (candidate / METADATA_FILENAME).is_file():
-            return candidate / METADATA_FILENAME
-    return None
-
-
 @dataclass
 class Metadata:
     """What the `camus_metadata.json` sidecar says about cases: their patient/view/phase and image quality."""
@@ -146,17 +135,9 @@ def load_metadata(metadata_path: Path) -> Metadata:
     """Read the converter's sidecar (`{"patients": {p: {"views": {"2CH": {"info": {"ImageQuality": ..}}}}},
     "cases": {case: {"patient", "view", "phase"}}}`); a plain dict keyed by patient id, with the quality per view
     or per patient, is accepted too. Patients or views without a quality are simply left out."""
-    try:
-        data = json.loads(Path(metadata_path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"cannot read metadata sidecar {metadata_path}: {error}") from error
-    if not isinstance(data, dict):
-        raise InputError(f"metadata sidecar {metadata_path} is not a JSON object")
+    data = read_metadata(metadata_path)
     metadata = Metadata()
-    patients = data["patients"] if isinstance(data.get("patients"), dict) else data
-    for patient, record in patients.items():
-        if not isinstance(record, dict):
-            continue
+    for patient, record in metadata_patients(data).items():
         if _quality_of(record):
             metadata.quality[(patient, None)] = _quality_of(record)
         views = record["views"] if isinstance(record.get("views"), dict) else record
