@@ -384,22 +384,37 @@ def _cases_of(patients: Iterable[str], cases_by_patient: Mapping[str, list[str]]
     return sorted(case for patient in patients for case in cases_by_patient[patient])
 
 
+class OutputExistsError(InputError, FileExistsError):
+    """An output folder that already holds files, and no permission to replace it."""
+
+
+def check_output_dir(out_dir: str | os.PathLike, overwrite: bool, what: str = "output folder") -> None:
+    """Refuse to replace a non-empty output folder unless `overwrite` (checked before any work is done)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"output path {out_dir} exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{what} {out_dir} exists and is not empty (pass --overwrite to replace it)")
+
+
 @contextmanager
-def staged_dataset(final_dir: Path, overwrite: bool) -> Iterator[Path]:
-    """A hidden temporary folder that replaces `final_dir` only when the block succeeds; removed on failure."""
-    if final_dir.exists() and not overwrite:
-        raise InputError(f"dataset already exists: {final_dir} (pass --overwrite to replace it)")
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.partial-", dir=final_dir.parent))
+def staged_output(out_dir: str | os.PathLike) -> Iterator[Path]:
+    """A hidden temporary sibling folder that replaces `out_dir` only when the block succeeds; removed on failure.
+
+    The caller checks `check_output_dir` first: an existing `out_dir` is replaced (moved aside, then deleted).
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
         yield staging
-        if final_dir.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.old-", dir=final_dir.parent))
-            final_dir.rename(retired / final_dir.name)
-            staging.rename(final_dir)
+        if out_dir.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+            out_dir.rename(retired / out_dir.name)
+            staging.rename(out_dir)
             shutil.rmtree(retired)
         else:
-            staging.rename(final_dir)
+            staging.rename(out_dir)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -514,15 +529,14 @@ def build_dataset(frames: Sequence[FrameSource], patients: Mapping[str, PatientP
     label_map = dict(label_map) if label_map is not None else {v: v for v in LABELS.values()}
     raw = nnunet_folder("nnUNet_raw", raw_dir)
     final_dir = check_dataset_id(raw, dataset_id, name)
-    if final_dir.exists() and not overwrite:
-        raise InputError(f"dataset already exists: {final_dir} (pass --overwrite to replace it)")
+    check_output_dir(final_dir, overwrite, what="dataset")
 
     folds = plan_subsets(patients, split, seed, official_groups)
     cases_by_patient: dict[str, list[str]] = {}
     for frame in frames:
         cases_by_patient.setdefault(frame.patient, []).append(frame.case)
 
-    with staged_dataset(final_dir, overwrite) as staging:
+    with staged_output(final_dir) as staging:
         for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
             (staging / sub).mkdir()
         if sequences:

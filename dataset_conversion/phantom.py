@@ -33,14 +33,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from dataset_conversion.common import LABELS, PHASES, VIEWS, read_json_object
+from dataset_conversion.common import LABELS, PHASES, VIEWS, check_output_dir, read_json_object, staged_output
 from nnunet_lightweight.errors import InputError
 
 TRUTH_FILE = "phantom_truth.json"
@@ -294,11 +292,8 @@ def generate_phantom(out_dir: str | os.PathLike, n_patients: int = 20, size: int
     out_dir = Path(out_dir).expanduser().resolve()
     if n_patients < 1 or size < 32:
         raise InputError(f"need at least 1 patient and 32-pixel frames, got {n_patients} patients of {size} pixels")
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise InputError(f"output folder already exists and is not empty: {out_dir} (pass --overwrite to replace it)")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
+    check_output_dir(out_dir, overwrite)
+    with staged_output(out_dir) as staging:
         truth = {"seed": seed, "size": size, "depth_mm": depth_mm, "labels": LABELS, "patients": {}}
         patients = [sample_patient(i, seed) for i in range(1, n_patients + 1)]
         for patient in tqdm(patients, desc="phantom", unit="patient", disable=not progress):
@@ -333,12 +328,6 @@ def generate_phantom(out_dir: str | os.PathLike, n_patients: int = 20, size: int
             if members:
                 (split_dir / f"subgroup_{group}.txt").write_text("".join(f"{p}\n" for p in sorted(members)))
         (staging / TRUTH_FILE).write_text(json.dumps(truth, indent=1))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return out_dir
 
 

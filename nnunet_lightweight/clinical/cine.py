@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dataset_conversion.common import check_output_dir, staged_output
 from nnunet_lightweight.clinical.ejection_fraction import ALLOWED_LABELS, UNIT_ML, UNIT_PX, ejection_fraction
 from nnunet_lightweight.clinical.volumes import (
     N_DISKS,
@@ -313,8 +314,6 @@ def cine(output_dir: str | Path, sequence_2ch: str | Path | None = None, sequenc
     otherwise and for videos), "mm" or "px".
     """
     import pandas as pd
-
-    from nnunet_lightweight.evaluation.io import check_output_dir, staged_output
 
     if sequence_2ch is None and sequence_4ch is None:
         raise InputError("give a 2CH sequence, a 4CH sequence, or both")

@@ -21,7 +21,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dataset_conversion.common import CASE_ID_REGEX, find_metadata, metadata_patients, read_metadata
+from dataset_conversion.common import (
+    CASE_ID_REGEX,
+    check_output_dir,
+    find_metadata,
+    metadata_patients,
+    read_metadata,
+    staged_output,
+)
 from nnunet_lightweight.clinical.volumes import (
     N_DISKS,
     DiskMeasurement,
@@ -321,7 +328,6 @@ def ef(output_dir: Path, pred_dir: Path | None = None, ref_dir: Path | None = No
         ef_distribution,
         save_agreement_plots,
     )
-    from nnunet_lightweight.evaluation.io import check_output_dir, staged_output
 
     output_dir = Path(output_dir)
     check_output_dir(output_dir, overwrite)

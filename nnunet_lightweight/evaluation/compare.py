@@ -14,7 +14,8 @@ import pandas as pd
 from nnunet_lightweight.errors import InputError
 from nnunet_lightweight.evaluation.anatomy import PlausibilityTolerances
 from nnunet_lightweight.evaluation.evaluate import DEFINITIONS, Evaluation, evaluate_cases
-from nnunet_lightweight.evaluation.io import DEFAULT_LABELS, UNKNOWN, check_output_dir, staged_output
+from dataset_conversion.common import check_output_dir, staged_output
+from nnunet_lightweight.evaluation.io import DEFAULT_LABELS, UNKNOWN
 
 COMPARED_METRICS = ("dice", "hd", "hd95", "mad")
 METRIC_TITLES = {

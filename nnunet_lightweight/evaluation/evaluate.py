@@ -10,16 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from dataset_conversion.common import find_metadata
+from dataset_conversion.common import check_output_dir, find_metadata, staged_output
 from nnunet_lightweight.evaluation.anatomy import PlausibilityTolerances, check_plausibility, criteria_names
 from nnunet_lightweight.evaluation.io import (
     DEFAULT_LABELS,
     Metadata,
-    check_output_dir,
     load_metadata,
     pair_cases,
     read_pair,
-    staged_output,
 )
 from nnunet_lightweight.evaluation.metrics import DISTANCE_METRICS, METRICS, segmentation_metrics
 from nnunet_lightweight.evaluation.postprocessing import postprocess_segmentation

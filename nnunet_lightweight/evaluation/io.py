@@ -1,10 +1,6 @@
 """Reading nnU-Net style segmentation folders: `<case>.nii.gz` label maps, case ids, the CAMUS metadata sidecar."""
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +8,9 @@ import numpy as np
 
 from dataset_conversion.common import UNKNOWN, CaseInfo, metadata_patients, parse_case_id, read_metadata
 from nnunet_lightweight.errors import InputError
+
+# Output staging is shared with the converters; the inference package imports it from here.
+from dataset_conversion.common import check_output_dir, staged_output  # noqa: F401
 
 FILE_ENDING = ".nii.gz"
 # Label ids of the CAMUS conversion (dataset.json): 0 background, 1 LV, 2 MYO, 3 LA.
@@ -151,30 +150,6 @@ def load_metadata(metadata_path: Path) -> Metadata:
             metadata.cases[case] = CaseInfo(case, str(record["patient"]), str(record["view"]).upper(),
                                             str(record["phase"]).upper())
     return metadata
-
-
-def check_output_dir(out_dir: Path, overwrite: bool) -> None:
-    """Refuse to replace a non-empty output folder unless `overwrite` (checked before any work is done)."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"output path {out_dir} exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"output folder {out_dir} exists and is not empty (pass --overwrite to replace it)")
-
-
-@contextmanager
-def staged_output(out_dir: Path) -> Iterator[Path]:
-    """A temporary sibling folder to write into; it replaces `out_dir` only when the block succeeds."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    staging.rename(out_dir)
 
 
 def _quality_of(info: object) -> str | None:

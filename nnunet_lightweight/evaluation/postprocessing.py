@@ -13,7 +13,8 @@ import numpy as np
 from scipy import ndimage
 
 from nnunet_lightweight.errors import InputError
-from nnunet_lightweight.evaluation.io import DEFAULT_LABELS, check_output_dir, list_cases, staged_output
+from dataset_conversion.common import check_output_dir, staged_output
+from nnunet_lightweight.evaluation.io import DEFAULT_LABELS, list_cases
 
 POSTPROCESS_METHODS = ("none", "cca", "morph", "cca+morph")
 MORPHOLOGY_MODES = ("open", "close", "both")
