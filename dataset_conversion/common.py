@@ -121,8 +121,9 @@ def read_image(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
         raise InputError(f"{path} has {image.GetNumberOfComponentsPerPixel()} components per pixel; "
                          "expected a single-channel (grayscale) image")
     spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
-    kept = [axis for axis, size in enumerate(array.shape) if size > 1]
-    return array.squeeze(), tuple(spacing[axis] for axis in kept)
+    # nnU-Net writes 2D cases either as 2D images or as 3D images with one slice; both mean the same frame.
+    kept = [axis for axis, size in enumerate(array.shape) if size > 1] or [array.ndim - 1]
+    return array.reshape([array.shape[axis] for axis in kept]), tuple(spacing[axis] for axis in kept)
 
 
 def _check_nifti_complete(path: Path, data_bytes: int) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset_conversion.common import UNKNOWN, CaseInfo, metadata_patients, parse_case_id, read_metadata
+from dataset_conversion.common import UNKNOWN, CaseInfo, metadata_patients, parse_case_id, read_image, read_metadata
 from nnunet_lightweight.errors import InputError
 
 # Output staging is shared with the converters; the inference package imports it from here.
@@ -63,26 +63,6 @@ def pair_cases(pred_dir: Path, ref_dir: Path, allow_missing: bool = False) -> li
             f"{_preview(without_prediction)} (pass --allow-missing to evaluate only the predicted cases)"
         )
     return [(case, predictions[case], references[case]) for case in sorted(predictions)]
-
-
-def read_image(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
-    """A single-channel image as an array (singleton axes of 2D NIfTIs dropped) and its spacing in array axis order."""
-    import SimpleITK as sitk
-
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as error:
-        raise InputError(f"cannot read {path}: {str(error).strip().splitlines()[-1]}") from error
-    if image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"{path} has {image.GetNumberOfComponentsPerPixel()} channels, expected one")
-    array = sitk.GetArrayFromImage(image)
-    spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
-    # nnU-Net writes 2D cases either as 2D images or as 3D images with one slice; both mean the same frame.
-    keep = [axis for axis, size in enumerate(array.shape) if size != 1] or [array.ndim - 1]
-    if len(keep) < array.ndim:
-        array = array.reshape([array.shape[axis] for axis in keep])
-        spacing = tuple(spacing[axis] for axis in keep)
-    return array, spacing
 
 
 def read_segmentation(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
