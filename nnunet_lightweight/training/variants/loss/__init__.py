@@ -1,0 +1,1 @@
+"""Loss variants: mean(Dice, CE) instead of Dice alone (kept by the paper)."""

@@ -1,0 +1,1 @@
+"""Architecture variants of the final model: residual blocks and transposed-convolution upsampling."""

@@ -1,0 +1,8 @@
+from nnunet_lightweight.training.variants.lr_schedule.nnUNetTrainerLightEcho_ReduceLROnPlateau import (
+    nnUNetTrainerLightEcho_ReduceLROnPlateau)
+
+
+class nnUNetTrainerLightEcho_UNet3(nnUNetTrainerLightEcho_ReduceLROnPlateau):
+    """The final model at the size of U-Net 3 (Table III: plans/unet3.json, its batch size, ReduceLROnPlateau)."""
+
+    network_preset = "unet3"
