@@ -32,10 +32,7 @@ def _run(args: argparse.Namespace) -> int:
     from dataset_conversion.camus import convert_camus
 
     return finish_conversion(args, lambda: convert_camus(
-        args.source, args.dataset_id, resize=args.resize, overwrite=args.overwrite, split=args.split,
-        export_sequences=args.export_sequences, name=args.name, raw_dir=args.raw, interpolation=args.interpolation,
-        seed=args.seed, spacing_units=args.spacing_units, verify=not args.no_verify,
-        num_processes=args.num_processes))
+        args.source, args.dataset_id, export_sequences=args.export_sequences, **conversion_options(args)))
 
 
 def add_conversion_options(parser: argparse.ArgumentParser, default_name: str) -> None:
@@ -59,6 +56,13 @@ def add_conversion_options(parser: argparse.ArgumentParser, default_name: str) -
     parser.add_argument("-np", "--num-processes", type=int, default=2,
                         help="processes for the integrity check (default 2)")
     parser.add_argument("--overlay", metavar="PNG", help="also save an overlay PNG of a few converted frames")
+
+
+def conversion_options(args: argparse.Namespace) -> dict:
+    """The converter keyword arguments of `add_conversion_options`' options and the `--split` every converter has."""
+    return {"name": args.name, "resize": args.resize, "overwrite": args.overwrite, "split": args.split,
+            "raw_dir": args.raw, "interpolation": args.interpolation, "seed": args.seed,
+            "spacing_units": args.spacing_units, "verify": not args.no_verify, "num_processes": args.num_processes}
 
 
 def finish_conversion(args: argparse.Namespace, convert: Callable[[], Path]) -> int:

@@ -1,7 +1,7 @@
 """lightecho convert-generic CSV -d ID --name NAME: frames listed in a CSV (e.g. HUNT4) as an nnU-Net dataset."""
 import argparse
 
-from nnunet_lightweight.cli.convert_camus import add_conversion_options, finish_conversion
+from nnunet_lightweight.cli.convert_camus import add_conversion_options, conversion_options, finish_conversion
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +29,4 @@ def _run(args: argparse.Namespace) -> int:
     from dataset_conversion.generic import convert_generic
 
     return finish_conversion(args, lambda: convert_generic(
-        args.csv, args.dataset_id, args.name, label_map=args.label_map, resize=args.resize,
-        overwrite=args.overwrite, split=args.split, raw_dir=args.raw, interpolation=args.interpolation,
-        seed=args.seed, spacing_units=args.spacing_units, verify=not args.no_verify,
-        num_processes=args.num_processes))
+        args.csv, args.dataset_id, label_map=args.label_map, **conversion_options(args)))
