@@ -23,6 +23,9 @@ import pandas as pd
 
 from dataset_conversion.common import (
     CASE_ID_REGEX,
+    LABELS,
+    PHASES,
+    VIEWS,
     check_output_dir,
     find_metadata,
     metadata_patients,
@@ -38,9 +41,7 @@ from nnunet_lightweight.clinical.volumes import (
 )
 from nnunet_lightweight.errors import InputError
 
-VIEWS = ("2CH", "4CH")
-PHASES = ("ED", "ES")
-ALLOWED_LABELS = {0, 1, 2, 3}
+ALLOWED_LABELS = set(LABELS.values())
 MASK_FILE = re.compile(rf"^{CASE_ID_REGEX}(?P<gt>_gt)?\.nii(?:\.gz)?$")
 INFO_FILE = re.compile(r"^Info_(?P<view>2CH|4CH)\.cfg$")
 UNIT_ML, UNIT_PX = "mL", "px^3"

@@ -6,15 +6,23 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset_conversion.common import UNKNOWN, CaseInfo, metadata_patients, parse_case_id, read_image, read_metadata
+from dataset_conversion.common import (
+    FILE_ENDING,
+    LABELS,
+    UNKNOWN,
+    CaseInfo,
+    metadata_patients,
+    parse_case_id,
+    read_image,
+    read_metadata,
+)
 from nnunet_lightweight.errors import InputError
 
 # Output staging is shared with the converters; the inference package imports it from here.
 from dataset_conversion.common import check_output_dir, staged_output  # noqa: F401
 
-FILE_ENDING = ".nii.gz"
-# Label ids of the CAMUS conversion (dataset.json): 0 background, 1 LV, 2 MYO, 3 LA.
-DEFAULT_LABELS: dict[str, int] = {"LV": 1, "MYO": 2, "LA": 3}
+# Label ids of the CAMUS conversion (dataset.json): 1 LV, 2 MYO, 3 LA besides background 0.
+DEFAULT_LABELS: dict[str, int] = {name: value for name, value in LABELS.items() if value}
 
 
 def parse_labels(text: str) -> dict[str, int]:
