@@ -1,5 +1,8 @@
 """Shared machinery of the converters: validated frame I/O, resizing, patient-level splits, atomic dataset writing.
 
+Evaluation and clinical measurements use the same case-id parser, image reader, metadata-sidecar reader/finder and
+staged output folders from here, so the format the converter writes is read in one place.
+
 Every converter (CAMUS, generic, phantom) lists its frames as `FrameSource` records and hands them to
 `build_dataset`, which writes an nnU-Net raw dataset:
 
