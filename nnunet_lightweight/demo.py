@@ -195,7 +195,7 @@ class Demo:
         predictions = {model: self.prediction_folder(model, postprocessed=True) for model in MODELS}
         comparison = compare_models(predictions, self.raw / "labelsTs", self.report_dir / "comparison",
                                     overwrite=True)
-        cases = sorted(comparison["cases"])[:4] if "cases" in comparison else []
+        cases = comparison["cases"][:4]
         for model, folder in predictions.items():
             save_overlays(self.raw / "imagesTs", folder, self.raw / "labelsTs", cases,
                           self.report_dir / f"overlays_{folder.parent.name}.png")
