@@ -182,7 +182,7 @@ def training_state(folder: Path) -> str:
     return "new"
 
 
-def trained_epochs(folder: Path) -> int | None:
+def trained_epochs(folder: Path) -> int:
     """Epochs a finished run trained (from its final checkpoint)."""
     import torch
 
