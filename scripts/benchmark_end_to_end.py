@@ -21,12 +21,14 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--no-tta-run", dest="include_tta", action="store_false",
                         help="skip the nnUNetv2_predict run with its default test-time augmentation")
+    parser.add_argument("--no-cca-run", dest="include_cca", action="store_false",
+                        help="skip the lightecho predict run with --cca (the largest-component filter)")
     parser.add_argument("--lightecho-options", nargs=argparse.REMAINDER, default=[],
                         help="extra options for lightecho predict (e.g. --backend torch), last on the line")
     parser.add_argument("--keep-outputs", action="store_true", help="keep the predicted masks")
     args = parser.parse_args()
     result = benchmark_end_to_end(args.model, args.input, args.work, args.folds, args.device, args.include_tta,
-                                  args.lightecho_options, args.keep_outputs)
+                                  args.include_cca, args.lightecho_options, args.keep_outputs)
     print(json.dumps(result, indent=2))
 
 

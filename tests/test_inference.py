@@ -316,3 +316,18 @@ def test_cli_predict(model_folder, frames_folder, tmp_path, capsys):
     assert len(list((tmp_path / "out").glob("case*.nii.gz"))) == 5
     assert main(argv) == 2  # existing output without --overwrite
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_video_input(model_folder, tmp_path):
+    import imageio.v3 as iio
+
+    pytest.importorskip("av")
+    from nnunet_lightweight.clinical.cine import read_sequence_file
+
+    frames = np.stack([_echo_frame(20 + t, (64, 64)) for t in range(4)]).clip(0, 255).astype(np.uint8)
+    iio.imwrite(tmp_path / "loop.avi", np.repeat(frames[..., None], 3, axis=-1), plugin="pyav", codec="mpeg4", fps=25)
+    predict(model_folder, tmp_path / "loop.avi", tmp_path / "out", folds=[0], device="cpu", backend="eager",
+            cca=False, verbose=False)
+    masks = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "loop.nii.gz")))
+    predictor = FastPredictor(load_trained_model(model_folder, [0]), "cpu", "eager", cca=False, log=None)
+    np.testing.assert_array_equal(masks, predictor(read_sequence_file(tmp_path / "loop.avi").frames))

@@ -18,7 +18,7 @@ def test_lightecho_predict_matches_nnunetv2_predict(trained_lightecho, tmp_path,
     for path in sorted(trained_lightecho["images_dir"].glob("*_0000.nii.gz"))[-8:]:
         shutil.copy(path, frames / path.name)
     result = benchmark_end_to_end(trained_lightecho["results_folder"], frames, tmp_path / "e2e", folds=["0"],
-                                  device="cpu", include_tta=False, log=None)
+                                  device="cpu", include_tta=False, include_cca=False, log=None)
     agreement = result["agreement_no_tta_vs_lightecho"]
     assert agreement["cases"] == 8 and result["frames"] == 8
     compared = {label: dice for label, dice in agreement["min_dice"].items() if dice is not None}

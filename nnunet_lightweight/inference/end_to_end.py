@@ -86,9 +86,10 @@ def _timed(name: str, command: list[str], env_extra: dict[str, str], log: Callab
 
 def benchmark_end_to_end(model_folder: str | Path, input_folder: str | Path, work_folder: str | Path,
                          folds: Sequence[str] = ("0",), device: str = "cpu", include_tta: bool = True,
-                         lightecho_options: Sequence[str] = (), keep_outputs: bool = False,
+                         include_cca: bool = True, lightecho_options: Sequence[str] = (), keep_outputs: bool = False,
                          log: Callable[[str], None] | None = print) -> dict:
-    """Time nnUNetv2_predict (default, --disable_tta) and lightecho predict (--no-cca, --cca) on `input_folder`.
+    """Time nnUNetv2_predict (default, --disable_tta) and lightecho predict (--no-cca, --cca) on `input_folder`;
+    `include_tta` / `include_cca` switch off the nnUNetv2_predict default run / the lightecho predict --cca run.
 
     Writes `work_folder/end_to_end.json` and returns it: seconds and ms per frame of each command, speedups of
     lightecho predict over each nnU-Net run, and the Dice agreement of its --no-cca masks with --disable_tta.
@@ -108,7 +109,7 @@ def benchmark_end_to_end(model_folder: str | Path, input_folder: str | Path, wor
                                                           folds, device, False)
     runs["nnUNetv2_predict --disable_tta"] = nnunet_predict_command(
         model_folder, input_folder, work_folder / "nnunet_no_tta", folds, device, True)
-    for cca in (False, True):
+    for cca in (False, True) if include_cca else (False,):
         output = work_folder / ("lightecho_cca" if cca else "lightecho_no_cca")
         runs[f"lightecho predict {'--cca' if cca else '--no-cca'}"] = (
             lightecho_predict_command(model_folder, input_folder, output, folds, device, cca,

@@ -407,7 +407,7 @@ def predict(model_folder: str | Path, input_path: str | Path, output_folder: str
             verbose: bool = True) -> dict:
     """`lightecho predict`: segment INPUT (frames folder, frame file, cine loop or video) into OUTPUT with a trained
     nnU-Net model folder; returns (and writes as prediction_summary.json) settings and timings."""
-    from nnunet_lightweight.evaluation.io import check_output_dir, staged_output
+    from dataset_conversion.common import check_output_dir, staged_output
 
     log = print if verbose else None
     output_folder = Path(output_folder)
