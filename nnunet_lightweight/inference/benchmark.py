@@ -47,7 +47,8 @@ CPU_PATHS = (ExecutionPath("eager", "fp32"), ExecutionPath("torch", "fp32"), Exe
              ExecutionPath("onnx", "fp32"))
 CUDA_PATHS = (ExecutionPath("eager", "fp32"), ExecutionPath("torch", "fp16"), ExecutionPath("torch", "fp16", True),
               ExecutionPath("torch", "bf16", True))
-COMPILE_PATHS = {"cpu": ExecutionPath("compile", "fp32"), "cuda": ExecutionPath("compile", "fp16")}
+COMPILE_PATHS = {"cpu": (ExecutionPath("compile", "fp32"), ExecutionPath("compile", "bf16")),
+                 "cuda": (ExecutionPath("compile", "fp16"),)}
 
 
 def parse_path(name: str) -> ExecutionPath:
@@ -120,7 +121,7 @@ def _agreement(reference: torch.Tensor, logits: torch.Tensor) -> float:
 
 
 def benchmark(models: Sequence[str] = DEFAULT_MODELS, device: str = "cpu", size: int = 256,
-              batch_sizes: Sequence[int] = (1, 32), paths: Sequence[str] | None = None, compile: bool = False,
+              batch_sizes: Sequence[int] = (1, 32), paths: Sequence[str] | None = None, compile: bool = True,
               warmup: int = 3, iterations: int = 50, max_seconds: float = 10.0, min_iterations: int = 5,
               num_threads: int | None = None, num_classes: int = 4, log: Callable[[str], None] | None = print) -> dict:
     """Params, GMACs per frame and ms per frame of every model on every execution path and batch size.
@@ -176,7 +177,7 @@ def _execution_paths(device: torch.device, names: Sequence[str] | None, compile:
     else:
         chosen = list(CPU_PATHS if device.type == "cpu" else CUDA_PATHS)
         if compile:
-            chosen.append(COMPILE_PATHS[device.type])
+            chosen.extend(COMPILE_PATHS[device.type])
     if any(p.backend == "onnx" for p in chosen) and not onnxruntime_available():
         if log:
             log("onnxruntime is not installed: the onnx path is skipped (pip install onnx onnxruntime)")

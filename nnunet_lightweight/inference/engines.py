@@ -34,14 +34,11 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """`auto`: optimised torch on GPU; ONNX Runtime on CPU where installed (it wins there), else optimised torch."""
+    """`auto` is the optimised torch engine: on a 2-core CPU it beat ONNX Runtime (59 vs 89 ms per 256x256 LightEcho
+    frame) and needs no compile time (torch.compile is faster still, but compiles for ~20 s)."""
     if backend not in BACKENDS:
         raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend != "auto":
-        return backend
-    if device.type == "cpu" and onnxruntime_available():
-        return "onnx"
-    return "torch"
+    return "torch" if backend == "auto" else backend
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -94,6 +91,28 @@ def _fold_sequential_batch_norm(network: nn.Module) -> nn.Module:
     return network
 
 
+class ExpMish(nn.Module):
+    """Mish with one exponential: tanh(softplus(x)) = n / (n + 2) with n = e^x (e^x + 2); x itself above 20.
+
+    The same function as nn.Mish (up to float rounding) at a third of the transcendental work; worth it where a
+    compiler fuses the arithmetic into one pass (torch.compile), not in eager mode.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e = torch.exp(torch.clamp(x, max=20.0))
+        n = e * (e + 2.0)
+        return torch.where(x > 20.0, x, x * n / (n + 2.0))
+
+
+def replace_mish(network: nn.Module) -> nn.Module:
+    """Swap every nn.Mish module of `network` (in place) for ExpMish; returns `network`."""
+    for module in list(network.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.Mish):
+                setattr(module, name, ExpMish())
+    return network
+
+
 def count_parameters(network: nn.Module) -> int:
     """Number of parameters."""
     return sum(p.numel() for p in network.parameters())
@@ -128,28 +147,36 @@ class Engine:
 
 
 class TorchEngine(Engine):
-    """Eager PyTorch; with `optimize`: BatchNorm folded, channels_last, inference mode, CUDA graphs on GPU."""
+    """Eager PyTorch; with `optimize`: BatchNorm folded, channels_last, inference mode, CUDA graphs on GPU;
+    with `compiled`: also torch.compile (Mish in its one-exponential form, weights frozen as constants)."""
 
     def __init__(self, network: nn.Module, device: torch.device, precision: str = "fp32", optimize: bool = True,
-                 cuda_graphs: bool = True, compile_mode: str | None = None):
+                 cuda_graphs: bool = True, compiled: bool = False):
         super().__init__(device, precision)
         self.optimize = optimize
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels, as nnU-Net does
         network = fold_batch_norm(network) if optimize else copy.deepcopy(network).eval()
         self.memory_format = torch.channels_last if optimize else torch.contiguous_format
         self.network = network.to(device=device, memory_format=self.memory_format)
-        self.compile_mode = compile_mode
-        if compile_mode is not None:
-            self.network = torch.compile(self.network, mode=compile_mode, dynamic=False)
-        self.name = "eager" if not optimize else ("compile" if compile_mode else "torch")
-        self.cuda_graphs = optimize and cuda_graphs and device.type == "cuda" and compile_mode is None
+        self.compiled = compiled
+        if compiled:
+            replace_mish(self.network)
+            # Freezing folds the weights into the graph (and prepacks them for oneDNN on CPU);
+            # on GPU, "cudagraphs" also captures CUDA graphs (what mode="reduce-overhead" does).
+            options = {"freezing": True, "triton.cudagraphs": device.type == "cuda"}
+            self.network = torch.compile(self.network, options=options, dynamic=False)
+        self.name = "eager" if not optimize else ("compile" if compiled else "torch")
+        self.cuda_graphs = optimize and cuda_graphs and device.type == "cuda" and not compiled
         self._graphs: dict[tuple[int, ...], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
 
     def describe(self) -> str:
         features = []
         if self.optimize:
             features += ["BN folded", "channels_last"]
-        if self.compile_mode:
-            features.append(f"torch.compile({self.compile_mode})")
+        if self.compiled:
+            features.append("torch.compile (frozen weights, one-exp Mish" +
+                            (", CUDA graphs)" if self.device.type == "cuda" else ")"))
         if self.cuda_graphs:
             features.append("CUDA graphs")
         return super().describe() + (f" ({', '.join(features)})" if features else "")
@@ -158,7 +185,8 @@ class TorchEngine(Engine):
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         if self.precision == "fp32":
             return self.network(images).float()
-        with torch.autocast(self.device.type, dtype=_DTYPES[self.precision]):
+        # No autocast weight cache: CUDA graph capture cannot use tensors cast outside the graph.
+        with torch.autocast(self.device.type, dtype=_DTYPES[self.precision], cache_enabled=False):
             return self.network(images).float()
 
     @torch.inference_mode()
@@ -166,7 +194,7 @@ class TorchEngine(Engine):
         if not self.cuda_graphs:
             logits = self._forward(images)
             # torch.compile's CUDA graphs reuse their output buffers on the next call.
-            return logits.clone() if self.compile_mode and self.device.type == "cuda" else logits
+            return logits.clone() if self.compiled and self.device.type == "cuda" else logits
         key = tuple(images.shape)
         if key not in self._graphs:
             try:
@@ -238,10 +266,8 @@ def build_engine(network: nn.Module, backend: str, device: torch.device, precisi
         else:
             return OnnxEngine(network, example_shape, device, num_threads)
     if backend == "compile":
-        # On GPU max-autotune picks the fastest kernels and captures CUDA graphs itself.
-        mode = "max-autotune" if device.type == "cuda" else "default"
         try:
-            engine = TorchEngine(network, device, precision, compile_mode=mode)
+            engine = TorchEngine(network, device, precision, compiled=True)
             engine(torch.zeros(example_shape))  # compile now, so that a failure falls back here and not later
             return engine
         except Exception as error:  # inductor fails in many ways (no compiler, unsupported op)

@@ -105,13 +105,15 @@ class FastPredictor:
         self.cca = cca
         self.labels = [int(label) for label in model.label_manager.foreground_labels]
         self.patch = model.patch_size
-        example = (1, model.num_input_channels, *self.patch)
+        example = (self.batch_size, model.num_input_channels, *self.patch)
         self.engines = []
         for weights in model.fold_weights:
             network = copy.deepcopy(model.network)
             network.load_state_dict(weights)
             self.engines.append(build_engine(network.eval(), self.backend, self.device, self.precision, example,
                                              self.num_threads, cuda_graphs, log))
+        # Compiled engines and CUDA graphs are built per input shape: pad short batches instead of rebuilding.
+        self.fixed_batch = any(getattr(e, "compiled", False) or getattr(e, "cuda_graphs", False) for e in self.engines)
         self.preprocessor = model.configuration_manager.preprocessor_class(verbose=False)
         self.reader_writer = model.plans_manager.image_reader_writer_class()
         self._sliding_window_predictor = None
@@ -142,6 +144,9 @@ class FastPredictor:
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Logits of a preprocessed (B, C, H, W) batch on the engine device, averaged over folds."""
         start = time.perf_counter()
+        frames = batch.shape[0]
+        if self.fixed_batch and frames < self.batch_size:
+            batch = torch.cat((batch, batch.new_zeros((self.batch_size - frames, *batch.shape[1:]))))
         if self.device.type == "cuda":
             batch = batch.pin_memory().to(self.device, non_blocking=True)
         logits = self.engines[0](batch)
@@ -149,6 +154,7 @@ class FastPredictor:
             logits = logits + engine(batch)
         if len(self.engines) > 1:
             logits = logits / len(self.engines)
+        logits = logits[:frames]
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.network_seconds += time.perf_counter() - start
