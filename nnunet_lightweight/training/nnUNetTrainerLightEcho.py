@@ -65,7 +65,7 @@ class nnUNetTrainerLightEcho(OnePassEpochs, nnUNetTrainer):
     upsampling: str | None = None  # "nearest" or "transpconv"
     residual: bool | None = None
     # Training recipe (paper, Table VII and Sec. II-B).
-    batch_size: int | None = None  # None: the preset's batch size
+    plans_batch_size: int | None = None  # global batch size written into the plans; None: the preset's
     learning_rate: float = 1e-3
     patience: int = 50
     deep_supervision: bool = True
@@ -105,7 +105,7 @@ class nnUNetTrainerLightEcho(OnePassEpochs, nnUNetTrainer):
     def lightecho_plans(cls, plans: dict, configuration: str) -> dict:
         """`plans` with this trainer's network, batch size and whole-frame patch in `configuration`."""
         plans = deepcopy(plans)
-        batch_size = cls.batch_size or load_preset(cls.network_preset)["batch_size"]
+        batch_size = cls.plans_batch_size or load_preset(cls.network_preset)["batch_size"]
         plans["configurations"][configuration] = lightecho_configuration(
             plans["configurations"][configuration], cls.architecture(), batch_size)
         return plans

@@ -8,7 +8,7 @@ from nnunet_lightweight.training.nnUNetTrainerLightEcho import OnePassEpochs, nn
 class nnUNetTrainerLightEcho_Batch8_5epochs(nnUNetTrainerLightEcho):
     """Batch 8 instead of 32: a small dataset still gets enough optimizer steps in a few epochs."""
 
-    batch_size = 8
+    plans_batch_size = 8
     max_epochs = 5
 
 

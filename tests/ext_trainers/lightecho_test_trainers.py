@@ -9,7 +9,7 @@ class nnUNetTrainerLightEcho_Test(nnUNetTrainerLightEcho):
     """LightEcho with a CPU-sized schedule; the epoch count comes from the environment so --c can extend it."""
 
     max_epochs = int(os.environ.get("LIGHTECHO_TEST_EPOCHS", "1"))
-    batch_size = 8
+    plans_batch_size = 8
 
 
 class nnUNetTrainer_OnePassEpochs_Test(nnUNetTrainer_OnePassEpochs):
