@@ -87,6 +87,16 @@ def test_engines_give_the_network_logits(backend):
                                rtol=1e-4, atol=1e-4)
 
 
+def test_one_exponential_mish_is_mish():
+    from nnunet_lightweight.inference.engines import ExpMish, replace_mish
+
+    x = torch.cat((torch.linspace(-60, 60, 2001), torch.tensor([-1e4, 19.99, 20.0, 20.01, 1e4])))
+    torch.testing.assert_close(ExpMish()(x), torch.nn.functional.mish(x), rtol=1e-5, atol=1e-6)
+    network = replace_mish(build_lightecho_network())
+    assert not any(isinstance(m, torch.nn.Mish) for m in network.modules())
+    assert any(isinstance(m, ExpMish) for m in network.modules())
+
+
 def test_bf16_engine_mostly_agrees():
     network = _network_with_batch_statistics(2)
     images = torch.randn(2, 1, PATCH, PATCH)

@@ -363,11 +363,11 @@ def predict_cases(predictor: FastPredictor, cases: list[Case], output_folder: Pa
 
     pending: list[tuple[Case, list[Frame], dict | None]] = []
     writes: list[Future] = []
-    done_frames = 0
+    done_frames, last_report = 0, start
 
     with ThreadPoolExecutor(max_workers=1) as writer:
         def flush():
-            nonlocal done_frames
+            nonlocal done_frames, last_report
             frames = [f for _, case_frames, _ in pending for f in case_frames]
             segmentations = iter(predictor.segment(frames))
             for case, case_frames, properties in pending:
@@ -376,8 +376,9 @@ def predict_cases(predictor: FastPredictor, cases: list[Case], output_folder: Pa
                                             output_folder / f"{case.name}{file_ending}"))
             done_frames += len(frames)
             pending.clear()
-            if progress:
-                progress(f"  {done_frames} frames segmented ({time.perf_counter() - start:.1f} s)")
+            if progress and time.perf_counter() - last_report > 5:
+                last_report = time.perf_counter()
+                progress(f"  {done_frames} frames segmented ({last_report - start:.1f} s)")
 
         for item in _prefetch(read_all()):
             pending.append(item)
