@@ -156,3 +156,15 @@ def test_nnunet_train_predict_and_resume(trained_lightecho):
     assert "Epoch 1" in resumed.stdout and "Epoch 0" not in resumed.stdout
     checkpoint = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert checkpoint["current_epoch"] == 2 and len(checkpoint["logging"]["ema_fg_dice"]) == 2
+
+
+def test_inference_logits_fit_nnunets_fp16_accumulation():
+    network = build_lightecho_network(1, 4).eval()
+    with torch.no_grad():
+        network.decoder.seg_layers[-1].weight.mul_(1e5)  # logits far beyond fp16 range, as an unnormalized net
+        x = torch.randn(2, 1, 64, 64)
+        raw = network.decoder(network.encoder(x))
+        logits = network(x)
+    assert raw.abs().max() > 65504 / 10
+    assert logits.max() == 0 and logits.min() >= -1000
+    assert torch.equal(logits.argmax(1), raw.argmax(1))

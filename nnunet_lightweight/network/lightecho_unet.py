@@ -113,7 +113,13 @@ class LightEchoUNet(nn.Module):
                                         deep_supervision_full_resolution)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        return self.decoder(self.encoder(x))
+        logits = self.decoder(self.encoder(x))
+        if self.training or isinstance(logits, list):
+            return logits
+        # nnU-Net's sliding-window predictor sums logits x Gaussian (up to 10) in fp16, which an unnormalized
+        # network (the U-Net 1 baseline) can overflow. Shifting by the per-pixel maximum and bounding from below
+        # leaves argmax and softmax unchanged.
+        return (logits - logits.amax(1, keepdim=True)).clamp_min(-1000.0)
 
     @staticmethod
     def initialize(module: nn.Module) -> None:
