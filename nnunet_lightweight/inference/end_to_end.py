@@ -45,8 +45,9 @@ def lightecho_predict_command(model_folder: Path, input_folder: Path, output_fol
             "--cca" if cca else "--no-cca", *extra]
 
 
-def mask_agreement(folder_a: Path, folder_b: Path, labels: Sequence[int]) -> dict:
-    """Per-structure Dice between the same-named masks of two folders (cases where the structure is in either)."""
+def mask_agreement(folder_a: Path, folder_b: Path, labels: Sequence[int], min_pixels: int = 1) -> dict:
+    """Per-structure Dice between the same-named masks of two folders, over the cases where the structure has at
+    least `min_pixels` pixels in either folder."""
     from nnunet_lightweight.evaluation.io import list_cases, read_segmentation
     from nnunet_lightweight.evaluation.metrics import dice_score
 
@@ -54,7 +55,7 @@ def mask_agreement(folder_a: Path, folder_b: Path, labels: Sequence[int]) -> dic
     if set(cases_a) != set(cases_b):
         raise AssertionError(f"{folder_a} and {folder_b} hold different cases: "
                              f"{sorted(set(cases_a) ^ set(cases_b))[:5]}")
-    dice: dict[int, list[float]] = {label: [] for label in labels}
+    dice: dict[int, list[tuple[float, str, int, int]]] = {label: [] for label in labels}
     differing = 0
     for case in sorted(cases_a):
         a, _ = read_segmentation(cases_a[case])
@@ -63,11 +64,16 @@ def mask_agreement(folder_a: Path, folder_b: Path, labels: Sequence[int]) -> dic
             raise AssertionError(f"case {case}: shapes {a.shape} and {b.shape} differ")
         differing += int((a != b).sum())
         for label in labels:
-            if (a == label).any() or (b == label).any():
-                dice[label].append(dice_score(a == label, b == label))
-    return {"cases": len(cases_a), "differing_pixels": differing,
-            "min_dice": {str(k): min(v) if v else None for k, v in dice.items()},
-            "mean_dice": {str(k): float(np.mean(v)) if v else None for k, v in dice.items()}}
+            size_a, size_b = int((a == label).sum()), int((b == label).sum())
+            if max(size_a, size_b) >= min_pixels:
+                dice[label].append((dice_score(a == label, b == label), case, size_a, size_b))
+    worst = {str(k): min(v) for k, v in dice.items() if v}
+    return {"cases": len(cases_a), "differing_pixels": differing, "min_pixels": min_pixels,
+            "min_dice": {str(k): min(v)[0] if v else None for k, v in dice.items()},
+            "mean_dice": {str(k): float(np.mean([d for d, *_ in v])) if v else None for k, v in dice.items()},
+            # Where the lowest Dice is, and the structure's size in pixels in each folder: a low Dice on a
+            # structure of a few pixels is a different matter from one on a whole ventricle.
+            "worst_case": {k: {"case": case, "pixels_a": n_a, "pixels_b": n_b} for k, (_, case, n_a, n_b) in worst.items()}}
 
 
 def _timed(name: str, command: list[str], env_extra: dict[str, str], log: Callable[[str], None] | None) -> float:
