@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "onnxruntime is installed, torch on GPU")
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                         help="auto = fp16 autocast on GPU (as nnU-Net), fp32 on CPU")
-    parser.add_argument("--batch-size", type=int, default=None, help="frames per network call (default 2 on CPU, 64 on GPU)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="frames per network call (default 2 on CPU, 64 on GPU)")
     parser.add_argument("--cca", action=argparse.BooleanOptionalAction, default=True,
                         help="keep the largest connected component of each structure (the paper's post-processing; "
                              "default on; --no-cca gives nnUNetv2_predict's raw masks)")
