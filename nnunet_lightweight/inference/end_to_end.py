@@ -73,7 +73,8 @@ def mask_agreement(folder_a: Path, folder_b: Path, labels: Sequence[int], min_pi
             "mean_dice": {str(k): float(np.mean([d for d, *_ in v])) if v else None for k, v in dice.items()},
             # Where the lowest Dice is, and the structure's size in pixels in each folder: a low Dice on a
             # structure of a few pixels is a different matter from one on a whole ventricle.
-            "worst_case": {k: {"case": case, "pixels_a": n_a, "pixels_b": n_b} for k, (_, case, n_a, n_b) in worst.items()}}
+            "worst_case": {k: {"case": case, "pixels_a": n_a, "pixels_b": n_b}
+                           for k, (_, case, n_a, n_b) in worst.items()}}
 
 
 def _timed(name: str, command: list[str], env_extra: dict[str, str], log: Callable[[str], None] | None) -> float:
