@@ -10,7 +10,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "nnUNet_results/Dataset500_CAMUS/nnUNetTrainerLightEcho__nnUNetPlans__2d) and writes "
                     "<case>.nii.gz masks with the input's geometry, as nnUNetv2_predict --disable_tta would "
                     "(nnU-Net's own reading, preprocessing and export), but with frames batched, BatchNorm folded, "
-                    "mixed precision and CUDA graphs on GPU, ONNX Runtime on CPU, and argmax plus the "
+                    "mixed precision and CUDA graphs on GPU, channels_last on CPU, and argmax plus the "
                     "largest-component filter on the device. INPUT is a folder of nnU-Net images "
                     "(<case>_0000.nii.gz) or of frame files, one frame file, a 2D+t cine loop (e.g. a CAMUS "
                     "half-sequence NIfTI, segmented frame by frame) or a video (AVI/MP4, needs PyAV). The output "
@@ -27,8 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="where the network runs (default auto: cuda if available)")
     parser.add_argument("--backend", choices=("auto", "eager", "torch", "compile", "onnx"), default="auto",
                         help="engine: eager (plain PyTorch), torch (BatchNorm folded, channels_last, CUDA graphs "
-                             "on GPU), compile (torch.compile), onnx (ONNX Runtime); auto = onnx on CPU where "
-                             "onnxruntime is installed, torch on GPU")
+                             "on GPU), compile (torch.compile: fastest per frame, but compiles for tens of seconds "
+                             "first), onnx (ONNX Runtime); auto = torch (faster than ONNX Runtime on 2 CPU cores)")
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                         help="auto = fp16 autocast on GPU (as nnU-Net), fp32 on CPU")
     parser.add_argument("--batch-size", type=int, default=None,
