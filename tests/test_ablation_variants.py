@@ -115,7 +115,7 @@ def test_ladder_adds_one_component_per_step():
     assert steps[-1] is nnUNetTrainerLightEcho
     dice_ce = steps[-2]
     assert dice_ce.architecture() == nnUNetTrainerLightEcho.architecture()
-    recipe = ("augmentation", "dice_weight", "ce_weight", "deep_supervision", "deep_supervision_weight", "batch_size",
+    recipe = ("augmentation", "dice_weight", "ce_weight", "deep_supervision", "deep_supervision_weight", "plans_batch_size",
               "learning_rate", "max_epochs", "patience")
     assert [k for k in recipe if getattr(dice_ce, k) != getattr(nnUNetTrainerLightEcho, k)] == ["deep_supervision"]
 
