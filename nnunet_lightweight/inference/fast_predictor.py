@@ -98,7 +98,7 @@ class FastPredictor:
         self.model = model
         self.device = resolve_device(device)
         self.num_threads = set_cpu_threads(num_threads) if self.device.type == "cpu" else None
-        self.backend = resolve_backend(backend, self.device)
+        self.backend = resolve_backend(backend)
         self.precision = resolve_precision(precision, self.device)
         self.batch_size = int(batch_size or DEFAULT_BATCH_SIZE[self.device.type])
         if self.batch_size < 1:
