@@ -176,11 +176,12 @@ def _write_frame(path: Path, image: np.ndarray, spacing=(1.0, 1.0), origin=(3.0,
 
 @pytest.fixture(scope="module")
 def frames_folder(tmp_path_factory) -> Path:
-    """Frames smaller than, equal to and larger than the patch, and one at another spacing (resampled)."""
+    """Frames smaller than, equal to and larger than the patch (sliding window), and one at another spacing
+    (resampled to 48x51, so batched, then exported by nnU-Net's resampling)."""
     folder = tmp_path_factory.mktemp("frames")
     for index, shape in enumerate([(60, 64), (64, 64), (64, 52), (80, 72)]):
         _write_frame(folder / f"case{index}_0000.nii.gz", _echo_frame(index, shape))
-    _write_frame(folder / "case4_0000.nii.gz", _echo_frame(4, (56, 60)), spacing=(1.25, 1.25))
+    _write_frame(folder / "case4_0000.nii.gz", _echo_frame(4, (60, 64)), spacing=(0.8, 0.8))
     return folder
 
 
