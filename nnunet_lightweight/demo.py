@@ -41,9 +41,9 @@ def demo_settings(quick: bool = False, camus: str | os.PathLike | None = None, d
         return DemoSettings(str(Path(camus).expanduser().resolve()), 0, 0, "nnUNetTrainerLightEcho",
                             "nnUNetTrainer_100epochs", "paper", device)
     if quick:
-        return DemoSettings("phantom", 16, 128, "nnUNetTrainerLightEcho_Batch8_5epochs",
+        return DemoSettings("phantom", 16, 96, "nnUNetTrainerLightEcho_Batch8_5epochs",
                             "nnUNetTrainer_OnePassEpochs_5epochs", "official", device)
-    return DemoSettings("phantom", 24, 128, "nnUNetTrainerLightEcho_Batch8_20epochs",
+    return DemoSettings("phantom", 20, 128, "nnUNetTrainerLightEcho_Batch8_20epochs",
                         "nnUNetTrainer_OnePassEpochs_20epochs", "official", device)
 
 
