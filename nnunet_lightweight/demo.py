@@ -205,10 +205,18 @@ class Demo:
         from nnunet_lightweight.clinical.ejection_fraction import ef
 
         self._announce("EDV, ESV and EF from predicted vs reference masks (Simpson biplane), Bland-Altman")
-        return {model: ef(self.report_dir / f"ef_{folder.parent.name}", pred_dir=folder,
-                          ref_dir=self.raw / "labelsTs", metadata_path=self.raw / "camus_metadata.json",
-                          overwrite=True)
-                for model, folder in ((m, self.prediction_folder(m, postprocessed=True)) for m in MODELS)}
+        reports = {}
+        for model in MODELS:
+            folder = self.prediction_folder(model, postprocessed=True)
+            try:
+                reports[model] = ef(self.report_dir / f"ef_{folder.parent.name}", pred_dir=folder,
+                                    ref_dir=self.raw / "labelsTs", metadata_path=self.raw / "camus_metadata.json",
+                                    overwrite=True)
+            except InputError as error:
+                # A barely trained model can leave no patient with a measurable LV: the report says so.
+                print(f"        EF not measurable for {model}: {error}", flush=True)
+                reports[model] = {"agreement": None, "error": str(error)}
+        return reports
 
     def write_report(self, durations: dict, comparison: dict, ef_reports: dict, wall_time: float) -> Path:
         from nnunet_lightweight.demo_report import demo_report_markdown

@@ -72,12 +72,17 @@ def demo_report_markdown(demo, parameters: dict[str, int], durations: dict[str, 
         "| model | patients | EF r | EF bias (points) | EF limits of agreement | EF MAE (points) | EDV MAE |",
         "|---|---:|---:|---:|---|---:|---:|",
     ]
+    unmeasured = [model for model in models if ef_reports[model]["agreement"] is None]
     for model in models:
         stats = ef_reports[model]["agreement"]
+        if stats is None:
+            lines.append(f"| {model} | 0 | n/a | n/a | n/a | n/a | n/a |")
+            continue
         ef, edv = stats["EF"], stats["EDV"]
         lines.append(f"| {model} | {ef['n']} | {_stat(ef['pearson_r'], 3)} | {_stat(ef['bias'])} | "
                      f"{_stat(ef['loa_low'])} to {_stat(ef['loa_high'])} | {_stat(ef['mae'])} | "
                      f"{_stat(edv['mae'], 1)} {edv.get('unit') or ''} |")
+    lines += [f"\n{model}: EF could not be measured ({ef_reports[model]['error'][:200]})." for model in unmeasured]
     report_dir = demo.report_dir
     figures = [("Dice boxplots", report_dir / "comparison" / "boxplot_dice.png"),
                ("Hausdorff boxplots", report_dir / "comparison" / "boxplot_hd.png")]

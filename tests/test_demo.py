@@ -43,7 +43,9 @@ def test_demo_end_to_end_report(tmp_path, demo_env):
             assert 0.0 <= mean <= 1.0
         assert p_dice == "n/a" or 0.0 <= float(p_dice) <= 1.0
     ef_rows = re.findall(r"^\| (LightEcho|nnU-Net default) \| (\d+) \| ", text, re.MULTILINE)
-    assert [name for name, _ in ef_rows] == ["LightEcho", "nnU-Net default"] and all(int(n) >= 1 for _, n in ef_rows)
+    assert [name for name, _ in ef_rows] == ["LightEcho", "nnU-Net default"]
+    for name, patients in ef_rows:  # one epoch may leave no measurable LV; then the report must say why
+        assert int(patients) >= 1 or f"{name}: EF could not be measured" in text
     for link in re.findall(r"\]\(([^)]+\.png)\)", text):
         assert (work_dir / link).is_file()
 
