@@ -7,6 +7,7 @@ Prints the JSON written to WORK/end_to_end.json.
 """
 import argparse
 import json
+import shlex
 from pathlib import Path
 
 from nnunet_lightweight.inference.end_to_end import benchmark_end_to_end
@@ -23,12 +24,21 @@ def main() -> None:
                         help="skip the nnUNetv2_predict run with its default test-time augmentation")
     parser.add_argument("--no-cca-run", dest="include_cca", action="store_false",
                         help="skip the lightecho predict run with --cca (the largest-component filter)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=OPTIONS",
+                        help="one more lightecho predict --no-cca run, timed against the same nnU-Net runs, e.g. "
+                             "--variant 'bf16=--precision bf16' (repeatable)")
     parser.add_argument("--lightecho-options", nargs=argparse.REMAINDER, default=[],
                         help="extra options for lightecho predict (e.g. --backend torch), last on the line")
     parser.add_argument("--keep-outputs", action="store_true", help="keep the predicted masks")
     args = parser.parse_args()
+    variants = {}
+    for variant in args.variant:
+        name, separator, options = variant.partition("=")
+        if not separator or not name:
+            parser.error(f"--variant {variant!r}: expected NAME=OPTIONS, e.g. 'bf16=--precision bf16'")
+        variants[name] = shlex.split(options)
     result = benchmark_end_to_end(args.model, args.input, args.work, args.folds, args.device, args.include_tta,
-                                  args.include_cca, args.lightecho_options, args.keep_outputs)
+                                  args.include_cca, args.lightecho_options, variants, args.keep_outputs)
     print(json.dumps(result, indent=2))
 
 

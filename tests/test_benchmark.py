@@ -6,7 +6,8 @@ import pytest
 
 from nnunet_lightweight.errors import InputError
 from nnunet_lightweight.inference.benchmark import benchmark, network_for_trainer, parse_path, time_engine
-from nnunet_lightweight.inference.engines import count_gmacs, count_parameters, onnxruntime_available
+from nnunet_lightweight.inference.engines import (count_gmacs, count_parameters, onnxruntime_available,
+                                                  openvino_available)
 
 
 def test_default_network_matches_the_reference_figures():
@@ -44,7 +45,8 @@ def test_time_engine_statistics():
 def test_benchmark_cli_last_line_is_json(capsys):
     from nnunet_lightweight.cli import main
 
-    paths = ["eager-fp32", "torch-fp32"] + (["onnx-fp32"] if onnxruntime_available() else [])
+    paths = (["eager-fp32", "torch-fp32"] + (["onnx-fp32"] if onnxruntime_available() else [])
+             + (["openvino-fp32"] if openvino_available() else []))
     argv = ["benchmark", "--device", "cpu", "--size", "128", "--batch-sizes", "1", "2", "--paths", *paths,
             "--warmup", "0", "--iterations", "2", "--min-iterations", "1", "--max-seconds", "0.1", "--threads", "1"]
     assert main(argv) == 0

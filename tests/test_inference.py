@@ -4,6 +4,7 @@ A tiny synthetic model folder (LightEcho network, random weights, 64x64 patch) s
 question here is whether the fast path gives nnU-Net's answer, not whether the answer is good.
 """
 import json
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,9 @@ from nnunet_lightweight.errors import InputError
 from nnunet_lightweight.evaluation.metrics import dice_score
 from nnunet_lightweight.evaluation.postprocessing import keep_largest_component_per_label
 from nnunet_lightweight.inference.components import keep_largest_component
-from nnunet_lightweight.inference.engines import (OnnxEngine, TorchEngine, build_engine, fold_batch_norm,
-                                                  onnxruntime_available)
+from nnunet_lightweight.inference.engines import (OnnxEngine, OpenVinoEngine, TorchEngine, build_engine,
+                                                  fold_batch_norm, onnxruntime_available, openvino_available,
+                                                  resolve_backend)
 from nnunet_lightweight.inference.fast_predictor import FastPredictor, find_cases, predict
 from nnunet_lightweight.inference.model_folder import load_trained_model
 from nnunet_lightweight.network import build_lightecho_network
@@ -25,6 +27,8 @@ from nnunet_lightweight.network import build_lightecho_network
 LABELS = {"LV": 1, "MYO": 2, "LA": 3}
 PATCH = 64
 needs_onnx = pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime not installed")
+needs_openvino = pytest.mark.skipif(not openvino_available(), reason="openvino not installed")
+ENGINE_CLASSES = {"eager": TorchEngine, "torch": TorchEngine, "onnx": OnnxEngine, "openvino": OpenVinoEngine}
 
 
 def _blobs(seed: int, shape=(48, 56)) -> np.ndarray:
@@ -73,14 +77,15 @@ def test_fold_batch_norm_keeps_the_function():
         torch.testing.assert_close(folded(images), network(images), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("backend", ["eager", "torch", pytest.param("onnx", marks=needs_onnx)])
+@pytest.mark.parametrize("backend", ["eager", "torch", pytest.param("onnx", marks=needs_onnx),
+                                     pytest.param("openvino", marks=needs_openvino)])
 def test_engines_give_the_network_logits(backend):
     network = _network_with_batch_statistics(1)
     images = torch.randn(3, 1, PATCH, PATCH)
     with torch.inference_mode():
         expected = network(images)
     engine = build_engine(network, backend, torch.device("cpu"), "fp32", (1, 1, PATCH, PATCH), 2, log=None)
-    assert isinstance(engine, OnnxEngine if backend == "onnx" else TorchEngine)
+    assert isinstance(engine, ENGINE_CLASSES[backend])
     torch.testing.assert_close(engine(images), expected, rtol=1e-4, atol=1e-4)
     # Dynamic batch and frame size.
     torch.testing.assert_close(engine(images[:1, :, :32, :32]), network(images[:1, :, :32, :32]).detach(),
@@ -97,14 +102,54 @@ def test_one_exponential_mish_is_mish():
     assert any(isinstance(m, ExpMish) for m in network.modules())
 
 
-def test_bf16_engine_mostly_agrees():
+@pytest.mark.parametrize("backend", ["torch", pytest.param("openvino", marks=needs_openvino)])
+def test_bf16_engine_mostly_agrees(backend):
     network = _network_with_batch_statistics(2)
     images = torch.randn(2, 1, PATCH, PATCH)
     with torch.inference_mode():
         expected = network(images).argmax(1)
-    logits = build_engine(network, "torch", torch.device("cpu"), "bf16", (1, 1, PATCH, PATCH), log=None)(images)
+    logits = build_engine(network, backend, torch.device("cpu"), "bf16", (1, 1, PATCH, PATCH), log=None)(images)
     assert logits.dtype == torch.float32
     assert (logits.argmax(1) == expected).float().mean() > 0.9
+
+
+@needs_openvino
+def test_openvino_engine_refuses_what_it_cannot_run():
+    network = _network_with_batch_statistics(3)
+    with pytest.raises(InputError, match="fp32 or bf16"):
+        build_engine(network, "openvino", torch.device("cpu"), "fp16", (1, 1, PATCH, PATCH), log=None)
+    with pytest.raises(InputError, match="runs on CPU"):
+        OpenVinoEngine(network, (1, 1, PATCH, PATCH), torch.device("cuda"))
+
+
+def test_auto_backend_is_openvino_on_cpu_where_installed():
+    assert resolve_backend("auto", torch.device("cpu")) == ("openvino" if openvino_available() else "torch")
+    assert resolve_backend("auto", torch.device("cuda")) == "torch"
+    assert resolve_backend("onnx", torch.device("cpu")) == "onnx"
+    with pytest.raises(InputError, match="backend must be one of"):
+        resolve_backend("tensorrt")
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_cpu_engines_keep_freed_memory_for_reuse():
+    from nnunet_lightweight.inference.engines import retain_freed_memory
+
+    build_engine(_network_with_batch_statistics(5), "torch", torch.device("cpu"), "fp32", (1, 1, PATCH, PATCH),
+                 log=None)
+    assert retain_freed_memory.cache_info().currsize == 1  # the CPU engine applied it
+    assert retain_freed_memory() is True
+
+
+def test_engine_output_is_not_overwritten_by_the_next_call():
+    # OpenVINO reuses its output buffer between calls; the engine must hand out a copy.
+    network = _network_with_batch_statistics(4)
+    engine = build_engine(network, resolve_backend("auto", torch.device("cpu")), torch.device("cpu"), "fp32",
+                          (1, 1, PATCH, PATCH), log=None)
+    first_images, second_images = torch.randn(1, 1, PATCH, PATCH), torch.randn(1, 1, PATCH, PATCH)
+    first = engine(first_images)
+    kept = first.clone()
+    engine(second_images)
+    torch.testing.assert_close(first, kept)
 
 
 # --- a synthetic trained model folder -------------------------------------------------------------------------------
@@ -223,7 +268,8 @@ def test_load_trained_model(model_folder):
         load_trained_model(model_folder / "fold_0")
 
 
-@pytest.mark.parametrize("backend", ["torch", pytest.param("onnx", marks=needs_onnx)])
+@pytest.mark.parametrize("backend", ["torch", pytest.param("onnx", marks=needs_onnx),
+                                     pytest.param("openvino", marks=needs_openvino)])
 def test_fast_predictor_matches_nnunet(model_folder, frames_folder, tmp_path, backend):
     reference = _nnunet_reference(model_folder, frames_folder, tmp_path / "nnunet")
     summary = predict(model_folder, frames_folder, tmp_path / "fast", folds=[0], device="cpu", backend=backend,

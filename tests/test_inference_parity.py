@@ -17,10 +17,15 @@ def test_lightecho_predict_matches_nnunetv2_predict(trained_lightecho, tmp_path,
     # The two validation patients of fold 0: 8 frames the model did not train on.
     for path in sorted(trained_lightecho["images_dir"].glob("*_0000.nii.gz"))[-8:]:
         shutil.copy(path, frames / path.name)
+    # The default CPU engine (OpenVINO where installed) and, as a variant, the optimised torch engine.
     result = benchmark_end_to_end(trained_lightecho["results_folder"], frames, tmp_path / "e2e", folds=["0"],
-                                  device="cpu", include_tta=False, include_cca=False, keep_outputs=True, log=None)
+                                  device="cpu", include_tta=False, include_cca=False,
+                                  variants={"torch": ["--backend", "torch"]}, keep_outputs=True, log=None)
     assert result["frames"] == 8 and all(seconds > 0 for seconds in result["seconds"].values())
     assert (tmp_path / "e2e" / "end_to_end.json").is_file()
+    variant = result["variants"]["lightecho predict --no-cca (torch)"]
+    assert variant["inside_process"]["frames"] == 8
+    assert set(variant["speedup_vs"]) == {"nnUNetv2_predict --disable_tta"}
     # A model trained for one epoch has near-tied logits, and nnU-Net keeps its logits in fp16: a structure of a
     # few pixels can lose one. Dice >= 0.99 is required of every structure of at least 100 pixels, and at most
     # 0.1 % of all pixels may differ.
@@ -31,3 +36,6 @@ def test_lightecho_predict_matches_nnunetv2_predict(trained_lightecho, tmp_path,
     assert compared, "the model predicted no structure of 100 pixels: nothing to compare"
     assert all(dice >= 0.99 for dice in compared.values()), agreement
     assert agreement["differing_pixels"] <= 0.001 * 8 * 224 * 224, agreement
+    torch_engine = mask_agreement(tmp_path / "e2e" / "nnunet_no_tta", tmp_path / "e2e" / "lightecho_no_cca_torch",
+                                  [1, 2, 3], min_pixels=100)
+    assert torch_engine["differing_pixels"] <= 0.001 * 8 * 224 * 224, torch_engine

@@ -10,7 +10,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Builds each model's network with its trainer (random weights: speed does not depend on "
                     "them), counts parameters and GMACs per frame, then times every execution path (eager fp32, "
                     "optimised torch fp32/bf16 on CPU or fp16/bf16 with CUDA graphs on GPU, ONNX Runtime, "
-                    "torch.compile) at each batch size: warm-up, then up to --iterations runs or "
+                    "OpenVINO fp32/bf16 on CPU, torch.compile) at each batch size: warm-up, then up to --iterations runs or "
                     "--max-seconds, median and 10th/90th percentiles in ms per frame. Prints a table; the last "
                     "line is JSON with light_ms_per_frame, default_ms_per_frame (batch 1, fastest path of each) "
                     "and speedup. Other processes on the machine slow it down: the JSON records the load average.")
@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="batch sizes: latency at 1, throughput at the others (default 1 32)")
     parser.add_argument("--paths", nargs="+", default=None,
                         help="execution paths backend-precision[-graphs] (default: all for the device, e.g. "
-                             "eager-fp32 torch-fp32 torch-bf16 onnx-fp32 on CPU)")
+                             "eager-fp32 torch-fp32 torch-bf16 onnx-fp32 openvino-fp32 openvino-bf16 on CPU)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                         help="also time torch.compile paths (default on; each takes tens of seconds to compile)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs per measurement (default 3)")

@@ -22,7 +22,7 @@ from torch import nn
 
 from nnunet_lightweight.errors import InputError
 from nnunet_lightweight.inference.engines import (build_engine, count_gmacs, count_parameters, onnxruntime_available,
-                                                  resolve_device, set_cpu_threads)
+                                                  openvino_available, resolve_device, set_cpu_threads)
 
 LIGHTECHO_TRAINER = "nnUNetTrainerLightEcho"
 DEFAULT_TRAINER = "nnUNetTrainer"
@@ -44,7 +44,7 @@ class ExecutionPath:
 
 
 CPU_PATHS = (ExecutionPath("eager", "fp32"), ExecutionPath("torch", "fp32"), ExecutionPath("torch", "bf16"),
-             ExecutionPath("onnx", "fp32"))
+             ExecutionPath("onnx", "fp32"), ExecutionPath("openvino", "fp32"), ExecutionPath("openvino", "bf16"))
 CUDA_PATHS = (ExecutionPath("eager", "fp32"), ExecutionPath("torch", "fp16"), ExecutionPath("torch", "fp16", True),
               ExecutionPath("torch", "bf16", True))
 COMPILE_PATHS = {"cpu": (ExecutionPath("compile", "fp32"), ExecutionPath("compile", "bf16")),
@@ -178,10 +178,12 @@ def _execution_paths(device: torch.device, names: Sequence[str] | None, compile:
         chosen = list(CPU_PATHS if device.type == "cpu" else CUDA_PATHS)
         if compile:
             chosen.extend(COMPILE_PATHS[device.type])
-    if any(p.backend == "onnx" for p in chosen) and not onnxruntime_available():
-        if log:
-            log("onnxruntime is not installed: the onnx path is skipped (pip install onnx onnxruntime)")
-        chosen = [p for p in chosen if p.backend != "onnx"]
+    for backend, available, package in (("onnx", onnxruntime_available, "onnx onnxruntime"),
+                                        ("openvino", openvino_available, "openvino")):
+        if any(p.backend == backend for p in chosen) and not available():
+            if log:
+                log(f"{backend} is not installed: the {backend} paths are skipped (pip install {package})")
+            chosen = [p for p in chosen if p.backend != backend]
     return chosen
 
 

@@ -93,13 +93,17 @@ def _timed(name: str, command: list[str], env_extra: dict[str, str], log: Callab
 
 def benchmark_end_to_end(model_folder: str | Path, input_folder: str | Path, work_folder: str | Path,
                          folds: Sequence[str] = ("0",), device: str = "cpu", include_tta: bool = True,
-                         include_cca: bool = True, lightecho_options: Sequence[str] = (), keep_outputs: bool = False,
+                         include_cca: bool = True, lightecho_options: Sequence[str] = (),
+                         variants: dict[str, Sequence[str]] | None = None, keep_outputs: bool = False,
                          log: Callable[[str], None] | None = print) -> dict:
     """Time nnUNetv2_predict (default, --disable_tta) and lightecho predict (--no-cca, --cca) on `input_folder`;
     `include_tta` / `include_cca` switch off the nnUNetv2_predict default run / the lightecho predict --cca run.
+    `variants` adds `lightecho predict --no-cca` runs with other options, by name (e.g. {"bf16": ["--precision",
+    "bf16"]}), so that they are timed against the same nnU-Net runs.
 
     Writes `work_folder/end_to_end.json` and returns it: seconds and ms per frame of each command, speedups of
-    lightecho predict over each nnU-Net run, and the Dice agreement of its --no-cca masks with --disable_tta.
+    each lightecho predict --no-cca run over each nnU-Net run, and the Dice agreement of its masks with
+    --disable_tta.
     """
     model_folder, input_folder, work_folder = Path(model_folder), Path(input_folder), Path(work_folder)
     if not input_folder.is_dir():
@@ -121,23 +125,37 @@ def benchmark_end_to_end(model_folder: str | Path, input_folder: str | Path, wor
         runs[f"lightecho predict {'--cca' if cca else '--no-cca'}"] = (
             lightecho_predict_command(model_folder, input_folder, output, folds, device, cca,
                                       ["--overwrite", *lightecho_options]), {})
+    compared = {"lightecho predict --no-cca": work_folder / "lightecho_no_cca"}
+    for name, options in (variants or {}).items():
+        output = work_folder / f"lightecho_no_cca_{name}"
+        compared[f"lightecho predict --no-cca ({name})"] = output
+        runs[f"lightecho predict --no-cca ({name})"] = (
+            lightecho_predict_command(model_folder, input_folder, output, folds, device, False,
+                                      ["--overwrite", *lightecho_options, *options]), {})
     for command, _ in runs.values():
         output = Path(command[command.index("-o") + 1])
         if output.exists():
             shutil.rmtree(output)
     seconds = {name: _timed(name, command, env, log) for name, (command, env) in runs.items()}
     labels = [int(v) for k, v in dataset_json["labels"].items() if k != "background" and isinstance(v, int)]
-    agreement = mask_agreement(work_folder / "nnunet_no_tta", work_folder / "lightecho_no_cca", labels)
-    inner = json.loads((work_folder / "lightecho_no_cca" / "prediction_summary.json").read_text())["timing"]
-    fast = seconds["lightecho predict --no-cca"]
+    baselines = {k: v for k, v in seconds.items() if not k.startswith("lightecho")}
+
+    def compare(name: str, output: Path) -> dict:
+        return {"speedup_vs": {k: round(v / seconds[name], 2) for k, v in baselines.items()},
+                "inside_process": json.loads((output / "prediction_summary.json").read_text())["timing"],
+                "agreement_with_disable_tta": mask_agreement(work_folder / "nnunet_no_tta", output, labels)}
+
+    comparisons = {name: compare(name, output) for name, output in compared.items()}
+    main = comparisons["lightecho predict --no-cca"]
     result = {
         "model_folder": str(model_folder), "input_folder": str(input_folder), "frames": frames, "device": device,
         "folds": folds, "commands": {name: " ".join(command) for name, (command, _) in runs.items()},
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "ms_per_frame": {k: round(1000 * v / frames, 2) for k, v in seconds.items()},
-        "speedup_vs": {k: round(v / fast, 2) for k, v in seconds.items() if not k.startswith("lightecho")},
-        "lightecho_inside_process": inner,
-        "agreement_no_tta_vs_lightecho": agreement,
+        "speedup_vs": main["speedup_vs"],
+        "lightecho_inside_process": main["inside_process"],
+        "agreement_no_tta_vs_lightecho": main["agreement_with_disable_tta"],
+        "variants": {name: c for name, c in comparisons.items() if name != "lightecho predict --no-cca"},
         "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
     (work_folder / "end_to_end.json").write_text(json.dumps(result, indent=2) + "\n")
