@@ -39,9 +39,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
 def resolve_backend(backend: str, device: torch.device | None = None) -> str:
     """`auto` is OpenVINO on CPU where it is installed, else the optimised torch engine.
 
-    On 2 CPU cores (256x256 LightEcho frame, batch 1) OpenVINO took 21 ms in fp32 against 43 ms for the optimised
-    torch engine and 77 ms for ONNX Runtime: it fuses Conv+BatchNorm+Mish into one oneDNN primitive, which neither
-    ONNX Runtime nor torch can, and it compiles in 0.05 s (torch.compile: tens of seconds, and still slower).
+    On 2 CPU cores (256x256 LightEcho frame, batch 1) OpenVINO took 23.5 ms in fp32 against 42 ms for the
+    optimised torch engine and 78 ms for ONNX Runtime: it fuses Conv+BatchNorm+Mish into one oneDNN primitive,
+    which neither ONNX Runtime nor torch can, and it compiles in 0.05 s (torch.compile: tens of seconds, 31 ms).
     On GPU the torch engine has fp16 autocast and CUDA graphs.
     """
     if backend not in BACKENDS:
