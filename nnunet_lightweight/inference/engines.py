@@ -318,13 +318,14 @@ class OpenVinoEngine(Engine):
         core = ov.Core()
         config = {"INFERENCE_PRECISION_HINT": self._PRECISIONS[precision], "PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_NUM_THREADS": int(num_threads or torch.get_num_threads())}
-        self.compiled = core.compile_model(core.read_model(model=network_to_onnx(network, example_shape)), "CPU",
-                                           config)
-        self.request = self.compiled.create_infer_request()
+        # Compiled for any batch and frame size: unlike torch.compile and CUDA graphs, short batches need no padding.
+        self.compiled_model = core.compile_model(core.read_model(model=network_to_onnx(network, example_shape)),
+                                                 "CPU", config)
+        self.request = self.compiled_model.create_infer_request()
 
     def describe(self) -> str:
-        runs_in = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
-        threads = self.compiled.get_property("INFERENCE_NUM_THREADS")
+        runs_in = self.compiled_model.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        threads = self.compiled_model.get_property("INFERENCE_NUM_THREADS")
         return super().describe() + f" (inference precision {runs_in}, {threads} threads, Conv+BN+activation fused)"
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
