@@ -1,6 +1,7 @@
 """Speed benchmark plumbing (tiny frames, few iterations): networks per trainer, counts, the final JSON line."""
 import json
 import math
+import statistics
 
 import pytest
 
@@ -56,6 +57,9 @@ def test_benchmark_cli_last_line_is_json(capsys):
                 "light_eager_ms_per_frame", "light_batch2_frames_per_second"):
         assert math.isfinite(summary[key]) and summary[key] > 0, key
     assert summary["light_path"] in paths and summary["default_path"] in paths
+    # The headline figures come from the alternating head-to-head rounds of the two fastest paths.
+    assert summary["head_to_head_rounds"] == 5 and len(summary["speedup_per_round"]) == 5
+    assert summary["speedup"] == pytest.approx(statistics.median(summary["speedup_per_round"]), rel=0.01)
     assert summary["nnUNetTrainerLightEcho_params"] == 1_981_588
     assert any(line.startswith("| nnUNetTrainer |") for line in lines)
 

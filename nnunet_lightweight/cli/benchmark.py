@@ -10,10 +10,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Builds each model's network with its trainer (random weights: speed does not depend on "
                     "them), counts parameters and GMACs per frame, then times every execution path (eager fp32, "
                     "optimised torch fp32/bf16 on CPU or fp16/bf16 with CUDA graphs on GPU, ONNX Runtime, "
-                    "OpenVINO fp32/bf16 on CPU, torch.compile) at each batch size: warm-up, then up to --iterations runs or "
-                    "--max-seconds, median and 10th/90th percentiles in ms per frame. Prints a table; the last "
-                    "line is JSON with light_ms_per_frame, default_ms_per_frame (batch 1, fastest path of each) "
-                    "and speedup. Other processes on the machine slow it down: the JSON records the load average.")
+                    "OpenVINO fp32/bf16 on CPU, torch.compile) at each batch size: warm-up, then up to "
+                    "--iterations runs or --max-seconds, median and 10th/90th percentiles in ms per frame. Prints "
+                    "a table; the last line is JSON with light_ms_per_frame, default_ms_per_frame (batch 1, "
+                    "fastest path of each, timed head to head in alternating rounds) and speedup. Other processes "
+                    "on the machine slow it down: the JSON records the load average.")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="device (default cpu)")
     parser.add_argument("--models", nargs="+", default=["nnUNetTrainerLightEcho", "nnUNetTrainer"],
                         help="trainer class names (default: nnUNetTrainerLightEcho nnUNetTrainer); LightEcho "
@@ -32,6 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-iterations", type=int, default=5, help="fewest timed runs (default 5)")
     parser.add_argument("--max-seconds", type=float, default=10.0,
                         help="stop timing a measurement after this long once --min-iterations ran (default 10)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="after the sweep, time the fastest batch-1 path of LightEcho and of the default network "
+                             "in this many alternating rounds; the summary's light/default ms and speedup come from "
+                             "them, so that drifting machine speed does not bias the ratio (default 5; 0: from the "
+                             "sweep)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all available cores)")
     parser.add_argument("--output-json", type=Path, default=None, help="also write every row and the summary here")
     parser.set_defaults(func=_run)
@@ -41,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
     from nnunet_lightweight.inference.benchmark import benchmark, format_table, summary_json
 
     result = benchmark(args.models, args.device, args.size, args.batch_sizes, args.paths, args.compile, args.warmup,
-                       args.iterations, args.max_seconds, args.min_iterations, args.threads)
+                       args.iterations, args.max_seconds, args.min_iterations, args.threads, rounds=args.rounds)
     print(format_table(result))
     if args.output_json:
         args.output_json.parent.mkdir(parents=True, exist_ok=True)

@@ -123,11 +123,15 @@ def _agreement(reference: torch.Tensor, logits: torch.Tensor) -> float:
 def benchmark(models: Sequence[str] = DEFAULT_MODELS, device: str = "cpu", size: int = 256,
               batch_sizes: Sequence[int] = (1, 32), paths: Sequence[str] | None = None, compile: bool = True,
               warmup: int = 3, iterations: int = 50, max_seconds: float = 10.0, min_iterations: int = 5,
-              num_threads: int | None = None, num_classes: int = 4, log: Callable[[str], None] | None = print) -> dict:
+              num_threads: int | None = None, num_classes: int = 4, rounds: int = 5,
+              log: Callable[[str], None] | None = print) -> dict:
     """Params, GMACs per frame and ms per frame of every model on every execution path and batch size.
 
     Returns {"rows": [...], "models": {trainer: summary}, "summary": {...}}; the summary has light_ms_per_frame,
-    default_ms_per_frame (batch 1, fastest path of each) and speedup.
+    default_ms_per_frame (batch 1, fastest path of each) and speedup. With `rounds`, those three come from a
+    head-to-head run after the sweep: the fastest batch-1 path of LightEcho and of the default network, timed in
+    alternation for `rounds` rounds (medians of the rounds), so that a machine whose speed drifts over the minutes
+    of the sweep does not bias the ratio; the sweep's own figures stay in the rows.
     """
     torch_device = resolve_device(device)
     threads = set_cpu_threads(num_threads) if torch_device.type == "cpu" else None
@@ -167,7 +171,39 @@ def benchmark(models: Sequence[str] = DEFAULT_MODELS, device: str = "cpu", size:
             del engine
         per_model[trainer] = {**info, **_fastest(rows, trainer, batch_sizes)}
     summary = _summary(per_model, torch_device, threads, size)
+    if rounds and summary["speedup"]:
+        summary.update(head_to_head(per_model, torch_device, threads, size, num_classes, rounds, warmup, iterations,
+                                    max_seconds, min_iterations, log))
     return {"rows": rows, "models": per_model, "summary": summary}
+
+
+def head_to_head(per_model: dict, device: torch.device, threads: int | None, size: int, num_classes: int,
+                 rounds: int, warmup: int, iterations: int, max_seconds: float, min_iterations: int,
+                 log: Callable[[str], None] | None) -> dict:
+    """LightEcho's and the default network's fastest batch-1 paths timed in alternation: the medians over `rounds`
+    rounds of each one's median ms per frame, and the median of the per-round speedups."""
+    engines, images = {}, torch.randn(1, 1, size, size).to(device)
+    for trainer in (LIGHTECHO_TRAINER, DEFAULT_TRAINER):
+        path = parse_path(per_model[trainer]["batch1"]["fastest_path"])
+        network = network_for_trainer(trainer, 1, num_classes, (size, size))
+        engines[trainer] = build_engine(network, path.backend, device, path.precision, (1, 1, size, size), threads,
+                                        path.cuda_graphs, log=None)
+    times: dict[str, list[float]] = {trainer: [] for trainer in engines}
+    for _ in range(rounds):
+        for trainer, engine in engines.items():
+            stats = time_engine(engine, images, device, warmup, iterations, max_seconds / rounds, min_iterations)
+            times[trainer].append(stats["ms_per_frame"])
+    light, default = times[LIGHTECHO_TRAINER], times[DEFAULT_TRAINER]
+    result = {"light_ms_per_frame": round(statistics.median(light), 4),
+              "default_ms_per_frame": round(statistics.median(default), 4),
+              "speedup": round(statistics.median(d / l for l, d in zip(light, default)), 4),
+              "head_to_head_rounds": rounds,
+              "speedup_per_round": [round(d / l, 3) for l, d in zip(light, default)]}
+    if log:
+        log(f"head to head, {rounds} alternating rounds at batch 1: LightEcho {result['light_ms_per_frame']:.3f} "
+            f"ms/frame, default {result['default_ms_per_frame']:.3f} ms/frame, speedup {result['speedup']:.2f}x "
+            f"(per round {result['speedup_per_round']})")
+    return result
 
 
 def _execution_paths(device: torch.device, names: Sequence[str] | None, compile: bool,
