@@ -141,7 +141,7 @@ def test_cpu_engines_keep_freed_memory_for_reuse():
 
 
 def test_engine_output_is_not_overwritten_by_the_next_call():
-    # OpenVINO reuses its output buffer between calls; the engine must hand out a copy.
+    # An OpenVINO request reuses its output buffer between calls; the engine must hand out a copy.
     network = _network_with_batch_statistics(4)
     engine = build_engine(network, resolve_backend("auto", torch.device("cpu")), torch.device("cpu"), "fp32",
                           (1, 1, PATCH, PATCH), log=None)

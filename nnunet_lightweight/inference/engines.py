@@ -329,8 +329,10 @@ class OpenVinoEngine(Engine):
         return super().describe() + f" (inference precision {runs_in}, {threads} threads, Conv+BN+activation fused)"
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        logits = self.request.infer({0: images.detach().cpu().float().contiguous().numpy()})[0]
-        return torch.from_numpy(logits.copy())
+        # The input is read in place; the output is copied out, since the request reuses its buffer next call.
+        outputs = self.request.infer({0: images.detach().cpu().float().contiguous().numpy()}, share_inputs=True,
+                                     share_outputs=False)
+        return torch.from_numpy(outputs[0])
 
 
 def build_engine(network: nn.Module, backend: str, device: torch.device, precision: str,
