@@ -7,6 +7,7 @@ Prints the JSON written to WORK/end_to_end.json.
 """
 import argparse
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -34,8 +35,11 @@ def main() -> None:
     variants = {}
     for variant in args.variant:
         name, separator, options = variant.partition("=")
-        if not separator or not name:
-            parser.error(f"--variant {variant!r}: expected NAME=OPTIONS, e.g. 'bf16=--precision bf16'")
+        if not separator or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            parser.error(f"--variant {variant!r}: expected NAME=OPTIONS with a plain NAME (letters, digits, _ . -), "
+                         f"e.g. 'bf16=--precision bf16'")
+        if name in variants:
+            parser.error(f"--variant {name!r} is given twice")
         variants[name] = shlex.split(options)
     result = benchmark_end_to_end(args.model, args.input, args.work, args.folds, args.device, args.include_tta,
                                   args.include_cca, args.lightecho_options, variants, args.keep_outputs)
