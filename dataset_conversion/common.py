@@ -426,8 +426,10 @@ def staged_output(out_dir: str | os.PathLike) -> Iterator[Path]:
 
 def check_dataset_id(raw: Path, dataset_id: int, name: str) -> Path:
     """The dataset folder for (id, name); InputError where another dataset already uses that id."""
-    if not isinstance(dataset_id, (int, np.integer)) or not 1 <= int(dataset_id) <= 9999:
-        raise InputError(f"dataset id must be an integer between 1 and 9999, got {dataset_id}")
+    # nnU-Net names datasets DatasetXXX_NAME with exactly three digits: an id of 1000 or more is misread by it.
+    if not isinstance(dataset_id, (int, np.integer)) or not 1 <= int(dataset_id) <= 999:
+        raise InputError(f"dataset id must be an integer between 1 and 999 (nnU-Net's three-digit DatasetXXX "
+                         f"names), got {dataset_id}")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
         raise InputError(f"dataset name '{name}' may only contain letters, digits, '_' and '-'")
     folder = raw / dataset_folder_name(int(dataset_id), name)

@@ -6,11 +6,51 @@ library function. Modules import heavy dependencies (torch, nnU-Net) inside thei
 """
 import argparse
 import importlib
+import math
 import pkgutil
 import sys
+from collections.abc import Callable
 
 from nnunet_lightweight import __version__
 from nnunet_lightweight.errors import InputError
+
+
+def bounded(kind: Callable[[str], float], low: float | None = None, high: float | None = None,
+            *, low_open: bool = False) -> Callable[[str], float]:
+    """An argparse `type` converting with `kind` (int or float) and refusing values outside [low, high] (low
+    excluded where `low_open`), and NaN/inf: the parser then names the option, so a bad number never reaches the
+    library code as a silent wrong value or a traceback."""
+    def convert(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        too_low = low is not None and (value <= low if low_open else value < low)
+        if too_low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text} is outside the allowed range {_describe_range(low, high, low_open)}")
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in its messages
+    return convert
+
+
+def _describe_range(low: float | None, high: float | None, low_open: bool) -> str:
+    if high is None:
+        return f"{'>' if low_open else '>='} {low}"
+    if low is None:
+        return f"<= {high}"
+    return f"{'(' if low_open else '['}{low}, {high}]"
+
+
+# Option types shared by several subcommands.
+SEED = bounded(int, 0, 2**32 - 1)  # numpy's RandomState takes 32-bit seeds
+SIGNIFICANCE_LEVEL = bounded(float, 0, 0.5, low_open=True)
+DISKS = bounded(int, 1, 1000)  # Simpson disks; more than rows in a frame measures nothing new
+# A disk of radius r is (2r+1)^2 pixels and opening/closing pads every structure by r: beyond 50 pixels (a third of
+# a 128-pixel frame) it erases whole structures and its memory grows without bound.
+MORPHOLOGY_RADIUS = bounded(int, 1, 50)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,8 @@
 import argparse
 from pathlib import Path
 
+from nnunet_lightweight.cli import SIGNIFICANCE_LEVEL, bounded
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -30,16 +32,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "rerun the same command to resume. Needs nnUNet_raw/nnUNet_preprocessed/nnUNet_results and a "
                     "preprocessed dataset (lightecho plan -d DATASET).")
     run.add_argument("-d", "--dataset", required=True, help="dataset id or name (e.g. 500 or Dataset500_CAMUS)")
-    run.add_argument("-f", "--fold", type=int, default=0, help="fold of nnU-Net's cross-validation (default 0)")
+    run.add_argument("-f", "--fold", type=bounded(int, 0), default=0, help="fold of nnU-Net's cross-validation (default 0)")
     run.add_argument("-o", "--output", type=Path, required=True, help="folder for the table (created; reused to "
                                                                        "resume the same dataset and fold)")
     run.add_argument("--variants", nargs="+", default=["ladder"], metavar="VARIANT",
                      help="trainer names, `cca`, or the groups `ladder` (Table VI, default), `nnunet` (nnU-Net "
                           "with/without augmentation and deep supervision) and `all`, in the order to run")
     run.add_argument("--device", choices=("cuda", "cpu", "mps"), default="cuda", help="training device (default cuda)")
-    run.add_argument("--max-epochs", type=int, default=None,
+    run.add_argument("--max-epochs", type=bounded(int, 1), default=None,
                      help="SMOKE/TEST SETTING: cap every variant at this many epochs (the table then is no result)")
-    run.add_argument("--alpha", type=float, default=0.05, help="significance level of the Wilcoxon tests (0.05)")
+    run.add_argument("--alpha", type=SIGNIFICANCE_LEVEL, default=0.05, help="significance level of the Wilcoxon tests (0.05)")
     run.add_argument("--overwrite", action="store_true",
                      help="write into an output folder that holds another dataset's or fold's table")
     run.set_defaults(func=_run)
@@ -49,10 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Same as `nnUNetv2_train DATASET 2d FOLD -tr TRAINER [--c | --val]`, plus --max-epochs to "
                     "shorten the schedule for smoke tests. `ablation run` calls this once per variant.")
     train.add_argument("-d", "--dataset", required=True, help="dataset id or name")
-    train.add_argument("-f", "--fold", type=int, default=0, help="fold (default 0)")
+    train.add_argument("-f", "--fold", type=bounded(int, 0), default=0, help="fold (default 0)")
     train.add_argument("-tr", "--trainer", required=True, help="trainer class name (see lightecho ablation --list)")
     train.add_argument("--device", choices=("cuda", "cpu", "mps"), default="cuda", help="device (default cuda)")
-    train.add_argument("--max-epochs", type=int, default=None, help="SMOKE/TEST SETTING: cap the number of epochs")
+    train.add_argument("--max-epochs", type=bounded(int, 1), default=None, help="SMOKE/TEST SETTING: cap the number of epochs")
     mode = train.add_mutually_exclusive_group()
     mode.add_argument("--continue", dest="continue_training", action="store_true",
                       help="resume from the latest checkpoint (nnUNetv2_train --c)")

@@ -2,6 +2,8 @@
 import argparse
 from pathlib import Path
 
+from nnunet_lightweight.cli import DISKS, bounded
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -31,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="device for the model (default: cuda if available, else cpu)")
     parser.add_argument("--no-mirroring", action="store_true", help="disable nnU-Net's mirroring test-time "
                                                                     "augmentation (faster)")
-    parser.add_argument("--spacing", type=float, nargs=2, metavar=("ROW", "COL"), default=None,
+    parser.add_argument("--spacing", type=bounded(float, 0, low_open=True), nargs=2, metavar=("ROW", "COL"), default=None,
                         help="pixel size in mm (rows, columns) for measuring, overriding the file's (videos carry "
                              "none); volumes are then in mL. The model still sees the file's own pixel size, so "
                              "give frames in its training convention (e.g. 224x224 for the CAMUS copy)")
@@ -41,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     units.add_argument("--mm-units", dest="units", action="store_const", const="mm",
                        help="trust the file's spacing as mm even where it is exactly 1 x 1")
     parser.set_defaults(units="auto")
-    parser.add_argument("--disks", type=int, default=20, help="number of Simpson disks (default 20)")
+    parser.add_argument("--disks", type=DISKS, default=20, help="number of Simpson disks (default 20)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     parser.set_defaults(func=_run)

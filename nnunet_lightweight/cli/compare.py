@@ -2,6 +2,7 @@
 import argparse
 from pathlib import Path
 
+from nnunet_lightweight.cli import SIGNIFICANCE_LEVEL
 from nnunet_lightweight.cli.evaluate import add_scoring_arguments
 
 
@@ -18,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "name); give --pred at least twice")
     parser.add_argument("--ref", type=Path, required=True, help="folder of reference <case>.nii.gz label maps")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created)")
-    parser.add_argument("--alpha", type=float, default=0.05, help="significance level marked in the tables (0.05)")
+    parser.add_argument("--alpha", type=SIGNIFICANCE_LEVEL, default=0.05, help="significance level marked in the tables (0.05)")
     add_scoring_arguments(parser)
     parser.set_defaults(func=_run)
 

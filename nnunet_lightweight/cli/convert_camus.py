@@ -4,6 +4,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from nnunet_lightweight.cli import SEED, bounded
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -37,14 +39,14 @@ def _run(args: argparse.Namespace) -> int:
 
 def add_conversion_options(parser: argparse.ArgumentParser, default_name: str) -> None:
     """Options every converter takes: dataset id/name, resize, seed, overwrite, integrity check, overlay."""
-    parser.add_argument("-d", "--dataset-id", type=int, required=True, help="nnU-Net dataset id (e.g. 500)")
+    parser.add_argument("-d", "--dataset-id", type=bounded(int, 1, 999), required=True, help="nnU-Net dataset id (e.g. 500)")
     parser.add_argument("--name", default=default_name, help=f"dataset name (default {default_name})")
-    parser.add_argument("--resize", type=int, nargs="+", metavar="SIZE",
+    parser.add_argument("--resize", type=bounded(int, 8, 4096), nargs="+", metavar="SIZE",
                         help="resize frames to SIZE x SIZE (or ROWS COLS), e.g. 256 as in the paper; the spacing is "
                              "scaled so the physical extent stays the same (labels nearest-neighbour)")
     parser.add_argument("--interpolation", choices=["linear", "cubic"], default="linear",
                         help="image interpolation for --resize (default linear)")
-    parser.add_argument("--seed", type=int, default=12345, help="seed of the patient shuffling for splits "
+    parser.add_argument("--seed", type=SEED, default=12345, help="seed of the patient shuffling for splits "
                                                                 "(default 12345)")
     parser.add_argument("--spacing-units", choices=["auto", "mm", "pixel"], default="auto",
                         help="whether header spacings are physical: auto (default) trusts them unless a patient has "
@@ -53,7 +55,7 @@ def add_conversion_options(parser: argparse.ArgumentParser, default_name: str) -
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset of the same name")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip nnU-Net's verify_dataset_integrity at the end")
-    parser.add_argument("-np", "--num-processes", type=int, default=2,
+    parser.add_argument("-np", "--num-processes", type=bounded(int, 1), default=2,
                         help="processes for the integrity check (default 2)")
     parser.add_argument("--overlay", metavar="PNG", help="also save an overlay PNG of a few converted frames")
 

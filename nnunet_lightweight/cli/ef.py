@@ -2,6 +2,8 @@
 import argparse
 from pathlib import Path
 
+from nnunet_lightweight.cli import DISKS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -35,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     units.add_argument("--mm-units", dest="units", action="store_const", const="mm",
                        help="trust the header spacing as mm (volumes in mL), even where it is exactly 1 x 1")
     parser.set_defaults(units="auto")
-    parser.add_argument("--disks", type=int, default=20, help="number of Simpson disks (default 20)")
+    parser.add_argument("--disks", type=DISKS, default=20, help="number of Simpson disks (default 20)")
     parser.add_argument("--camus-exact", action="store_true",
                         help="place the disks as the official CAMUS EF script does: diameters at the basal end of "
                              "each disk and one disk height (from the longest of the four long axes) for ED and "

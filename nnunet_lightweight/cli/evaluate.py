@@ -2,6 +2,8 @@
 import argparse
 from pathlib import Path
 
+from nnunet_lightweight.cli import MORPHOLOGY_RADIUS
+
 LABELS_HELP = ("structure=label id pairs, as in the dataset's dataset.json (default LV=1,MYO=2,LA=3); the "
                "anatomical plausibility criteria apply to the structures named LV, MYO and LA")
 
@@ -16,7 +18,7 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--morphology", choices=("open", "close", "both"), default="both",
                         help="morphological operation per structure for --postprocess morph (default: both = "
                              "opening then closing)")
-    parser.add_argument("--radius", type=int, default=1, help="disk radius in pixels for --morphology (default 1)")
+    parser.add_argument("--radius", type=MORPHOLOGY_RADIUS, default=1, help="disk radius in pixels for --morphology (default 1)")
     parser.add_argument("--metadata", type=Path, default=None,
                         help="camus_metadata.json sidecar for image-quality strata (default: found in or up to two "
                              "folders above --ref)")

@@ -2,6 +2,12 @@
 import argparse
 from pathlib import Path
 
+from nnunet_lightweight.cli import bounded
+
+# The opsets torch.onnx's TorchScript exporter supports (torch.onnx._constants.ONNX_MIN_OPSET/ONNX_MAX_OPSET;
+# a test checks them against the installed torch): kept here so that --help does not import torch.
+ONNX_OPSETS = (7, 23)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -16,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-f", "--fold", default=None, help="fold to export (default: the first with a checkpoint)")
     parser.add_argument("-chk", "--checkpoint", default="checkpoint_final.pth",
                         help="checkpoint file name (default checkpoint_final.pth)")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument("--opset", type=bounded(int, *ONNX_OPSETS), default=17, help="ONNX opset (default 17)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing ONNX file")
     parser.set_defaults(func=_run)
 

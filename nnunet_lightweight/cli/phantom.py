@@ -1,6 +1,8 @@
 """lightecho phantom OUT: a synthetic echo dataset in the CAMUS NIfTI layout with analytically known volumes."""
 import argparse
 
+from nnunet_lightweight.cli import SEED, bounded
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -13,13 +15,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="example: lightecho phantom /tmp/phantom -n 40 --sequences && "
                "lightecho convert-camus /tmp/phantom -d 501")
     parser.add_argument("out", help="output folder (created; must be empty unless --overwrite)")
-    parser.add_argument("-n", "--patients", type=int, default=20, help="number of patients (default 20)")
-    parser.add_argument("--size", type=int, default=256, help="frame size in pixels (default 256)")
-    parser.add_argument("--depth-mm", type=float, default=160.0,
+    parser.add_argument("-n", "--patients", type=bounded(int, 1, 10000), default=20, help="number of patients (default 20)")
+    parser.add_argument("--size", type=bounded(int, 32, 4096), default=256, help="frame size in pixels (default 256)")
+    parser.add_argument("--depth-mm", type=bounded(float, 0, low_open=True), default=160.0,
                         help="imaging depth in mm covered by the frame height (default 160: 0.625 mm pixels at 256)")
     parser.add_argument("--sequences", action="store_true",
                         help="also write the half-sequences (all frames ED..NbFrame, with labels)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=SEED, default=0, help="random seed (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.set_defaults(func=_run)
 

@@ -1,6 +1,8 @@
 """lightecho plan -d DATASET: write nnUNetPlansLightEcho (and nnU-Net's default 2d plans if missing)."""
 import argparse
 
+from nnunet_lightweight.cli import bounded
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -11,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "command. Afterwards: nnUNetv2_train DATASET 2d FOLD -tr nnUNetTrainerLightEcho "
                     "[-p nnUNetPlansLightEcho].")
     parser.add_argument("-d", "--dataset", required=True, help="dataset id or name (e.g. 500 or Dataset500_CAMUS)")
-    parser.add_argument("-np", "--num-processes", type=int, default=2, help="processes for preprocessing (default 2)")
+    parser.add_argument("-np", "--num-processes", type=bounded(int, 1), default=2, help="processes for preprocessing (default 2)")
     parser.add_argument("--verify_dataset_integrity", action="store_true",
                         help="run nnU-Net's dataset integrity check before fingerprinting")
     parser.add_argument("--preset", default="lightecho",

@@ -2,6 +2,8 @@
 import argparse
 from pathlib import Path
 
+from nnunet_lightweight.cli import MORPHOLOGY_RADIUS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -19,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="post-processing to apply (default: cca)")
     parser.add_argument("--morphology", choices=("open", "close", "both"), default="both",
                         help="operation for morph: opening, closing, or opening then closing (default: both)")
-    parser.add_argument("--radius", type=int, default=1, help="disk radius in pixels (default 1)")
+    parser.add_argument("--radius", type=MORPHOLOGY_RADIUS, default=1, help="disk radius in pixels (default 1)")
     parser.add_argument("--labels", default="LV=1,MYO=2,LA=3",
                         help="structure=label id pairs to process (default LV=1,MYO=2,LA=3)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")

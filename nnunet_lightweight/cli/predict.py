@@ -2,6 +2,8 @@
 import argparse
 from pathlib import Path
 
+from nnunet_lightweight.cli import bounded
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -33,12 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                         help="auto = fp16 autocast on GPU (as nnU-Net), fp32 on CPU (as nnU-Net); bf16 on CPU "
                              "halves the time again where the CPU has bf16 instructions (AVX512-BF16, AMX)")
-    parser.add_argument("--batch-size", type=int, default=None,
+    parser.add_argument("--batch-size", type=bounded(int, 1), default=None,
                         help="frames per network call (default 2 on CPU, 64 on GPU)")
     parser.add_argument("--cca", action=argparse.BooleanOptionalAction, default=True,
                         help="keep the largest connected component of each structure (the paper's post-processing; "
                              "default on; --no-cca gives nnUNetv2_predict's raw masks)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all available cores)")
+    parser.add_argument("--threads", type=bounded(int, 1), default=None, help="CPU threads (default: all available cores)")
     parser.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
                         help="do not capture CUDA graphs (GPU, torch backend)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
