@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -46,7 +47,7 @@ def parse_label_map(spec: str | os.PathLike | dict | None) -> dict[int, int]:
         pairs = list(spec.items())
     elif Path(spec).suffix == ".json" or Path(spec).is_file():
         try:
-            pairs = list(json.loads(Path(spec).read_text()).items())
+            pairs = list(json.loads(Path(spec).read_text(), object_pairs_hook=_refuse_duplicate_keys).items())
         except (OSError, ValueError) as error:
             raise InputError(f"cannot read label map {spec}: {error}") from None
     else:
@@ -62,6 +63,9 @@ def parse_label_map(spec: str | os.PathLike | dict | None) -> dict[int, int]:
             source_value = int(str(source).strip())
         except ValueError:
             raise InputError(f"label map source value '{source}' is not an integer") from None
+        if source_value in mapping:
+            # the later entry would silently win, e.g. turning LA into LV
+            raise InputError(f"label map {spec}: source value {source_value} is mapped twice")
         target = str(target).strip()
         if target in LABELS:
             mapping[source_value] = LABELS[target]
@@ -72,6 +76,15 @@ def parse_label_map(spec: str | os.PathLike | dict | None) -> dict[int, int]:
     return mapping
 
 
+def _refuse_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    """json's object_pairs_hook: a repeated key is an error (json.loads would keep only the last one)."""
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ValueError(f"key(s) {repeated} appear more than once")
+    return dict(pairs)
+
+
 def _parse_spacing(text: str, where: str) -> tuple[float, float] | None:
     if not text.strip():
         return None
@@ -80,7 +93,7 @@ def _parse_spacing(text: str, where: str) -> tuple[float, float] | None:
         values = [float(p) for p in parts]
     except ValueError:
         raise InputError(f"{where}: spacing '{text}' is not ROWxCOL or a number (mm)") from None
-    if len(values) not in (1, 2) or min(values) <= 0:
+    if len(values) not in (1, 2) or not all(math.isfinite(v) and v > 0 for v in values):
         raise InputError(f"{where}: spacing '{text}' must be one or two positive numbers (mm)")
     return (values[0], values[-1])
 
@@ -90,7 +103,7 @@ def read_frame_table(csv_path: str | os.PathLike) -> tuple[list[FrameSource], di
     csv_path = Path(csv_path).expanduser().resolve()
     if not csv_path.is_file():
         raise InputError(f"missing file: {csv_path}")
-    with csv_path.open(newline="") as handle:
+    with csv_path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheet exports start with a BOM
         reader = csv.DictReader(handle)
         columns = [c.strip() for c in reader.fieldnames or []]
         missing = [c for c in REQUIRED_COLUMNS if c not in columns]

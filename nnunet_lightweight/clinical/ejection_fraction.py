@@ -248,7 +248,8 @@ def _measure_folder(folder: Path, units: str, physical_by_patient: dict[str, boo
                 raise
             problems.append(f"skipped {patient} ({folder}): {error}")
         if progress and (index % 50 == 0 or index == len(files_by_patient)):
-            print(f"  {folder}: {index}/{len(files_by_patient)} patients measured", flush=True)
+            # a skipped patient is read but not measured: count both
+            print(f"  {folder}: {index}/{len(files_by_patient)} patients read, {len(results)} measured", flush=True)
     return results
 
 
