@@ -1,7 +1,10 @@
-"""Shared fixtures: the real CAMUS copy beside the repository, and isolated nnU-Net folders."""
+"""Shared fixtures: the real CAMUS copy beside the repository, isolated nnU-Net folders, the data-safety case runner."""
+import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -84,3 +87,60 @@ def trained_lightecho(camus_root, tmp_path_factory) -> dict:
     return {"env": env, "dataset_id": TINY_DATASET_ID, "dataset_name": raw_folder.name, "trainer": trainer,
             "raw_folder": raw_folder, "images_dir": raw_folder / "imagesTr", "labels_dir": raw_folder / "labelsTr",
             "results_folder": results_folder, "train_log": train.stdout}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data-safety cases: one table row = inputs, argv, expected exit code and message, files that must survive
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SafetyCase:
+    """One row of the data-safety tables (tests/test_data_safety*.py), run in-process by `run_safety_case`.
+
+    `build(tmp)` writes the inputs under the test's folder `tmp`; "{tmp}" in `argv` becomes that folder. `message`
+    must appear in the command's output (stderr and stdout), which must hold no traceback. Every path of `kept`
+    (relative to `tmp`) must exist afterwards with its content unchanged (a folder: every file under it).
+    `covers` names the subcommand (e.g. "predict", "ablation run") whose output guard the case exercises.
+    """
+
+    id: str
+    build: Callable[[Path], None]
+    argv: tuple[str, ...]
+    exit_code: int
+    message: str
+    kept: tuple[str, ...] = ()
+    covers: str | None = None
+
+
+def _snapshot(path: Path) -> dict[str, str] | None:
+    """Hash of a file, or of every file under a folder (by relative path); None where the path is missing."""
+    if path.is_file():
+        return {"": hashlib.sha256(path.read_bytes()).hexdigest()}
+    if path.is_dir():
+        return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(path.rglob("*")) if p.is_file()}
+    return None
+
+
+@pytest.fixture
+def run_safety_case(tmp_path, nnunet_dirs, capsys) -> Callable[[SafetyCase], str]:
+    """Runs a `SafetyCase` through `nnunet_lightweight.cli.main` in fresh nnU-Net folders; returns its output."""
+    from nnunet_lightweight.cli import main
+
+    def run(case: SafetyCase) -> str:
+        case.build(tmp_path)
+        before = {kept: _snapshot(tmp_path / kept) for kept in case.kept}
+        missing = [kept for kept, snapshot in before.items() if snapshot is None]
+        assert not missing, f"{case.id}: the builder did not create {missing}"
+        capsys.readouterr()
+        code = main([arg.replace("{tmp}", str(tmp_path)) for arg in case.argv])
+        captured = capsys.readouterr()
+        output = captured.err + captured.out
+        assert code == case.exit_code, f"{case.id}: exit {code}, expected {case.exit_code}; output:\n{output}"
+        assert case.message in output, f"{case.id}: {case.message!r} not in the output:\n{output}"
+        assert "Traceback" not in output, f"{case.id}: traceback in the output:\n{output}"
+        for kept, snapshot in before.items():
+            assert _snapshot(tmp_path / kept) == snapshot, f"{case.id}: {kept} was removed or changed"
+        return output
+
+    return run
