@@ -118,8 +118,7 @@ def read_image(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
         # ITK's first line names its own source file; the lines after it say what went wrong
         reason = " ".join(line.strip() for line in str(error).splitlines()[1:] if line.strip()) or str(error)
         raise InputError(f"cannot read {path} (unreadable or truncated file): {reason}") from None
-    if path.name.endswith((".nii", ".nii.gz")):
-        _check_nifti_complete(path, array.nbytes)
+    check_image_content(path, array)
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{path} has {image.GetNumberOfComponentsPerPixel()} components per pixel; "
                          "expected a single-channel (grayscale) image")
@@ -129,8 +128,28 @@ def read_image(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     return array.reshape([array.shape[axis] for axis in kept]), tuple(spacing[axis] for axis in kept)
 
 
-def _check_nifti_complete(path: Path, data_bytes: int) -> None:
-    """InputError for a truncated NIfTI file, which ITK reads without complaint (missing pixels become 0)."""
+def check_image_content(path: Path, array: np.ndarray) -> None:
+    """InputError naming the file for what readers accept silently: a truncated NIfTI file (ITK fills the missing
+    pixels with 0) and NaN or infinite pixel values (a network turns them into an all-background mask). Every image
+    reader calls this, also where the pixels come from nnU-Net's or SimpleITK's own readers."""
+    path = Path(path)
+    if path.name.endswith((".nii", ".nii.gz")):
+        _check_nifti_file(path)  # ITK's NIfTI reader turns NaN into 0, so the file itself is checked
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        _raise_not_finite(path, int(np.count_nonzero(~np.isfinite(array))))
+
+
+def _raise_not_finite(path: Path, count: int) -> None:
+    raise InputError(f"{path} has {count} NaN or infinite pixel value(s); expected finite intensities")
+
+
+# NIfTI datatype codes of real floating-point pixels
+_NIFTI_FLOATS = {16: "f4", 64: "f8"}
+
+
+def _check_nifti_file(path: Path) -> None:
+    """InputError for a NIfTI file shorter than its header's pixel data offset plus the size its header declares,
+    or whose floating-point pixels hold NaN or infinity."""
     try:
         if path.name.endswith(".gz"):
             with gzip.open(path, "rb") as handle:
@@ -139,23 +158,37 @@ def _check_nifti_complete(path: Path, data_bytes: int) -> None:
             content = path.read_bytes()
     except (OSError, EOFError, zlib.error) as error:
         raise InputError(f"cannot read {path} (unreadable or truncated file): {error}") from None
-    expected = _nifti_data_offset(content[:540]) + data_bytes
-    if len(content) < expected:
+    offset, data_bytes, float_dtype = _nifti_layout(content[:540], path)
+    if len(content) < offset + data_bytes:
         raise InputError(f"cannot read {path} (truncated file): it holds {len(content)} bytes, its header and "
-                         f"pixel data need {expected}")
+                         f"pixel data need {offset + data_bytes}")
+    if float_dtype is not None:
+        pixels = np.frombuffer(content, dtype=float_dtype, count=data_bytes // np.dtype(float_dtype).itemsize,
+                               offset=offset)
+        if not np.isfinite(pixels).all():
+            _raise_not_finite(path, int(np.count_nonzero(~np.isfinite(pixels))))
 
 
-def _nifti_data_offset(header: bytes) -> int:
-    """Byte offset of the pixel data (vox_offset) of a NIfTI-1 or NIfTI-2 header, either byte order."""
-    if len(header) < 348:
-        return 352
+def _nifti_layout(header: bytes, path: Path) -> tuple[int, int, str | None]:
+    """(vox_offset, bytes of pixel data, numpy dtype of floating-point pixels or None) of a NIfTI-1 or NIfTI-2
+    header in either byte order. The size comes from the header's dim and bitpix, not from the array read: ITK
+    returns scaled (scl_slope) integers as floats."""
     for order in "<>":
-        header_size = struct.unpack(f"{order}i", header[:4])[0]
-        if header_size == 348:
-            return int(struct.unpack(f"{order}f", header[108:112])[0])
-        if header_size == 540:
-            return struct.unpack(f"{order}q", header[168:176])[0]
-    return 352
+        if len(header) >= 348 and struct.unpack(f"{order}i", header[:4])[0] == 348:
+            dims = struct.unpack(f"{order}8h", header[40:56])
+            datatype, bitpix = struct.unpack(f"{order}2h", header[70:74])
+            offset = int(struct.unpack(f"{order}f", header[108:112])[0])
+            break
+        if len(header) >= 540 and struct.unpack(f"{order}i", header[:4])[0] == 540:
+            datatype, bitpix = struct.unpack(f"{order}2h", header[12:16])
+            dims = struct.unpack(f"{order}8q", header[16:80])
+            offset = struct.unpack(f"{order}q", header[168:176])[0]
+            break
+    else:
+        raise InputError(f"cannot read {path} (truncated file or not a NIfTI file): no NIfTI-1/2 header")
+    n_voxels = int(np.prod([max(int(d), 1) for d in dims[1:1 + max(min(int(dims[0]), 7), 1)]]))
+    float_dtype = order + _NIFTI_FLOATS[datatype] if datatype in _NIFTI_FLOATS else None
+    return offset, n_voxels * max(int(bitpix), 8) // 8, float_dtype
 
 
 def read_frame(path: Path) -> tuple[np.ndarray, tuple[float, float]]:

@@ -2,7 +2,7 @@
 
 A sequence is a (frames, rows, cols) array: a CAMUS half-sequence NIfTI (`patientNNNN_4CH_half_sequence.nii.gz`,
 read with SimpleITK, whose array order is (T, H, W) with the apex at row 0), any other 2D+t image SimpleITK reads,
-a glob of 2D frame files, or an AVI/MP4 video (PyAV through imageio; colour frames are averaged to grey).
+a glob of 2D frame files, or an AVI/MP4 video (decoded with PyAV; colour frames are averaged to grey).
 Frames are segmented by any callable `frames -> label maps`, e.g. `NnUNetSegmenter` (nnU-Net's own predictor);
 label-map sequences (e.g. CAMUS `_half_sequence_gt.nii.gz`) are measured directly.
 
@@ -80,29 +80,31 @@ class VolumeCurve:
         return ejection_fraction(self.edv, self.esv)
 
 
-def read_sequence_file(path: str | Path) -> Sequence:
-    """A 2D+t sequence from a NIfTI/MHA/NRRD file, a glob of 2D frame files, or an AVI/MP4 video."""
+def read_sequence_file(path: str | Path, min_frames: int = 2) -> Sequence:
+    """A 2D+t sequence from a NIfTI/MHA/NRRD file, a glob of 2D frame files, or an AVI/MP4 video, with at least
+    `min_frames` frames (a cine loop needs two; `predict` segments a single still frame too)."""
     text = str(path)
     if any(character in text for character in "*?["):
-        return _read_frame_files(sorted(glob.glob(text)), text)
+        return _read_frame_files(sorted(glob.glob(text)), text, min_frames)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"sequence not found: {path}")
     if path.suffix.lower() in VIDEO_SUFFIXES:
-        return _read_video(path)
+        return _read_video(path, min_frames)
     from dataset_conversion.common import read_sequence
 
     frames, spacing = read_sequence(path)
-    if frames.shape[0] < 2:
-        raise InputError(f"{path} holds a single frame; a cine loop needs at least two")
+    if frames.shape[0] < min_frames:
+        raise InputError(f"{path} holds {frames.shape[0]} frame(s); a cine loop needs at least {min_frames}")
     return Sequence(frames, (float(spacing[0]), float(spacing[1])), "header")
 
 
-def _read_frame_files(paths: list[str], pattern: str) -> Sequence:
+def _read_frame_files(paths: list[str], pattern: str, min_frames: int) -> Sequence:
     from dataset_conversion.common import read_frame
 
-    if len(paths) < 2:
-        raise InputError(f"the pattern {pattern} matches {len(paths)} file(s); a cine loop needs at least two frames")
+    if len(paths) < max(min_frames, 1):
+        raise InputError(f"the pattern {pattern} matches {len(paths)} file(s); a cine loop needs at least "
+                         f"{max(min_frames, 1)} frames")
     frames, spacings = zip(*(read_frame(Path(p)) for p in paths))
     if len({f.shape for f in frames}) > 1:
         raise InputError(f"the frames matching {pattern} differ in shape: {sorted({f.shape for f in frames})}")
@@ -111,20 +113,36 @@ def _read_frame_files(paths: list[str], pattern: str) -> Sequence:
     return Sequence(np.stack(frames), (float(spacings[0][0]), float(spacings[0][1])), "header")
 
 
-def _read_video(path: Path) -> Sequence:
-    import imageio.v3 as iio
+# A video decoding to fewer frames than this share of the count its container declares is truncated or damaged
+# (declared counts of intact files can be off by a frame or two, never by a tenth).
+_MIN_DECODED_SHARE = 0.9
 
+
+def _read_video(path: Path, min_frames: int) -> Sequence:
+    """Grey frames of a video, decoded with PyAV frame by frame: imageio's reader pads a truncated file with black
+    frames up to the declared count, which then measure as a real (wrong) EF."""
+    import av
+
+    frames = []
     try:
-        frames = iio.imread(path, plugin="pyav")
-        frame_rate = iio.immeta(path, plugin="pyav").get("fps")
-    except (OSError, ValueError, RuntimeError) as error:
-        raise InputError(f"cannot read video {path}: {error}") from None
-    if frames.ndim == 4:
-        frames = frames[..., :3].mean(axis=-1)
-    if frames.ndim != 3 or frames.shape[0] < 2:
-        raise InputError(f"{path} is not a video of at least two frames (shape {frames.shape})")
-    return Sequence(frames.astype(np.float32), (1.0, 1.0), "video (no spacing)",
-                    float(frame_rate) if frame_rate else None)
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InputError(f"{path} holds no video stream")
+            stream = container.streams.video[0]
+            declared = int(stream.frames or 0)
+            frame_rate = float(stream.average_rate) if stream.average_rate else None
+            for frame in container.decode(stream):
+                frames.append(frame.to_ndarray(format="rgb24").mean(axis=-1, dtype=np.float32))
+    except InputError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as error:
+        raise InputError(f"cannot read video {path} (unreadable, damaged or truncated file): {error}") from None
+    if declared and len(frames) < _MIN_DECODED_SHARE * declared:
+        raise InputError(f"cannot read video {path} (truncated or damaged file): {len(frames)} of the {declared} "
+                         "frames its container declares could be decoded")
+    if len(frames) < max(min_frames, 1):
+        raise InputError(f"{path} is not a video of at least {max(min_frames, 1)} frame(s) ({len(frames)} decoded)")
+    return Sequence(np.stack(frames), (1.0, 1.0), "video (no spacing)", frame_rate)
 
 
 def check_label_sequence(masks: np.ndarray, what: str) -> np.ndarray:

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from nnunet_lightweight.errors import InputError
-from dataset_conversion.common import check_output_dir, staged_output
+from dataset_conversion.common import check_image_content, check_output_dir, staged_output
 from nnunet_lightweight.evaluation.io import DEFAULT_LABELS, list_cases
 
 POSTPROCESS_METHODS = ("none", "cca", "morph", "cca+morph")
@@ -124,6 +124,7 @@ def postprocess(
             except RuntimeError as error:
                 raise InputError(f"cannot read segmentation {path}") from error
             array = sitk.GetArrayFromImage(image)
+            check_image_content(path, array)
             frame = array.reshape([n for n in array.shape if n != 1] or [1])
             processed = postprocess_segmentation(frame, method, labels, morphology, radius).reshape(array.shape)
             written = sitk.GetImageFromArray(processed.astype(array.dtype))

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dataset_conversion.common import check_image_content
 from nnunet_lightweight.errors import InputError
 from nnunet_lightweight.inference.engines import (build_engine, resolve_backend, resolve_device, resolve_precision,
                                                   set_cpu_threads)
@@ -270,7 +271,7 @@ class FastPredictor:
         if case.video:
             from nnunet_lightweight.clinical.cine import read_sequence_file
 
-            sequence = read_sequence_file(case.files[0])
+            sequence = read_sequence_file(case.files[0], min_frames=1)  # a still frame saved as a video is valid
             spacing = [_DUMMY_SPACING, *sequence.spacing]
             return [self.preprocess(f.astype(np.float32)[None, None], {"spacing": list(spacing)})
                     for f in sequence.frames], None
@@ -278,6 +279,8 @@ class FastPredictor:
             data, properties = self.reader_writer.read_images([str(f) for f in case.files])
         except Exception as error:  # SimpleITK raises RuntimeError; other readers their own kinds
             raise InputError(f"cannot read {', '.join(map(str, case.files))}: {error}") from None
+        for channel, path in enumerate(case.files):
+            check_image_content(path, data[channel])  # truncated files and NaN, which the reader lets through
         if self.model.plans_manager.transpose_forward[0] != 0 and data.shape[1] > 1:
             raise InputError(f"{case.files[0]}: multi-frame input with a transposed 2d plan is not supported")
         frames = [self.preprocess(data[:, z:z + 1], {"spacing": list(properties["spacing"])})
