@@ -281,21 +281,27 @@ def normalize_resize(resize: int | Sequence[int] | None) -> tuple[int, int] | No
 # Splits
 # ---------------------------------------------------------------------------------------------------------------
 
+_TEST_ONLY_HINT = "--split none converts every patient as a test set, without training cases"
+
+
 def parse_split(split: str) -> tuple[str, int]:
-    """('cv', folds) for 'cv5'/'cv10', ('paper', 1) or ('official', 1); InputError otherwise."""
+    """('cv', folds) for 'cv5'/'cv10', ('paper', 1), ('official', 1) or ('none', 0); InputError otherwise."""
     match = re.fullmatch(r"cv(\d+)", split)
     if match and int(match[1]) >= 2:
         return "cv", int(match[1])
     if split in ("paper", "official"):
         return split, 1
-    raise InputError(f"unknown split '{split}': use cv<N> (e.g. cv5), paper or official")
+    if split == "none":
+        return "none", 0
+    raise InputError(f"unknown split '{split}': use cv<N> (e.g. cv5), paper, official or none")
 
 
 def patient_folds(patients: Iterable[str], n_folds: int = 5, seed: int = DEFAULT_SEED) -> list[list[str]]:
     """Patients shuffled with `seed` and dealt round-robin into `n_folds` folds whose sizes differ by at most 1."""
     ordered = sorted(set(patients))
     if len(ordered) < n_folds:
-        raise InputError(f"{n_folds}-fold cross-validation needs at least {n_folds} patients, got {len(ordered)}")
+        raise InputError(f"{n_folds}-fold cross-validation needs at least {n_folds} patients, got "
+                         f"{len(ordered)} labelled ({_TEST_ONLY_HINT})")
     order = np.random.RandomState(seed).permutation(len(ordered))
     folds: list[list[str]] = [[] for _ in range(n_folds)]
     for position, index in enumerate(order):
@@ -307,10 +313,20 @@ def holdout_split(patients: Iterable[str], val_fraction: float = 0.1, test_fract
                   seed: int = DEFAULT_SEED) -> dict[str, list[str]]:
     """The paper's patient-level train/val/test split (80/10/10 by default), shuffled with `seed`."""
     ordered = sorted(set(patients))
-    n_test = int(round(test_fraction * len(ordered)))
-    n_val = int(round(val_fraction * len(ordered)))
-    if len(ordered) - n_test - n_val < 1 or n_val < 1:
-        raise InputError(f"a train/val/test split needs more patients than {len(ordered)}")
+
+    def sizes(n: int) -> tuple[int, int]:
+        return int(round(test_fraction * n)), int(round(val_fraction * n))
+
+    def feasible(n: int) -> bool:
+        n_test, n_val = sizes(n)
+        return n - n_test - n_val >= 1 and n_val >= 1
+
+    if not feasible(len(ordered)):
+        needed = next((n for n in range(len(ordered) + 1, 10_000) if feasible(n)), None)
+        raise InputError(f"a train/val/test split with {val_fraction:.0%} validation and {test_fraction:.0%} test "
+                         f"patients needs at least {needed} patients, got {len(ordered)} labelled "
+                         f"({_TEST_ONLY_HINT})")
+    n_test, n_val = sizes(len(ordered))
     shuffled = [ordered[i] for i in np.random.RandomState(seed).permutation(len(ordered))]
     return {"test": sorted(shuffled[:n_test]), "val": sorted(shuffled[n_test:n_test + n_val]),
             "train": sorted(shuffled[n_test + n_val:])}
@@ -398,6 +414,11 @@ def plan_subsets(patients: Mapping[str, PatientPlan], split: str, seed: int,
     """Assign held-out patients to `test` (in place) and return patient-level folds [{train, val}, ...]."""
     mode, n_folds = parse_split(split)
     trainable = sorted(p for p, plan in patients.items() if plan.subset == "train")
+    if mode == "none":
+        # A test-only set (down to a single patient): every labelled patient to imagesTs/labelsTs, no folds.
+        for patient in trainable:
+            patients[patient].subset = "test"
+        return []
     if mode == "cv":
         return [{"train": sorted(set(trainable) - set(fold)), "val": fold}
                 for fold in patient_folds(trainable, n_folds, seed)]
@@ -606,7 +627,8 @@ def build_dataset(frames: Sequence[FrameSource], patients: Mapping[str, PatientP
             **{"numTest": len(cases) - n_training, **(dataset_json_extra or {})})
         splits = [{subset: _cases_of(fold[subset], cases_by_patient) for subset in ("train", "val")}
                   for fold in folds]
-        (staging / SPLITS_FILE).write_text(json.dumps(splits, indent=1))
+        if splits:  # --split none: nothing to train on, so no splits for nnU-Net to find
+            (staging / SPLITS_FILE).write_text(json.dumps(splits, indent=1))
         metadata = {"format_version": 1, "dataset": final_dir.name, "labels": LABELS,
                     "resize": list(shape) if shape else None, "interpolation": interpolation if shape else None,
                     "split": split, "seed": seed,
@@ -614,8 +636,12 @@ def build_dataset(frames: Sequence[FrameSource], patients: Mapping[str, PatientP
         if sequence_records:
             metadata["sequences"] = sequence_records
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
-        if verify:
+        if verify and n_training:
             verify_dataset(staging, num_processes)
+        elif verify:
+            # nnU-Net's check reads the training cases only; each test frame was read and checked above
+            logger.warning("no training cases (--split none): nnU-Net's dataset integrity check, which checks "
+                           "imagesTr/labelsTr only, was skipped")
     preprocessed = os.environ.get("nnUNet_preprocessed")
     if overwrite and preprocessed and (Path(preprocessed) / final_dir.name).is_dir():
         logger.warning("%s was made from the replaced dataset: plan and preprocess again",
@@ -697,8 +723,11 @@ def describe_dataset(dataset_dir: str | os.PathLike) -> str:
             n_frames = sum(1 for c in metadata["cases"].values() if c["patient"] in set(patients))
             lines.append(f"  {subset:<10} {n_frames:5d} frames of {len(patients):4d} patients ({where})")
     folds = metadata["folds"]
-    sizes = "/".join(str(len(f["val"])) for f in folds)
-    lines.append(f"  split {metadata['split']}: {len(folds)} fold(s), validation patients per fold {sizes}")
+    if folds:
+        sizes = "/".join(str(len(f["val"])) for f in folds)
+        lines.append(f"  split {metadata['split']}: {len(folds)} fold(s), validation patients per fold {sizes}")
+    else:
+        lines.append(f"  split {metadata['split']}: no training cases, every patient held out in imagesTs")
     physical = {m["spacing_is_physical"] for m in metadata["patients"].values()}
     lines.append("  spacing: " + {frozenset({True}): "physical (mm)", frozenset({False}): "pixel units (no physical "
                                   "spacing known)"}.get(frozenset(physical), "mixed: see camus_metadata.json"))

@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default="cv5",
                         help="cv<N>: patient-level N-fold cross-validation (default cv5); paper: the paper's "
                              "patient-level 80/10/10 train/val/test split (test patients to imagesTs/labelsTs); "
-                             "official: the CAMUS subgroups of database_split/subgroup_*.txt")
+                             "official: the CAMUS subgroups of database_split/subgroup_*.txt; none: every "
+                             "patient to imagesTs/labelsTs, no training cases (a test set, down to one patient)")
     parser.add_argument("--export-sequences", action="store_true",
                         help="also export the half-sequences (all frames, one 2D file each) to sequences/ for "
                              "sequence inference")

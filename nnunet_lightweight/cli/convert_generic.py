@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                             "values not in the map are an error")
     parser.add_argument("--split", default="cv5",
                         help="cv<N>: patient-level N-fold cross-validation (default cv5); paper: patient-level "
-                             "80/10/10 train/val/test split (test patients to imagesTs/labelsTs)")
+                             "80/10/10 train/val/test split (test patients to imagesTs/labelsTs); none: every "
+                             "patient to imagesTs/labelsTs, no training cases (a test set, down to one patient)")
     add_conversion_options(parser, default_name="Echo")
     parser.set_defaults(func=_run)
 
