@@ -6,6 +6,7 @@ plans.json), which lets nnU-Net's predictor rebuild it without knowing anything 
 """
 import inspect
 import math
+import random
 from copy import deepcopy
 
 import numpy as np
@@ -26,6 +27,7 @@ from torch import nn
 from nnunet_lightweight.planning.configuration import lightecho_configuration, preset_architecture
 from nnunet_lightweight.presets import load_preset
 from nnunet_lightweight.training.augmentation import AUGMENTATIONS
+from nnunet_lightweight.training.cpu_training import FastCPUTraining
 
 
 class PatienceExhausted(Exception):
@@ -57,7 +59,7 @@ class OnePassEpochs:
         return dataset_tr, dataset_val
 
 
-class nnUNetTrainerLightEcho(OnePassEpochs, nnUNetTrainer):
+class nnUNetTrainerLightEcho(FastCPUTraining, OnePassEpochs, nnUNetTrainer):
     # Network: a preset from plans/, then the component overrides below (None keeps the preset's choice).
     network_preset: str = "lightecho"
     norm_op: type[nn.Module] | None = None  # nn.Identity means no normalization
@@ -67,12 +69,14 @@ class nnUNetTrainerLightEcho(OnePassEpochs, nnUNetTrainer):
     # Training recipe (paper, Table VII and Sec. II-B).
     plans_batch_size: int | None = None  # global batch size written into the plans; None: the preset's
     learning_rate: float = 1e-3
-    patience: int = 50
+    patience: int | None = 50  # epochs without a better EMA pseudo-Dice before stopping; None: no early stopping
+    final_weights: str = "best"  # "best": checkpoint_best's weights become the final model; "last": the last epoch's
     deep_supervision: bool = True
     deep_supervision_weight: float = 0.3
     dice_weight: float = 0.5  # loss = dice_weight * Dice + ce_weight * CE; the paper averages the two
     ce_weight: float = 0.5
     augmentation: str = "affine"  # key of training.augmentation.AUGMENTATIONS
+    seed: int | None = None  # seeds initialisation and (one DA process) batch order; None: unseeded, as nnU-Net
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -83,6 +87,11 @@ class nnUNetTrainerLightEcho(OnePassEpochs, nnUNetTrainer):
         self.oversample_foreground_percent = 0.0
         self.enable_deep_supervision = self.deep_supervision
         self.save_every = 5  # epochs are short; resume with --c loses little
+        if self.seed is not None:
+            # Before the network is built and before the augmentation processes fork (they inherit these states).
+            random.seed(self.seed)
+            np.random.seed(self.seed)
+            torch.manual_seed(self.seed)
 
     @classmethod
     def architecture(cls) -> dict:
@@ -151,6 +160,10 @@ class nnUNetTrainerLightEcho(OnePassEpochs, nnUNetTrainer):
             transforms.append(DownsampleSegForDSTransform(ds_scales=deep_supervision_scales))
         return ComposeTransforms(transforms)
 
+    def patience_exhausted(self) -> bool:
+        """Whether early stopping is on and the EMA pseudo-Dice has not improved for `patience` epochs."""
+        return self.patience is not None and self.epochs_since_best() >= self.patience
+
     def epochs_since_best(self) -> int:
         """Epochs since the best EMA pseudo-Dice, nnU-Net's own checkpoint_best criterion (restored from logs)."""
         history = self.logger.get_value("ema_fg_dice", step=None)
@@ -158,13 +171,13 @@ class nnUNetTrainerLightEcho(OnePassEpochs, nnUNetTrainer):
 
     def on_train_epoch_start(self):
         # A run resumed with --c after early stopping must not train on.
-        if self.epochs_since_best() >= self.patience:
+        if self.patience_exhausted():
             raise PatienceExhausted
         super().on_train_epoch_start()
 
     def on_epoch_end(self):
         super().on_epoch_end()
-        if self.epochs_since_best() >= self.patience:
+        if self.patience_exhausted():
             self.print_to_log_file(f"Early stopping: no better EMA pseudo-Dice for {self.patience} epochs.")
             raise PatienceExhausted
 
@@ -179,7 +192,7 @@ class nnUNetTrainerLightEcho(OnePassEpochs, nnUNetTrainer):
         best = join(self.output_folder, "checkpoint_best.pth")
         if self.is_ddp:
             dist.barrier()
-        if not self.disable_checkpointing and isfile(best):
+        if self.final_weights == "best" and not self.disable_checkpointing and isfile(best):
             weights = torch.load(best, map_location=self.device, weights_only=False)["network_weights"]
             network = self.network.module if self.is_ddp else self.network
             getattr(network, "_orig_mod", network).load_state_dict(weights)
