@@ -38,10 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset_conversion.common import LABELS, PHASES, VIEWS, check_output_dir, read_json_object, staged_output
+from dataset_conversion.common import (LABELS, PHASES, VIEWS, OutputLayout, check_output_dir, read_json_object,
+                                       staged_output)
 from nnunet_lightweight.errors import InputError
 
 TRUTH_FILE = "phantom_truth.json"
+# What `generate_phantom` writes: how a phantom of a version before the marker file is recognised.
+PHANTOM_LAYOUT = OutputLayout(TRUTH_FILE, ("database_nifti", "database_split"))
 SECTOR_HALF_ANGLE_DEG = 39.0
 LA_CENTRE_OFFSET = 0.3  # LA ellipse centre below the base plane, in LA semi-axes: a wide, flat mitral junction
 QUALITIES = {  # image quality -> (blood reflectivity, myocardium reflectivity, speckle-free noise floor)
@@ -292,8 +295,8 @@ def generate_phantom(out_dir: str | os.PathLike, n_patients: int = 20, size: int
     out_dir = Path(out_dir).expanduser().resolve()
     if n_patients < 1 or size < 32:
         raise InputError(f"need at least 1 patient and 32-pixel frames, got {n_patients} patients of {size} pixels")
-    check_output_dir(out_dir, overwrite)
-    with staged_output(out_dir) as staging:
+    target = check_output_dir(out_dir, overwrite, inputs=(), layout=PHANTOM_LAYOUT)
+    with staged_output(target) as staging:
         truth = {"seed": seed, "size": size, "depth_mm": depth_mm, "labels": LABELS, "patients": {}}
         patients = [sample_patient(i, seed) for i in range(1, n_patients + 1)]
         for patient in tqdm(patients, desc="phantom", unit="patient", disable=not progress):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dataset_conversion.common import check_not_input, check_writable, follow_umask
 from nnunet_lightweight.errors import InputError
 
 CONFIGURATION = "2d"
@@ -296,6 +297,7 @@ def run_ablation(dataset: str | int, fold: int, out_dir: Path, variants: list[st
     out_dir = Path(out_dir)
     settings = {"dataset": dataset_name, "fold": fold, "configuration": CONFIGURATION, "plans": PLANS,
                 "device": device, "max_epochs": max_epochs, "alpha": alpha, "variants": names}
+    check_not_input(out_dir, [preprocessed, Path(nnUNet_results.get()) / dataset_name])
     _prepare_output(out_dir, settings, overwrite)
 
     rows: list[AblationRow] = []
@@ -467,7 +469,9 @@ def _write_outputs(out_dir: Path, rows: list[AblationRow], settings: dict, label
     if scored:
         with tempfile.NamedTemporaryFile(dir=out_dir, suffix=".png", delete=False) as handle:
             temporary = Path(handle.name)
-        os.replace(plot_ablation(table, labels, temporary), out_dir / "ablation.png")
+        plot_ablation(table, labels, temporary)
+        follow_umask(temporary)
+        os.replace(temporary, out_dir / "ablation.png")
 
 
 # ---------------------------------------------------------------------------------------------------------- input
@@ -534,9 +538,11 @@ def _prepare_output(out_dir: Path, settings: dict, overwrite: bool) -> None:
         if (previous.get("dataset"), previous.get("fold")) != (settings["dataset"], settings["fold"]):
             raise FileExistsError(f"{out_dir} holds the ablation of {previous.get('dataset')} fold "
                                   f"{previous.get('fold')} (pass --overwrite to replace its table)")
-    elif out_dir.is_dir() and any(out_dir.iterdir()) and not settings_file.is_file() and not overwrite:
+    elif out_dir.is_dir() and any(out_dir.iterdir()) and not settings_file.is_file():
+        # --overwrite replaces only tables this command wrote, never a folder of other files
         raise FileExistsError(f"output folder {out_dir} exists, is not empty and holds no ablation "
-                              f"(pass --overwrite to write into it)")
+                              f"({settings_file.name}): choose another folder")
+    check_writable(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _atomic_write(settings_file, json.dumps(settings, indent=2) + "\n")
 
@@ -544,6 +550,7 @@ def _prepare_output(out_dir: Path, settings: dict, overwrite: bool) -> None:
 def _atomic_write(path: Path, text: str) -> None:
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
         handle.write(text)
+    follow_umask(handle.name)
     os.replace(handle.name, path)
 
 

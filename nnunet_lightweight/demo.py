@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from dataset_conversion.common import check_not_input, check_writable
 from nnunet_lightweight.errors import InputError
 
 DATASET_ID = 990
@@ -79,6 +80,9 @@ class Demo:
         print(f"[demo {self.step}/{N_STEPS}] {text}", flush=True)
 
     def _claim_work_dir(self) -> None:
+        if self.settings.data != "phantom":
+            check_not_input(self.work_dir, [self.settings.data], "work directory")
+        check_writable(self.work_dir, "work directory")
         settings_file = self.work_dir / "demo_settings.json"
         if settings_file.is_file():
             previous = json.loads(settings_file.read_text())

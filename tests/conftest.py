@@ -97,7 +97,8 @@ def trained_lightecho(camus_root, tmp_path_factory) -> dict:
 class SafetyCase:
     """One row of the data-safety tables (tests/test_data_safety*.py), run in-process by `run_safety_case`.
 
-    `build(tmp)` writes the inputs under the test's folder `tmp`; "{tmp}" in `argv` becomes that folder. `message`
+    `build(tmp)` writes the inputs under the test's folder `tmp`; "{tmp}" in `argv` becomes that folder and
+    "{unwritable}" a folder this process cannot write in (`unwritable_folder`). `message`
     must appear in the command's output (stderr and stdout), which must hold no traceback. Every path of `kept`
     (relative to `tmp`) must exist afterwards with its content unchanged (a folder: every file under it).
     `covers` names the subcommand (e.g. "predict", "ablation run") whose output guard the case exercises.
@@ -110,6 +111,19 @@ class SafetyCase:
     message: str
     kept: tuple[str, ...] = ()
     covers: str | None = None
+
+
+def unwritable_folder(tmp_path: Path) -> Path:
+    """A folder this process may not write in: a read-only one for root (who may write anywhere else), skipped
+    where there is none; otherwise a folder under `tmp_path` without write permission."""
+    if os.geteuid() == 0:
+        if os.path.isdir("/proc/sys") and not os.access("/proc/sys", os.W_OK):
+            return Path("/proc/sys")
+        pytest.skip("running as root without a read-only folder to test unwritable outputs")
+    folder = tmp_path / "unwritable"
+    folder.mkdir(exist_ok=True)
+    folder.chmod(0o555)
+    return folder
 
 
 def _snapshot(path: Path) -> dict[str, str] | None:
@@ -133,7 +147,13 @@ def run_safety_case(tmp_path, nnunet_dirs, capsys) -> Callable[[SafetyCase], str
         missing = [kept for kept, snapshot in before.items() if snapshot is None]
         assert not missing, f"{case.id}: the builder did not create {missing}"
         capsys.readouterr()
-        code = main([arg.replace("{tmp}", str(tmp_path)) for arg in case.argv])
+        argv = [arg.replace("{tmp}", str(tmp_path)) for arg in case.argv]
+        if any("{unwritable}" in arg for arg in argv):
+            argv = [arg.replace("{unwritable}", str(unwritable_folder(tmp_path))) for arg in argv]
+        try:
+            code = main(argv)
+        except SystemExit as error:  # argparse refuses bad arguments by exiting (code 2)
+            code = error.code
         captured = capsys.readouterr()
         output = captured.err + captured.out
         assert code == case.exit_code, f"{case.id}: exit {code}, expected {case.exit_code}; output:\n{output}"

@@ -5,6 +5,7 @@ library function. Modules import heavy dependencies (torch, nnU-Net) inside thei
 `lightecho --help` stays fast.
 """
 import argparse
+import errno
 import importlib
 import math
 import pkgutil
@@ -13,6 +14,11 @@ from collections.abc import Callable
 
 from nnunet_lightweight import __version__
 from nnunet_lightweight.errors import InputError
+
+# OS errors that come from the user's machine, not from a bug: a forbidden or read-only folder, a full disk.
+USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+# What Ctrl-C leaves, for commands that write through staged output folders; resumable ones set their own note.
+INTERRUPTED_NOTE = "unfinished outputs were removed; inputs and outputs written before are kept"
 
 
 def bounded(kind: Callable[[str], float], low: float | None = None, high: float | None = None,
@@ -78,6 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, FileNotFoundError, FileExistsError) as error:
         print(f"lightecho {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        if error.errno not in USER_ERRNOS:
+            raise
+        print(f"lightecho {args.command}: error: {error.filename or 'output'}: {error.strerror}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lightecho {args.command}: interrupted (Ctrl-C): {getattr(args, 'interrupted_note', INTERRUPTED_NOTE)}",
+              file=sys.stderr)
+        return 130
     return int(result or 0)
 
 

@@ -44,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--alpha", type=SIGNIFICANCE_LEVEL, default=0.05, help="significance level of the Wilcoxon tests (0.05)")
     run.add_argument("--overwrite", action="store_true",
                      help="write into an output folder that holds another dataset's or fold's table")
-    run.set_defaults(func=_run)
+    run.set_defaults(func=_run, interrupted_note="the finished rows are kept in the output folder and nnUNet_results; "
+                                                 "rerun the same command to resume")
 
     train = commands.add_parser(
         "train", help="train one variant and predict its validation cases (nnUNetv2_train + --max-epochs)",

@@ -70,8 +70,16 @@ def conversion_options(args: argparse.Namespace) -> dict:
 
 def finish_conversion(args: argparse.Namespace, convert: Callable[[], Path]) -> int:
     """Run a conversion, print its summary and timing, and write the optional overlay."""
-    from dataset_conversion.common import describe_dataset
+    from dataset_conversion.common import OutputExistsError, check_writable, describe_dataset
+    from nnunet_lightweight.errors import InputError
 
+    if args.overlay:  # checked before converting, so that a bad path does not fail a finished conversion
+        overlay = Path(args.overlay)
+        if overlay.suffix.lower() != ".png" or overlay.is_dir():
+            raise InputError(f"--overlay {overlay}: give the path of a .png file to write")
+        if overlay.exists() and not args.overwrite:
+            raise OutputExistsError(f"overlay {overlay} exists (pass --overwrite to replace it)")
+        check_writable(overlay, "overlay")
     start = time.perf_counter()
     dataset_dir = convert()
     print(f"converted in {time.perf_counter() - start:.1f} s: {describe_dataset(dataset_dir)}")

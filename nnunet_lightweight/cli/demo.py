@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--camus", metavar="PATH", help="a CAMUS download (official NIfTI, legacy MHD or the 224 copy)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="training/inference device (default: cuda when available)")
-    parser.set_defaults(func=_run)
+    parser.set_defaults(func=_run, interrupted_note="the finished steps are kept in the work directory; rerun the "
+                                                    "same command to resume")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset_conversion.common import check_output_dir, staged_output
+from dataset_conversion.common import OutputLayout, check_output_dir, staged_output
 from nnunet_lightweight.clinical.ejection_fraction import ALLOWED_LABELS, UNIT_ML, UNIT_PX, ejection_fraction
 from nnunet_lightweight.clinical.volumes import (
     N_DISKS,
@@ -38,6 +38,8 @@ from nnunet_lightweight.errors import InputError
 Segmenter = Callable[[np.ndarray], np.ndarray]
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".webm")
 _SEGMENT_HINT = "give a model to segment it"
+# What `cine` writes: how an output folder of a version before the marker file is recognised.
+CINE_LAYOUT = OutputLayout("cine.json", ("curves.csv", "volume_curve.png", "*_masks.nii.gz"))
 
 
 @dataclass
@@ -194,6 +196,7 @@ class NnUNetSegmenter:
         self.predictor.initialize_from_trained_model_folder(str(model_folder), use_folds=(fold,),
                                                             checkpoint_name=checkpoint)
         self.progress = progress
+        self.model_folder = model_folder  # an input: `cine` never writes its output over it
 
     def __call__(self, frames: np.ndarray, spacing=(1.0, 1.0)) -> np.ndarray:
         """Label maps of (T, H, W) frames whose pixels are `spacing` (row, col) in the model's training units."""
@@ -338,7 +341,8 @@ def cine(output_dir: str | Path, sequence_2ch: str | Path | None = None, sequenc
     if units not in ("auto", "mm", "px"):
         raise InputError(f"units must be auto, mm or px, got {units!r}")
     output_dir = Path(output_dir)
-    check_output_dir(output_dir, overwrite)
+    target = check_output_dir(output_dir, overwrite, layout=CINE_LAYOUT, inputs=[
+        sequence_2ch, sequence_4ch, getattr(segmenter, "model_folder", None)])
     curves, sequences, masks_by_view, report_views = [], {}, {}, {}
     for view, path in (("2CH", sequence_2ch), ("4CH", sequence_4ch)):
         if path is None:
@@ -382,7 +386,7 @@ def cine(output_dir: str | Path, sequence_2ch: str | Path | None = None, sequenc
                          "lv_area": area, "area_unit": curve.area_unit, "volume_single_plane": volume,
                          "volume_biplane": biplane[index] if biplane is not None else np.nan,
                          "volume_unit": curve.volume_unit})
-    with staged_output(output_dir) as staging:
+    with staged_output(target) as staging:
         pd.DataFrame(rows).to_csv(staging / "curves.csv", index=False, float_format="%.4f")
         (staging / "cine.json").write_text(json.dumps(report, indent=1, default=float))
         ef_text = f"biplane EF {report['biplane']['ef']:.1f} %" if "biplane" in report else ""

@@ -26,6 +26,7 @@ from dataset_conversion.common import (
     LABELS,
     PHASES,
     VIEWS,
+    OutputLayout,
     check_output_dir,
     find_metadata,
     metadata_patients,
@@ -46,6 +47,8 @@ MASK_FILE = re.compile(rf"^{CASE_ID_REGEX}(?P<gt>_gt)?\.nii(?:\.gz)?$")
 INFO_FILE = re.compile(r"^Info_(?P<view>2CH|4CH)\.cfg$")
 UNIT_ML, UNIT_PX = "mL", "px^3"
 UNIT_MODES = ("auto", "mm", "px")
+# What `ef` writes: how an output folder of a version before the marker file is recognised.
+EF_LAYOUT = OutputLayout("ef.csv", ("agreement.json", "agreement.md", "bland_altman_*.png", "scatter_*.png"))
 # Info-file keys of the reference clinical values (CAMUS: the same biplane values in both views' files).
 INFO_KEYS = {"edv": "LVedv", "esv": "LVesv", "ef": "EF"}
 
@@ -332,7 +335,8 @@ def ef(output_dir: Path, pred_dir: Path | None = None, ref_dir: Path | None = No
     )
 
     output_dir = Path(output_dir)
-    check_output_dir(output_dir, overwrite)
+    target = check_output_dir(output_dir, overwrite, inputs=[pred_dir, ref_dir, camus_info_dir, metadata_path],
+                              layout=EF_LAYOUT)
     table = ef_table(pred_dir, ref_dir, camus_info_dir, metadata_path, units, n_disks, camus_exact,
                      progress=progress)
     stats = agreement(table)
@@ -343,7 +347,7 @@ def ef(output_dir: Path, pred_dir: Path | None = None, ref_dir: Path | None = No
                "metadata": table.attrs["metadata"]}
     report = {"agreement": stats, "measured": distribution, "warnings": problems, "sources": sources,
               "n_disks": n_disks, "disk_placement": "camus" if camus_exact else "midpoint", "units": units}
-    with staged_output(output_dir) as staging:
+    with staged_output(target) as staging:
         table.to_csv(staging / "ef.csv", index=False, float_format="%.4f")
         (staging / "agreement.json").write_text(json.dumps(report, indent=1))
         (staging / "agreement.md").write_text(agreement_markdown(stats, distribution, problems, sources))

@@ -14,7 +14,7 @@ import pandas as pd
 from nnunet_lightweight.errors import InputError
 from nnunet_lightweight.evaluation.anatomy import PlausibilityTolerances
 from nnunet_lightweight.evaluation.evaluate import DEFINITIONS, Evaluation, evaluate_cases
-from dataset_conversion.common import check_output_dir, staged_output
+from dataset_conversion.common import OutputLayout, check_output_dir, staged_output
 from nnunet_lightweight.evaluation.io import DEFAULT_LABELS, UNKNOWN
 
 COMPARED_METRICS = ("dice", "hd", "hd95", "mad")
@@ -26,6 +26,8 @@ METRIC_TITLES = {
 }
 ALL_STRUCTURES = "all"
 STRATA = ("view", "phase", "quality")
+# What `compare` writes: how an output folder of a version before the marker file is recognised.
+COMPARISON_LAYOUT = OutputLayout("comparison.md", ("*.csv", "boxplot_*.png"))
 
 
 def wilcoxon_paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -120,7 +122,8 @@ def compare_models(
     if len(predictions) < 2:
         raise InputError(f"compare needs at least two prediction folders, got {len(predictions)}")
     if out_dir is not None:
-        check_output_dir(Path(out_dir), overwrite)
+        target = check_output_dir(out_dir, overwrite, inputs=[*predictions.values(), reference, metadata],
+                                  layout=COMPARISON_LAYOUT)
     evaluations: dict[str, Evaluation] = {}
     for name, folder in predictions.items():
         if verbose:
@@ -163,7 +166,7 @@ def compare_models(
         }
     if out_dir is not None:
         settings = next(iter(evaluations.values())).settings
-        with staged_output(Path(out_dir)) as staging:
+        with staged_output(target) as staging:
             _write_comparison(result, predictions, settings, models, list(labels), alpha, staging)
     return result
 

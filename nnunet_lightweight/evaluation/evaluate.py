@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dataset_conversion.common import check_output_dir, find_metadata, staged_output
+from dataset_conversion.common import OutputLayout, check_output_dir, find_metadata, staged_output
 from nnunet_lightweight.evaluation.anatomy import PlausibilityTolerances, check_plausibility, criteria_names
 from nnunet_lightweight.evaluation.io import (
     DEFAULT_LABELS,
@@ -23,6 +23,8 @@ from nnunet_lightweight.evaluation.metrics import DISTANCE_METRICS, METRICS, seg
 from nnunet_lightweight.evaluation.postprocessing import postprocess_segmentation
 
 SUMMARY_METRICS = (*METRICS, *(f"{name}_mm" for name in DISTANCE_METRICS))
+# What `evaluate` writes: how an output folder of a version before the marker file is recognised.
+EVALUATION_LAYOUT = OutputLayout("summary.json", ("metrics.csv", "outliers.csv", "overlays_worst.png"))
 DEFINITIONS = {
     "dice": "2|P∩R| / (|P|+|R|)",
     "contour": "mask pixels with a face neighbour outside the mask",
@@ -153,12 +155,13 @@ def evaluate_folder(
     """Evaluate a prediction folder; with `out_dir`, write metrics.csv, outliers.csv, summary.json (and, given the
     `images` folder, overlays_worst.png). Returns the per case and structure metrics."""
     if out_dir is not None:
-        check_output_dir(Path(out_dir), overwrite)
+        target = check_output_dir(out_dir, overwrite, inputs=[pred_dir, ref_dir, metadata, images],
+                                  layout=EVALUATION_LAYOUT)
     evaluation = evaluate_cases(
         pred_dir, ref_dir, labels, postprocess, morphology, radius, metadata, allow_missing, verbose=verbose
     )
     if out_dir is not None:
-        with staged_output(Path(out_dir)) as staging:
+        with staged_output(target) as staging:
             write_evaluation(evaluation, staging)
             if images is not None:
                 from nnunet_lightweight.evaluation.overlays import save_overlays

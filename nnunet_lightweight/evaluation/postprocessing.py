@@ -13,11 +13,13 @@ import numpy as np
 from scipy import ndimage
 
 from nnunet_lightweight.errors import InputError
-from dataset_conversion.common import check_image_content, check_output_dir, staged_output
+from dataset_conversion.common import OutputLayout, check_image_content, check_output_dir, staged_output
 from nnunet_lightweight.evaluation.io import DEFAULT_LABELS, list_cases
 
 POSTPROCESS_METHODS = ("none", "cca", "morph", "cca+morph")
 MORPHOLOGY_MODES = ("open", "close", "both")
+# What `postprocess` writes (masks only): how an output folder of a version before the marker file is recognised.
+POSTPROCESS_LAYOUT = OutputLayout(None, ("*.nii.gz",))
 
 
 def keep_largest_component_per_label(segmentation: np.ndarray, labels: dict[str, int]) -> np.ndarray:
@@ -114,10 +116,8 @@ def postprocess(
     cases = list_cases(input_dir)
     if not cases:
         raise InputError(f"no .nii.gz predictions in {input_dir}")
-    if output_dir.resolve() == input_dir.resolve():
-        raise InputError(f"output folder {output_dir} must differ from the input folder")
-    check_output_dir(output_dir, overwrite)
-    with staged_output(output_dir) as staging:
+    target = check_output_dir(output_dir, overwrite, inputs=[input_dir], layout=POSTPROCESS_LAYOUT)
+    with staged_output(target) as staging:
         for path in cases.values():
             try:
                 image = sitk.ReadImage(str(path))

@@ -422,11 +422,13 @@ def predict(model_folder: str | Path, input_path: str | Path, output_folder: str
             verbose: bool = True) -> dict:
     """`lightecho predict`: segment INPUT (frames folder, frame file, cine loop or video) into OUTPUT with a trained
     nnU-Net model folder; returns (and writes as prediction_summary.json) settings and timings."""
-    from dataset_conversion.common import check_output_dir, staged_output
+    from dataset_conversion.common import OutputLayout, check_output_dir, staged_output
 
     log = print if verbose else None
     output_folder = Path(output_folder)
-    check_output_dir(output_folder, overwrite)
+    # What predict writes: how a prediction folder of a version before the marker file is recognised.
+    layout = OutputLayout("prediction_summary.json", ("*.nii.gz", "dataset.json", "plans.json"))
+    target = check_output_dir(output_folder, overwrite, inputs=[input_path, model_folder], layout=layout)
     setup_start = time.perf_counter()
     model = load_trained_model(model_folder, folds, checkpoint_name)
     cases = find_cases(input_path, model.dataset_json["file_ending"], model.num_input_channels)
@@ -434,7 +436,7 @@ def predict(model_folder: str | Path, input_path: str | Path, output_folder: str
     setup = time.perf_counter() - setup_start
     if log:
         log(f"[lightecho predict] {len(cases)} case(s) from {input_path}; {predictor.describe()}")
-    with staged_output(output_folder) as staging:
+    with staged_output(target) as staging:
         timing = predict_cases(predictor, cases, staging, log)
         timing.setup = setup
         shutil.copy(model.folder / "dataset.json", staging / "dataset.json")

@@ -16,6 +16,10 @@ from torch import nn
 from nnunet_lightweight.errors import InputError
 
 DEFAULT_OPSET = 17
+# The decoders upsample to computed sizes, which ONNX can express from opset 9 on.
+MIN_OPSET = 9
+# Keys of the metadata `_add_metadata` writes: `--overwrite` replaces only an ONNX file that has them.
+METADATA_KEYS = ("trainer", "patch_size", "normalization")
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
 
@@ -76,10 +80,12 @@ def export_onnx(model_folder: str | Path, output: str | Path, fold: int | str | 
     from nnunet_lightweight.inference.model_folder import load_trained_model
 
     output = Path(output)
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{output} exists (pass --overwrite to replace it)")
     if not onnxruntime_available():
         raise InputError("export-onnx needs the onnx and onnxruntime packages (pip install onnx onnxruntime)")
+    _check_output(output, overwrite)
+    if not isinstance(opset, int) or opset < MIN_OPSET:
+        raise InputError(f"--opset must be an integer of at least {MIN_OPSET} (the network's upsampling needs it), "
+                         f"got {opset}")
     model = load_trained_model(model_folder, [fold] if fold is not None else None, checkpoint_name)
     if len(model.folds) > 1:
         model = load_trained_model(model_folder, [model.folds[0]], checkpoint_name)
@@ -88,7 +94,13 @@ def export_onnx(model_folder: str | Path, output: str | Path, fold: int | str | 
         raise InputError(f"export-onnx supports 2d configurations; {model.configuration_name} has patch {patch}")
     stride = _total_stride(model.configuration_manager)
     example = (1, model.num_input_channels, *patch)
-    onnx_bytes = network_to_onnx(model.network, example, opset)
+    try:
+        onnx_bytes = network_to_onnx(model.network, example, opset)
+    except RuntimeError as error:
+        # an operator this opset cannot express (OnnxExporterError), or an opset newer than torch knows
+        if not isinstance(error, torch.onnx.OnnxExporterError) and "onnx_opset_version" not in str(error):
+            raise
+        raise InputError(f"cannot export to ONNX opset {opset}: {str(error).splitlines()[0]}") from None
     _add_metadata(onnx_bytes, model, output)
     rng = np.random.default_rng(seed)
     other = tuple(max(s, 2 * t) - t for s, t in zip(patch, stride))
@@ -103,6 +115,31 @@ def export_onnx(model_folder: str | Path, output: str | Path, fold: int | str | 
                             f"width (multiple of {stride[1]})"], **parity}
 
 
+def _check_output(output: Path, overwrite: bool) -> None:
+    """Before any work: the output is a writable file path, and an existing file is an ONNX export of ours."""
+    from dataset_conversion.common import check_writable
+
+    if output.is_dir():
+        raise InputError(f"output {output} is a folder: give the path of the ONNX file to write")
+    if output.exists():
+        if not overwrite:
+            raise FileExistsError(f"{output} exists (pass --overwrite to replace it)")
+        if not _is_lightecho_onnx(output):
+            raise InputError(f"{output} is not an ONNX file written by lightecho export-onnx, so --overwrite does "
+                             "not replace it: choose another output path")
+    check_writable(output, "ONNX file")
+
+
+def _is_lightecho_onnx(path: Path) -> bool:
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # protobuf's DecodeError and OSError: anything that is no ONNX model
+        return False
+    return set(METADATA_KEYS) <= {entry.key for entry in proto.metadata_props}
+
+
 def _total_stride(configuration_manager) -> tuple[int, ...]:
     strides = configuration_manager.network_arch_init_kwargs.get("strides")
     if strides is None:
@@ -114,6 +151,8 @@ def _total_stride(configuration_manager) -> tuple[int, ...]:
 def _add_metadata(onnx_bytes: bytes, model, output: Path) -> None:
     """Write the ONNX file atomically, with what a user needs to feed it in its metadata."""
     import onnx
+
+    from dataset_conversion.common import follow_umask
 
     proto = onnx.load_from_string(onnx_bytes)
     metadata = {
@@ -132,6 +171,7 @@ def _add_metadata(onnx_bytes: bytes, model, output: Path) -> None:
     os.close(handle)
     try:
         onnx.save(proto, temporary)
+        follow_umask(temporary)  # mkstemp makes the file private (0600); the output follows the umask instead
         os.replace(temporary, output)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
