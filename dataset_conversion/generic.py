@@ -47,9 +47,13 @@ def parse_label_map(spec: str | os.PathLike | dict | None) -> dict[int, int]:
         pairs = list(spec.items())
     elif Path(spec).suffix == ".json" or Path(spec).is_file():
         try:
-            pairs = list(json.loads(Path(spec).read_text(), object_pairs_hook=_refuse_duplicate_keys).items())
-        except (OSError, ValueError) as error:
+            content = json.loads(Path(spec).read_text(encoding="utf-8-sig"), object_pairs_hook=_refuse_duplicate_keys)
+        except (OSError, ValueError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             raise InputError(f"cannot read label map {spec}: {error}") from None
+        if not isinstance(content, dict):
+            raise InputError(f"label map {spec} must be a JSON object such as {{\"255\": \"LV\"}}, got a "
+                             f"{type(content).__name__}")
+        pairs = list(content.items())
     else:
         pairs = []
         for item in str(spec).split(","):
@@ -103,15 +107,19 @@ def read_frame_table(csv_path: str | os.PathLike) -> tuple[list[FrameSource], di
     csv_path = Path(csv_path).expanduser().resolve()
     if not csv_path.is_file():
         raise InputError(f"missing file: {csv_path}")
-    with csv_path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheet exports start with a BOM
-        reader = csv.DictReader(handle)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-        if missing:
-            raise InputError(f"{csv_path} lacks the column(s) {missing}; expected a header with "
-                             "patient,view,phase,image[,label,spacing,subset]")
-        rows = [({k.strip(): (v or "").strip() for k, v in row.items() if k}, number)
-                for number, row in enumerate(reader, start=2)]
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheet exports start with a BOM
+            reader = csv.DictReader(handle)
+            columns = [c.strip() for c in reader.fieldnames or []]
+            missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+            if missing:
+                raise InputError(f"{csv_path} lacks the column(s) {missing}; expected a header with "
+                                 "patient,view,phase,image[,label,spacing,subset]")
+            rows = [({k.strip(): (v or "").strip() for k, v in row.items() if k}, number)
+                    for number, row in enumerate(reader, start=2)]
+    except UnicodeDecodeError as error:  # e.g. a Latin-1 export with accented patient names
+        raise InputError(f"{csv_path} is not UTF-8 text (byte {error.start}: {error.object[error.start:error.end]!r}): "
+                         "save it as UTF-8 ('CSV UTF-8' in a spreadsheet)") from None
     if not rows:
         raise InputError(f"{csv_path} lists no frames")
     frames, plans, labelled = [], {}, {}

@@ -129,6 +129,24 @@ def _nothing(tmp: Path) -> None:
     return None
 
 
+def _latin1_csv(tmp: Path) -> None:
+    _dataset_holding_its_sources(tmp)
+    csv = tmp / "raw" / "Dataset007_Echo" / "source" / "frames.csv"
+    csv.write_bytes(csv.read_bytes().replace(b"patient0001,", "patient0001é,".encode("latin-1"), 1))
+
+
+def _label_map_list(tmp: Path) -> None:
+    _dataset_holding_its_sources(tmp)
+    (tmp / "map.json").write_text('[{"1": "LV"}, {"2": "MYO"}]')
+
+
+def _model_without_labels(tmp: Path) -> None:
+    _masks(tmp / "in")
+    (tmp / "model").mkdir()
+    (tmp / "model" / "plans.json").write_text("{}")
+    (tmp / "model" / "dataset.json").write_text(json.dumps({"channel_names": {"0": "echo"}, "file_ending": ".nii.gz"}))
+
+
 EVALUATE = ("evaluate", "--pred", "{tmp}/pred", "--ref", "{tmp}/ref")
 IS_INPUT, CONTAINS, INSIDE = "is the input", "contains the input", "lies inside the input"
 NOT_OURS = "was not written by lightecho"
@@ -223,6 +241,16 @@ CASES = [
                "cannot write", ("ph",)),
     SafetyCase("export-onnx -o unwritable", _nothing,
                ("export-onnx", "-m", "{tmp}/model", "-o", "{unwritable}/m.onnx"), 2, "cannot write"),
+    # item 6: bad inputs are one line, not a traceback
+    SafetyCase("convert-generic Latin-1 CSV", _latin1_csv,
+               ("convert-generic", "{tmp}/raw/Dataset007_Echo/source/frames.csv", "-d", "9", "--raw", "{tmp}/out"), 2,
+               "is not UTF-8 text", ("raw",)),
+    SafetyCase("convert-generic --label-map JSON list", _label_map_list,
+               ("convert-generic", "{tmp}/raw/Dataset007_Echo/source/frames.csv", "-d", "9", "--raw", "{tmp}/out",
+                "--label-map", "{tmp}/map.json"), 2, "must be a JSON object", ("raw", "map.json")),
+    SafetyCase("predict with a dataset.json without labels", _model_without_labels,
+               ("predict", "-m", "{tmp}/model", "-i", "{tmp}/in", "-o", "{tmp}/out"), 2, "lacks labels",
+               ("in", "model")),
     SafetyCase("predict -o under a file", lambda tmp: _user_files(tmp / "files"),
                ("predict", "-m", "{tmp}/model", "-i", "{tmp}/in", "-o", "{tmp}/files/notes.txt/out"), 2,
                "is not a folder", ("files",)),

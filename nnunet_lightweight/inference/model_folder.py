@@ -113,6 +113,12 @@ def load_trained_model(model_folder: str | Path, folds: list[int | str] | None =
         raise FileNotFoundError(f"model folder not found: {model_folder}")
     plans = _read_json(model_folder / "plans.json")
     dataset_json = _read_json(model_folder / "dataset.json")
+    missing = [key for key in ("labels", "file_ending") if key not in dataset_json]
+    if "channel_names" not in dataset_json and "modality" not in dataset_json:
+        missing.append("channel_names")
+    if missing:
+        raise InputError(f"{model_folder / 'dataset.json'} lacks {', '.join(missing)}: not nnU-Net's dataset.json "
+                         "of this model")
     folds = [_parse_fold(f) for f in folds] if folds else available_folds(model_folder, checkpoint_name)
     if not folds:
         raise InputError(f"no fold_X/{checkpoint_name} in {model_folder}")
