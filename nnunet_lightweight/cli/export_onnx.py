@@ -4,9 +4,10 @@ from pathlib import Path
 
 from nnunet_lightweight.cli import bounded
 
-# The opsets torch.onnx's TorchScript exporter supports (torch.onnx._constants.ONNX_MIN_OPSET/ONNX_MAX_OPSET;
-# a test checks them against the installed torch): kept here so that --help does not import torch.
-ONNX_OPSETS = (7, 23)
+# The opsets an export can use: from onnx_export.MIN_OPSET (the decoders' upsampling) to the newest torch.onnx's
+# TorchScript exporter knows (torch.onnx._constants.ONNX_MAX_OPSET). Kept here so that --help does not import
+# torch; a test checks them against both.
+ONNX_OPSETS = (9, 23)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
