@@ -35,19 +35,18 @@ def bounded(kind: Callable[[str], float], low: float | None = None, high: float 
             raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
         too_low = low is not None and (value <= low if low_open else value < low)
         if too_low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"{text} is outside the allowed range {_describe_range(low, high, low_open)}")
+            raise argparse.ArgumentTypeError(f"must be {_describe_range(low, high, low_open)}, got {text}")
         return value
 
     convert.__name__ = kind.__name__  # argparse names the type in its messages
+    convert.bounds = (low, high)  # marks a range-checked type (tests check every numeric option has one)
     return convert
 
 
 def _describe_range(low: float | None, high: float | None, low_open: bool) -> str:
-    if high is None:
-        return f"{'>' if low_open else '>='} {low}"
-    if low is None:
-        return f"<= {high}"
-    return f"{'(' if low_open else '['}{low}, {high}]"
+    parts = [f"{'greater than' if low_open else 'at least'} {low}" if low is not None else "",
+             f"at most {high}" if high is not None else ""]
+    return " and ".join(part for part in parts if part)
 
 
 # Option types shared by several subcommands.
