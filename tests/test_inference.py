@@ -4,7 +4,9 @@ A tiny synthetic model folder (LightEcho network, random weights, 64x64 patch) s
 question here is whether the fast path gives nnU-Net's answer, not whether the answer is good.
 """
 import json
+import os
 import platform
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -369,12 +371,24 @@ def test_export_onnx(model_folder, tmp_path):
 
     from nnunet_lightweight.inference.onnx_export import export_onnx
 
-    result = export_onnx(model_folder, tmp_path / "model.onnx", fold=1)
+    previous = os.umask(0o022)
+    try:
+        result = export_onnx(model_folder, tmp_path / "model.onnx", fold=1)
+    finally:
+        os.umask(previous)
     assert result["fold"] == 1 and result["argmax_agreement"] > 0.999 and result["max_rel_diff"] < 1e-4
+    # written through mkstemp (0600), the file must still get the umask's permissions like any output
+    assert stat.S_IMODE((tmp_path / "model.onnx").stat().st_mode) == 0o644
     metadata = {p.key: p.value for p in onnx.load(str(tmp_path / "model.onnx")).metadata_props}
     assert metadata["trainer"] == "nnUNetTrainerLightEcho" and json.loads(metadata["patch_size"]) == [PATCH, PATCH]
     with pytest.raises(FileExistsError):
         export_onnx(model_folder, tmp_path / "model.onnx")
+    # --overwrite replaces an export of ours, never a file of the user's
+    export_onnx(model_folder, tmp_path / "model.onnx", fold=0, overwrite=True)
+    (tmp_path / "notes.onnx").write_text("not a model")
+    with pytest.raises(InputError, match="not an ONNX file written by lightecho"):
+        export_onnx(model_folder, tmp_path / "notes.onnx", overwrite=True)
+    assert (tmp_path / "notes.onnx").read_text() == "not a model"
 
 
 def test_cli_predict(model_folder, frames_folder, tmp_path, capsys):
