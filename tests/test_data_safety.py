@@ -140,6 +140,13 @@ def _label_map_list(tmp: Path) -> None:
     (tmp / "map.json").write_text('[{"1": "LV"}, {"2": "MYO"}]')
 
 
+def _raw_dataset_without_labels(tmp: Path) -> None:
+    folder = tmp / "nnUNet_raw" / "Dataset009_NoLabels"
+    _masks(folder / "labelsTr")
+    (folder / "dataset.json").write_text(json.dumps({"channel_names": {"0": "echo"}, "file_ending": ".nii.gz",
+                                                     "numTraining": 2}))
+
+
 def _model_without_labels(tmp: Path) -> None:
     _masks(tmp / "in")
     (tmp / "model").mkdir()
@@ -251,6 +258,10 @@ CASES = [
     SafetyCase("predict with a dataset.json without labels", _model_without_labels,
                ("predict", "-m", "{tmp}/model", "-i", "{tmp}/in", "-o", "{tmp}/out"), 2, "lacks labels",
                ("in", "model")),
+    SafetyCase("plan with a dataset.json without labels", _raw_dataset_without_labels, ("plan", "-d", "9"), 2,
+               "lacks labels", ("nnUNet_raw",)),
+    SafetyCase("plan --preset bogus", _raw_dataset_without_labels, ("plan", "-d", "9", "--preset", "bogus"), 2,
+               "unknown architecture preset 'bogus'", ("nnUNet_raw",)),
     SafetyCase("predict -o under a file", lambda tmp: _user_files(tmp / "files"),
                ("predict", "-m", "{tmp}/model", "-i", "{tmp}/in", "-o", "{tmp}/files/notes.txt/out"), 2,
                "is not a folder", ("files",)),

@@ -99,6 +99,11 @@ def raw_fingerprint(raw_folder: Path) -> dict:
 
     dataset_json = read_json_object(raw_folder / "dataset.json", "dataset.json",
                                     "convert the dataset first: lightecho convert-camus / convert-generic")
+    # nnU-Net's fingerprinting reads these keys without checking them (a bare KeyError)
+    missing = [key for key in ("labels", "file_ending", "channel_names") if key not in dataset_json]
+    if missing and not (missing == ["channel_names"] and "modality" in dataset_json):
+        raise InputError(f"{raw_folder / 'dataset.json'} lacks {', '.join(missing)} (see nnU-Net's "
+                         "dataset_format.md, or convert with lightecho convert-camus / convert-generic)")
     try:
         dataset = get_filenames_of_train_images_and_targets(str(raw_folder), dataset_json)
     except (KeyError, FileNotFoundError, OSError) as error:
