@@ -38,6 +38,7 @@ from dataset_conversion.common import check_image_content
 from nnunet_lightweight.errors import InputError
 from nnunet_lightweight.inference.engines import (build_engine, resolve_backend, resolve_device, resolve_precision,
                                                   set_cpu_threads)
+from nnunet_lightweight.inference.input_convention import InputConvention, Placement
 from nnunet_lightweight.inference.model_folder import DEFAULT_CHECKPOINT, TrainedModel, load_trained_model
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".gif")
@@ -50,10 +51,12 @@ _DUMMY_SPACING = 999.0
 
 @dataclass
 class Frame:
-    """One preprocessed frame: data (C, 1, rows, cols) float32 and nnU-Net's preprocessing properties."""
+    """One preprocessed frame: data (C, 1, rows, cols) float32 and nnU-Net's preprocessing properties, and where
+    the frame was brought to the model's input convention, how its mask goes back to the input's size."""
 
     data: np.ndarray
     properties: dict
+    placement: Placement | None = None
 
 
 @dataclass
@@ -118,6 +121,7 @@ class FastPredictor:
         self.fixed_batch = any(getattr(e, "compiled", False) or getattr(e, "cuda_graphs", False) for e in self.engines)
         self.preprocessor = model.configuration_manager.preprocessor_class(verbose=False)
         self.reader_writer = model.plans_manager.image_reader_writer_class()
+        self.convention = InputConvention.of_model_folder(model.folder)
         self._sliding_window_predictor = None
         self.network_seconds = 0.0
 
@@ -141,6 +145,22 @@ class FastPredictor:
             data, None, properties, self.model.plans_manager, self.model.configuration_manager,
             self.model.dataset_json)
         return Frame(np.ascontiguousarray(data, dtype=np.float32), properties)
+
+    def prepare(self, stack: np.ndarray, spacing: list[float]) -> list[Frame]:
+        """Preprocessed frames of an image stack (C, frames, rows, cols) with nnU-Net's 3-axis `spacing`.
+
+        Where the model folder records an input convention, the stack is first cropped to its sector's bounding
+        box and resized to the convention's frame size, which is then at the model's own spacing (no resampling);
+        `segment` maps the masks back.
+        """
+        placement = self.convention.place(stack[0]) if self.convention else None
+        if placement is not None:
+            stack = placement.to_model(stack)
+            spacing = [spacing[0], *self.model.configuration_manager.spacing]
+        frames = [self.preprocess(stack[:, z:z + 1], {"spacing": list(spacing)}) for z in range(stack.shape[1])]
+        for frame in frames:
+            frame.placement = placement
+        return frames
 
     @torch.inference_mode()
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
@@ -175,7 +195,7 @@ class FastPredictor:
             chunk = batched[start:start + self.batch_size]
             for index, segmentation in zip(chunk, self._segment_batch([frames[i] for i in chunk])):
                 results[index] = segmentation
-        return results
+        return [f.placement.to_input(r) if f.placement else r for f, r in zip(frames, results)]
 
     def _segment_batch(self, frames: list[Frame]) -> list[np.ndarray]:
         from acvl_utils.cropping_and_padding.padding import pad_nd_image
@@ -262,8 +282,7 @@ class FastPredictor:
         if frames.ndim != 3:
             raise InputError(f"expected frames (T, rows, cols), got shape {frames.shape}")
         spacing_3d = [_DUMMY_SPACING, float(spacing[0]), float(spacing[1])]
-        prepared = [self.preprocess(frame.astype(np.float32)[None, None], {"spacing": list(spacing_3d)})
-                    for frame in frames]
+        prepared = self.prepare(frames.astype(np.float32)[None], spacing_3d)
         return np.stack([s.reshape(frames.shape[1:]) for s in self.segment(prepared)])
 
     def read_case(self, case: Case) -> tuple[list[Frame], dict | None]:
@@ -273,8 +292,7 @@ class FastPredictor:
 
             sequence = read_sequence_file(case.files[0], min_frames=1)  # a still frame saved as a video is valid
             spacing = [_DUMMY_SPACING, *sequence.spacing]
-            return [self.preprocess(f.astype(np.float32)[None, None], {"spacing": list(spacing)})
-                    for f in sequence.frames], None
+            return self.prepare(np.asarray(sequence.frames, dtype=np.float32)[None], spacing), None
         try:
             data, properties = self.reader_writer.read_images([str(f) for f in case.files])
         except Exception as error:  # SimpleITK raises RuntimeError; other readers their own kinds
@@ -283,9 +301,7 @@ class FastPredictor:
             check_image_content(path, data[channel])  # truncated files and NaN, which the reader lets through
         if self.model.plans_manager.transpose_forward[0] != 0 and data.shape[1] > 1:
             raise InputError(f"{case.files[0]}: multi-frame input with a transposed 2d plan is not supported")
-        frames = [self.preprocess(data[:, z:z + 1], {"spacing": list(properties["spacing"])})
-                  for z in range(data.shape[1])]
-        return frames, properties
+        return self.prepare(data, list(properties["spacing"])), properties
 
 
 def find_cases(input_path: str | Path, file_ending: str, num_channels: int = 1,

@@ -1,0 +1,113 @@
+"""The input convention a model was trained with, and how a frame of any size is brought to it and back.
+
+The 224x224 CAMUS copy has no physical spacing, so a model trained on it knows only a geometric convention: the
+ultrasound sector's bounding box resized to 224x224, apex up. A model folder records it in
+`input_convention.json`; the predictor then crops every frame (or cine loop) to its sector's bounding box,
+resizes that box to the convention's size, segments it, and pastes the masks back at the input's own size.
+Stock nnU-Net commands resample by header spacing instead, so they need frames already in the convention.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from nnunet_lightweight.errors import InputError
+
+CONVENTION_FILE = "input_convention.json"
+SECTOR_BOUNDING_BOX = "sector_bounding_box"
+
+
+@dataclass(frozen=True)
+class InputConvention:
+    """Frames are the sector's bounding box resized to `frame_size` (rows, cols), apex up."""
+
+    frame_size: tuple[int, int]
+    kind: str = SECTOR_BOUNDING_BOX
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "frame_size": list(self.frame_size), "apex": "up",
+                "description": f"the ultrasound sector's bounding box resized to {self.frame_size[0]}x"
+                               f"{self.frame_size[1]} pixels, apex up; grey levels as in the training files"}
+
+    def write(self, model_folder: str | Path) -> Path:
+        path = Path(model_folder) / CONVENTION_FILE
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def of_model_folder(cls, model_folder: str | Path) -> InputConvention | None:
+        """The convention recorded in `model_folder`, or None where it records none (frames are used as given)."""
+        path = Path(model_folder) / CONVENTION_FILE
+        if not path.is_file():
+            return None
+        try:
+            record = json.loads(path.read_text())
+            if record["kind"] != SECTOR_BOUNDING_BOX:
+                raise ValueError(f"unknown kind {record['kind']!r}")
+            rows, cols = (int(s) for s in record["frame_size"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise InputError(f"{path}: not a valid input convention ({error})") from None
+        return cls((rows, cols))
+
+    def place(self, frames: np.ndarray) -> Placement | None:
+        """Where frames (..., rows, cols) sit in the convention, or None for frames of the convention's size.
+
+        Frames of exactly that size are taken as given: in the training frames themselves a dim sector side
+        can make the detected box narrower than the frame, and re-cropping them would change their scale.
+        """
+        rows, cols = frames.shape[-2:]
+        if (rows, cols) == self.frame_size:
+            return None
+        box = sector_bounding_box(frames.reshape(-1, rows, cols).max(0))
+        return Placement((rows, cols), box, self.frame_size)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A frame's sector box and the convention's size: `to_model` crops and resizes, `to_input` maps masks back."""
+
+    input_shape: tuple[int, int]
+    box: tuple[slice, slice]
+    model_shape: tuple[int, int]
+
+    def to_model(self, frame: np.ndarray) -> np.ndarray:
+        """The sector box of `frame` (..., rows, cols), linearly resized to the model's frame size (float32)."""
+        crop = np.asarray(frame, dtype=np.float32)[(..., *self.box)]
+        factors = [1.0] * (crop.ndim - 2) + [m / c for m, c in zip(self.model_shape, crop.shape[-2:])]
+        resized = ndimage.zoom(crop, factors, order=1, mode="nearest", grid_mode=True)
+        return resized
+
+    def to_input(self, mask: np.ndarray) -> np.ndarray:
+        """A label map (..., model rows, model cols) at the input's own size: nearest-neighbour into the box."""
+        box_shape = [s.stop - s.start for s in self.box]
+        factors = [1.0] * (mask.ndim - 2) + [b / m for b, m in zip(box_shape, mask.shape[-2:])]
+        resized = ndimage.zoom(mask, factors, order=0, mode="nearest", grid_mode=True)
+        full = np.zeros((*mask.shape[:-2], *self.input_shape), dtype=mask.dtype)
+        full[(..., *self.box)] = resized
+        return full
+
+
+def sector_bounding_box(frame: np.ndarray) -> tuple[slice, slice]:
+    """The bounding box of the ultrasound sector in a grey-level frame: its largest bright connected region.
+
+    Pixels above a tenth of the 99th percentile are the image; an opening removes thin overlays (text, scale
+    ticks, ECG lines) before the largest connected region is taken. A frame with no such region is used whole.
+    """
+    frame = np.asarray(frame, dtype=np.float32)
+    if frame.ndim != 2:
+        raise InputError(f"expected a 2D frame for the sector search, got shape {frame.shape}")
+    high = float(np.percentile(frame, 99))
+    whole = (slice(0, frame.shape[0]), slice(0, frame.shape[1]))
+    if high <= float(frame.min()):
+        return whole
+    bright = ndimage.binary_opening(frame > frame.min() + 0.1 * (high - frame.min()), iterations=2)
+    labels, count = ndimage.label(bright)
+    if count == 0:
+        return whole
+    sizes = ndimage.sum_labels(bright, labels, index=np.arange(1, count + 1))
+    rows, cols = ndimage.find_objects((labels == 1 + int(np.argmax(sizes))).astype(np.uint8))[0]
+    return rows, cols

@@ -1,0 +1,105 @@
+"""The model's input convention: sector box found, frames of any size brought to it, masks back at input size."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+
+from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.evaluation.metrics import dice_score
+from nnunet_lightweight.inference.input_convention import CONVENTION_FILE, InputConvention, sector_bounding_box
+
+EXAMPLE_LOOP = Path(__file__).resolve().parents[2] / "shared" / "examples" / "a4c_sequence.nii.gz"
+
+
+def _fan(shape: tuple[int, int], box: tuple[slice, slice], seed: int = 0) -> np.ndarray:
+    """Speckle inside a fan whose bounding box is `box`, zero elsewhere, plus thin overlay lines outside it."""
+    rng = np.random.default_rng(seed)
+    frame = np.zeros(shape, np.float32)
+    rows, cols = np.mgrid[box[0], box[1]]
+    height, centre = box[0].stop - box[0].start, (box[1].start + box[1].stop - 1) / 2
+    half_width = (box[1].stop - box[1].start) / 2
+    inside = np.abs(cols - centre) <= half_width * (rows - box[0].start + 1) / height
+    frame[box] = np.where(inside, 40 + 150 * ndimage.gaussian_filter(rng.random(inside.shape), 1), 0)
+    frame[2, :] = 255  # a one-pixel ECG-like line and a scale bar outside the sector
+    frame[:, shape[1] - 3] = 200
+    return frame
+
+
+def test_sector_box_of_a_fan_with_overlays():
+    box = (slice(20, 180), slice(40, 230))
+    found = sector_bounding_box(_fan((200, 260), box))
+    assert abs(found[0].start - box[0].start) <= 3 and abs(found[0].stop - box[0].stop) <= 2
+    assert abs(found[1].start - box[1].start) <= 6 and abs(found[1].stop - box[1].stop) <= 6
+
+
+def test_sector_box_of_the_real_example_loop():
+    if not EXAMPLE_LOOP.is_file():
+        pytest.skip(f"example loop not found at {EXAMPLE_LOOP}")
+    frames = sitk.GetArrayFromImage(sitk.ReadImage(str(EXAMPLE_LOOP)))
+    rows, cols = sector_bounding_box(frames.max(0))
+    # The sector (seen in the loop): apex near row 24, arc bottom near row 412, sides near columns 98 and 462;
+    # the logo, depth scale and grey bar outside it must not widen the box.
+    assert 15 <= rows.start <= 35 and 395 <= rows.stop <= 425
+    assert 85 <= cols.start <= 120 and 440 <= cols.stop <= 475
+
+
+def test_placement_round_trip_and_frames_of_the_convention_size():
+    convention = InputConvention((64, 64))
+    assert convention.place(np.zeros((3, 64, 64))) is None  # already at the convention's size: taken as given
+    frame = _fan((150, 200), (slice(10, 140), slice(20, 180)))
+    placement = convention.place(frame[None])
+    model_frame = placement.to_model(frame[None])
+    assert model_frame.shape == (1, 64, 64)
+    mask = np.zeros((1, 64, 64), np.uint8)
+    mask[:, 20:44, 16:48] = 1
+    back = placement.to_input(mask)
+    assert back.shape == (1, 150, 200)
+    box = placement.box
+    assert back[0][box].mean() == pytest.approx(mask.mean(), abs=0.02)
+    outside = back.copy()
+    outside[(slice(None), *box)] = 0
+    assert not outside.any()
+
+
+def test_convention_file_round_trip_and_bad_file(tmp_path):
+    InputConvention((224, 224)).write(tmp_path)
+    assert InputConvention.of_model_folder(tmp_path) == InputConvention((224, 224))
+    assert InputConvention.of_model_folder(tmp_path / "absent") is None
+    (tmp_path / CONVENTION_FILE).write_text(json.dumps({"kind": "spacing", "frame_size": [1, 1]}))
+    with pytest.raises(InputError, match="input convention"):
+        InputConvention.of_model_folder(tmp_path)
+
+
+def test_predictor_brings_any_frame_size_to_the_convention(trained_lightecho, tmp_path, monkeypatch):
+    """A CAMUS frame shown larger, off-centre, with overlays: masks come back at the input's size and match the
+    masks of the frame as trained (the model's own convention), mapped to the same place."""
+    from nnunet_lightweight.inference.fast_predictor import FastPredictor
+    from nnunet_lightweight.inference.model_folder import load_trained_model
+
+    for name, value in trained_lightecho["env"].items():
+        monkeypatch.setenv(name, value)  # the test trainer's folder is on nnUNet_extTrainer there
+    model_folder = tmp_path / "model"
+    shutil.copytree(trained_lightecho["results_folder"], model_folder)
+    InputConvention((224, 224)).write(model_folder)
+    predictor = FastPredictor(load_trained_model(model_folder, ["0"]), device="cpu", log=None)
+    image_file = sorted(trained_lightecho["images_dir"].glob("patient0001_4CH_ED_0000.nii.gz"))[0]
+    frame = sitk.GetArrayFromImage(sitk.ReadImage(str(image_file))).squeeze().astype(np.float32)
+    as_trained = predictor(frame)[0]
+    assert (as_trained == 1).sum() > 500  # the model finds an LV on its own convention
+
+    canvas = np.zeros((330, 400), np.float32)
+    box = (slice(40, 40 + 280), slice(70, 70 + 300))
+    canvas[box] = ndimage.zoom(frame, (280 / 224, 300 / 224), order=1)
+    canvas[5, :] = 250  # overlays outside the sector
+    canvas[:, 395] = 180
+    shown = predictor(canvas)[0]
+    assert shown.shape == canvas.shape
+    outside = shown.copy()
+    outside[box] = 0
+    assert (outside > 0).sum() < 0.002 * outside.size
+    back = ndimage.zoom(shown[box], (224 / 280, 224 / 300), order=0)
+    assert dice_score(back == 1, as_trained == 1) >= 0.9
