@@ -24,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="apical 4-chamber sequence (file, quoted glob of frames, or video)")
     parser.add_argument("--model", type=Path, default=None,
                         help="trained nnU-Net model folder (e.g. $nnUNet_results/DatasetXXX/"
-                             "nnUNetTrainerLightEcho__nnUNetPlans__2d); without it the sequences must be label maps")
+                             "nnUNetTrainerLightEcho__nnUNetPlans__2d); without it, label-map sequences are "
+                             "measured as they are and grey-level sequences are segmented by the shipped LightEcho "
+                             "model (CAMUS, 400 patients), which brings frames of any size to its convention")
     parser.add_argument("--fold", default="0", help="fold of the model to use (default 0; 'all' for a model "
                                                     "trained on all data)")
     parser.add_argument("--checkpoint", default="checkpoint_final.pth", help="checkpoint file name "
@@ -35,8 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                                     "augmentation (faster)")
     parser.add_argument("--spacing", type=bounded(float, 0, low_open=True), nargs=2, metavar=("ROW", "COL"), default=None,
                         help="pixel size in mm (rows, columns) for measuring, overriding the file's (videos carry "
-                             "none); volumes are then in mL. The model still sees the file's own pixel size, so "
-                             "give frames in its training convention (e.g. 224x224 for the CAMUS copy)")
+                             "none); volumes are then in mL. It does not change what the model sees: models that "
+                             "record an input convention (the shipped one) bring frames of any size to it, others "
+                             "see the file's own pixel size")
     units = parser.add_mutually_exclusive_group()
     units.add_argument("--pixel-units", dest="units", action="store_const", const="px",
                        help="measure in pixels (volumes in px^3) whatever the spacing")
@@ -50,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from nnunet_lightweight.clinical.cine import NnUNetSegmenter, cine
+    from nnunet_lightweight.clinical.cine import NnUNetSegmenter, cine, is_label_sequence
     from nnunet_lightweight.errors import InputError
 
     if args.sequence_2ch is None and args.sequence_4ch is None:
@@ -63,6 +66,14 @@ def _run(args: argparse.Namespace) -> int:
         fold = args.fold if args.fold == "all" else int(args.fold)
         print(f"loading {args.model} (fold {args.fold}) on {device}")
         segmenter = NnUNetSegmenter(args.model, fold, args.checkpoint, device, not args.no_mirroring)
+    elif not all(is_label_sequence(s) for s in (args.sequence_2ch, args.sequence_4ch) if s is not None):
+        from nnunet_lightweight.inference.fast_predictor import FastPredictor
+        from nnunet_lightweight.inference.model_folder import load_trained_model
+        from nnunet_lightweight.pretrained import shipped_model_folder
+
+        model_folder = shipped_model_folder()
+        print(f"segmenting with the shipped model {model_folder.name}")
+        segmenter = FastPredictor(load_trained_model(model_folder), device=args.device or "auto", log=None)
     report = cine(args.output, args.sequence_2ch, args.sequence_4ch, segmenter, args.spacing, args.units, args.disks,
                   args.overwrite)
     for view, entry in report["views"].items():

@@ -1,4 +1,4 @@
-"""lightecho predict -m MODEL_FOLDER -i INPUT -o OUTPUT: fast nnU-Net inference for 2D frames and cine loops."""
+"""lightecho predict [-m MODEL_FOLDER] -i INPUT -o OUTPUT: fast nnU-Net inference for 2D frames and cine loops."""
 import argparse
 from pathlib import Path
 
@@ -16,8 +16,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "largest-component filter on the device. INPUT is a folder of nnU-Net images "
                     "(<case>_0000.nii.gz) or of frame files, one frame file, a 2D+t cine loop (e.g. a CAMUS "
                     "half-sequence NIfTI, segmented frame by frame) or a video (AVI/MP4, needs PyAV). The output "
-                    "folder also gets dataset.json, plans.json and prediction_summary.json (settings, timings).")
-    parser.add_argument("-m", "--model", type=Path, required=True, help="trained nnU-Net model folder")
+                    "folder also gets dataset.json, plans.json and prediction_summary.json (settings, timings). Where the "
+                    "model folder records an input convention (input_convention.json, as the shipped model does), "
+                    "each frame or loop is cropped to its ultrasound sector, resized to the convention's size "
+                    "and its masks are pasted back at the input's own size.")
+    parser.add_argument("-m", "--model", type=Path, default=None,
+                        help="trained nnU-Net model folder (default: the LightEcho model shipped with this package, "
+                             "trained on the 400 CAMUS training patients; frames of any size are brought to its "
+                             "input convention, the sector resized to 224x224)")
     parser.add_argument("-i", "--input", type=Path, required=True, help="input folder, frame file, cine loop or video")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created)")
     parser.add_argument("-f", "--folds", nargs="+", default=None,
@@ -49,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from nnunet_lightweight.inference.fast_predictor import predict
+    from nnunet_lightweight.pretrained import shipped_model_folder
 
-    predict(args.model, args.input, args.output, args.folds, args.device, args.backend, args.precision,
+    predict(args.model or shipped_model_folder(), args.input, args.output, args.folds, args.device, args.backend, args.precision,
             args.batch_size, args.cca, args.threads, args.checkpoint, args.overwrite, args.cuda_graphs)
     return 0

@@ -162,6 +162,15 @@ def check_label_sequence(masks: np.ndarray, what: str) -> np.ndarray:
     return masks
 
 
+def is_label_sequence(path: str | Path) -> bool:
+    """Whether a sequence file holds label maps (integers 0-3) rather than grey-level frames to segment."""
+    try:
+        check_label_sequence(read_sequence_file(path).frames, str(path))
+    except InputError:
+        return False
+    return True
+
+
 def segment_sequence(frames: np.ndarray, segmenter: Segmenter, spacing=None) -> np.ndarray:
     """Label maps (T, H, W) of every frame, from any callable mapping (T, H, W) frames to (T, H, W) label maps.
 
