@@ -17,10 +17,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "OUT/agreement.json and OUT/agreement.md (Pearson r, bias, 95%% limits of agreement, MAE for "
                     "EF, EDV, ESV) and Bland-Altman and scatter plots OUT/bland_altman_{ef,edv,esv}.png, "
                     "OUT/scatter_{ef,edv,esv}.png. Volumes are in mL where the spacing is physical and in px^3 "
-                    "otherwise (the 224x224 CAMUS copy).",
+                    "otherwise (the 224x224 CAMUS copy). With --images instead of --pred, the images are segmented "
+                    "first (--model, or the shipped LightEcho model).",
     )
     parser.add_argument("--pred", type=Path, default=None,
                         help="folder of predicted masks (one patient or a whole dataset)")
+    parser.add_argument("--images", type=Path, default=None,
+                        help="folder of 2CH/4CH ED/ES images (<patient>_<view>_<phase>[_0000].nii.gz, any size) to "
+                             "segment first, with --model or the shipped LightEcho model, instead of --pred masks")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="trained nnU-Net model folder for --images (default: the shipped LightEcho model)")
     parser.add_argument("--ref", type=Path, default=None,
                         help="folder of reference masks (e.g. labelsTr, or a CAMUS database_nifti folder); without "
                              "--pred, volumes are measured on these and compared with the CAMUS Info values")
@@ -50,13 +56,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from nnunet_lightweight.clinical.ejection_fraction import ef
+    from nnunet_lightweight.clinical.ejection_fraction import ef, ef_from_images
     from nnunet_lightweight.errors import InputError
 
-    if args.pred is None and args.ref is None:
-        raise InputError("give --pred, --ref or both")
-    report = ef(args.output, args.pred, args.ref, args.camus_info, args.metadata, args.units, args.disks,
-                args.camus_exact, args.overwrite, progress=True)
+    if args.images is not None and args.pred is not None:
+        raise InputError("give --images (to segment) or --pred (masks), not both")
+    if args.model is not None and args.images is None:
+        raise InputError("--model segments --images: give the images too")
+    if args.pred is None and args.ref is None and args.images is None:
+        raise InputError("give --pred, --images, --ref, or --pred/--images with --ref")
+    options = dict(camus_info_dir=args.camus_info, metadata_path=args.metadata, units=args.units,
+                   n_disks=args.disks, camus_exact=args.camus_exact, progress=True)
+    if args.images is not None:
+        report = ef_from_images(args.output, args.images, args.model, args.ref, overwrite=args.overwrite, **options)
+    else:
+        report = ef(args.output, args.pred, args.ref, overwrite=args.overwrite, **options)
     measured = report["measured"]
     print(f"{measured['n']} patients measured ({', '.join(measured['volume_units'])}); EF mean "
           f"{measured['ef_mean']:.1f} %, range {measured['ef_min']:.1f} to {measured['ef_max']:.1f} %")

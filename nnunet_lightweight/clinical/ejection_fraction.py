@@ -323,6 +323,26 @@ def ef_table(pred_dir: Path | None, ref_dir: Path | None = None, camus_info_dir:
     return table
 
 
+def ef_from_images(output_dir: Path, images_dir: Path, model_folder: Path | None = None, ref_dir: Path | None = None,
+                   device: str = "auto", overwrite: bool = False, **options) -> dict:
+    """`ef` on the masks a trained model (default: the shipped LightEcho) predicts for `images_dir`.
+
+    The images are <patient>_<2CH|4CH>_<ED|ES>[_0000].nii.gz frames of any size (models with an input convention
+    bring them to it); the masks are an intermediate result, kept only while measuring.
+    """
+    import tempfile
+
+    from nnunet_lightweight.inference.fast_predictor import predict
+    from nnunet_lightweight.pretrained import shipped_model_folder
+
+    model_folder = model_folder or shipped_model_folder()
+    check_output_dir(output_dir, overwrite, inputs=[images_dir, model_folder, ref_dir], layout=EF_LAYOUT)
+    with tempfile.TemporaryDirectory(prefix="lightecho-ef-masks-") as work:
+        masks = Path(work) / "masks"
+        predict(model_folder, images_dir, masks, device=device, verbose=False)
+        return ef(output_dir, masks, ref_dir, overwrite=overwrite, **options)
+
+
 def ef(output_dir: Path, pred_dir: Path | None = None, ref_dir: Path | None = None,
        camus_info_dir: Path | None = None, metadata_path: Path | None = None, units: str = "auto",
        n_disks: int = N_DISKS, camus_exact: bool = False, overwrite: bool = False, progress: bool = False) -> dict:
