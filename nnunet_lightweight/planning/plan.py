@@ -92,9 +92,10 @@ def _header(path: str) -> tuple[list[int] | None, list[float] | None]:
     return list(reversed(reader.GetSize())), [round(s, 6) for s in reversed(reader.GetSpacing())]
 
 
-def raw_fingerprint(raw_folder: Path) -> dict:
+def raw_fingerprint(raw_folder: Path, previous: Mapping | None = None) -> dict:
     """What nnU-Net's planning and preprocessing read from a raw dataset: its training cases (nnU-Net's own file
-    lookup) with shape, spacing and size/mtime of every file, and the hash of dataset.json."""
+    lookup) with shape, spacing and size/mtime of every file, and the hash of dataset.json. Headers are read only for
+    cases whose files differ in size or mtime from `previous` (an earlier fingerprint): a rerun stays cheap."""
     from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
     dataset_json = read_json_object(raw_folder / "dataset.json", "dataset.json",
@@ -115,8 +116,13 @@ def raw_fingerprint(raw_folder: Path) -> dict:
             stats = [os.stat(f) for f in files]
         except FileNotFoundError as error:
             raise InputError(f"{raw_folder}: case {case} lacks a file: {error.filename}") from None
-        shape, spacing = _header(files[0])
-        cases[case] = {"shape": shape, "spacing": spacing, "files": [[s.st_size, s.st_mtime_ns] for s in stats]}
+        file_stats = [[s.st_size, s.st_mtime_ns] for s in stats]
+        known = (previous or {}).get("cases", {}).get(case)
+        if known and known.get("files") == file_stats:
+            shape, spacing = known.get("shape"), known.get("spacing")
+        else:
+            shape, spacing = _header(files[0])
+        cases[case] = {"shape": shape, "spacing": spacing, "files": file_stats}
     return {"dataset_json": _file_hash(raw_folder / "dataset.json"), "cases": cases}
 
 
@@ -276,12 +282,11 @@ def plan(dataset: int | str, num_processes: int = 2, verify_dataset_integrity: b
     dataset_id = int(name[7:10])
     raw_folder = Path(nnUNet_raw.get()) / name
     preprocessed = Path(nnUNet_preprocessed.get()) / name
-    raw = raw_fingerprint(raw_folder)
+    state = _read_state(preprocessed)
+    raw = raw_fingerprint(raw_folder, state.get("raw") if state else None)
     if not raw["cases"]:
         raise InputError(f"{raw_folder} has no training cases (imagesTr is empty, e.g. converted with --split none): "
                          "there is nothing to plan a training for")
-
-    state = _read_state(preprocessed)
     owned, done = (set(state["owned"]), set(state["done"])) if state else (set(), set())
     changes = describe_changes(state["raw"], raw) if state and isinstance(state.get("raw"), dict) else []
     present = _present_parts(preprocessed)
