@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -341,26 +342,32 @@ def plan(dataset: int | str, num_processes: int = 2, verify_dataset_integrity: b
                          "with: remove it and nnU-Net makes new folds")
     _write_state(preprocessed, raw, owned, done)
 
-    if "plans" in redo:
-        from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprint_dataset,
-                                                                          plan_experiment_dataset)
+    try:
+        if "plans" in redo:
+            from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprint_dataset,
+                                                                              plan_experiment_dataset)
 
-        print(f"[lightecho plan] {name}: fingerprint and nnU-Net default plans")
-        extract_fingerprint_dataset(dataset_id, num_processes=num_processes,
-                                    check_dataset_integrity=verify_dataset_integrity, clean=True)
-        with _planner_safe_thread_setting():
-            plan_experiment_dataset(dataset_id)
-        done.add("plans")
-        _write_state(preprocessed, raw, owned, done)
-    if "preprocessing" in redo:
-        from nnunetv2.experiment_planning.plan_and_preprocess_api import preprocess_dataset
+            print(f"[lightecho plan] {name}: fingerprint and nnU-Net default plans")
+            extract_fingerprint_dataset(dataset_id, num_processes=num_processes,
+                                        check_dataset_integrity=verify_dataset_integrity, clean=True)
+            with _planner_safe_thread_setting():
+                plan_experiment_dataset(dataset_id)
+            done.add("plans")
+            _write_state(preprocessed, raw, owned, done)
+        if "preprocessing" in redo:
+            from nnunetv2.experiment_planning.plan_and_preprocess_api import preprocess_dataset
 
-        print(f"[lightecho plan] {name}: preprocessing the 2d configuration (shared by both plans)")
-        # nnU-Net replaces nnUNetPlans_2d itself but only adds to gt_segmentations: stale masks would stay
-        shutil.rmtree(preprocessed / GT_FOLDER, ignore_errors=True)
-        preprocess_dataset(dataset_id, DEFAULT_PLANS, ["2d"], [num_processes])
-        done.add("preprocessing")
-        _write_state(preprocessed, raw, owned, done)
+            print(f"[lightecho plan] {name}: preprocessing the 2d configuration (shared by both plans)")
+            # nnU-Net replaces nnUNetPlans_2d itself but only adds to gt_segmentations: stale masks would stay
+            shutil.rmtree(preprocessed / GT_FOLDER, ignore_errors=True)
+            preprocess_dataset(dataset_id, DEFAULT_PLANS, ["2d"], [num_processes])
+            done.add("preprocessing")
+            _write_state(preprocessed, raw, owned, done)
+    except KeyboardInterrupt:
+        unfinished = sorted(redo - done)
+        print(f"[lightecho plan] {name}: interrupted; {', '.join(unfinished)} recorded as unfinished in "
+              f"{preprocessed / STATE_FILE}: run lightecho plan -d {dataset_id} again to finish", file=sys.stderr)
+        raise
 
     plans_name = LIGHTECHO_PLANS if preset == "lightecho" else f"{LIGHTECHO_PLANS}_{preset}"
     print(f"[lightecho plan] {name}: writing {plans_name} from preset {preset!r}")
