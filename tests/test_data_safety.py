@@ -202,6 +202,12 @@ CASES = [
     SafetyCase("ablation run -o inside the preprocessed data", _preprocessed_dataset,
                ("ablation", "run", "-d", "Dataset555_Tiny", "-o", "{tmp}/nnUNet_preprocessed/Dataset555_Tiny/out",
                 "--overwrite"), 2, INSIDE, ("nnUNet_preprocessed",), covers="ablation run"),
+    SafetyCase("export-model -o inside the model", lambda tmp: _user_files(tmp / "model"),
+               ("export-model", "-m", "{tmp}/model", "-o", "{tmp}/model/model.zip", "--overwrite"), 2,
+               "lies inside the model folder", ("model",), covers="export-model"),
+    SafetyCase("export-model -o unwritable", lambda tmp: _user_files(tmp / "model"),
+               ("export-model", "-m", "{tmp}/model", "-o", "{unwritable}/model.zip"), 2, "cannot write",
+               ("model",)),
     # --overwrite replaces only what this project wrote
     SafetyCase("predict --overwrite of a user's folder", lambda tmp: _user_files(tmp / "mine"),
                ("predict", "-m", "{tmp}/model", "-i", "{tmp}/in", "-o", "{tmp}/mine", "--overwrite"), 2, NOT_OURS,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from dataset_conversion.common import follow_umask
+from dataset_conversion.common import check_writable, follow_umask
 from nnunet_lightweight.errors import InputError
 from nnunet_lightweight.inference.input_convention import CONVENTION_FILE, InputConvention
 from nnunet_lightweight.inference.model_folder import available_folds
@@ -93,6 +93,7 @@ def export_model(output_zip: str | os.PathLike, model_folder: str | os.PathLike 
         raise InputError(f"{output_zip} exists (pass --overwrite to replace it)")
     if output_zip.resolve().is_relative_to(model_folder.resolve()):
         raise InputError(f"{output_zip} lies inside the model folder {model_folder}: write it elsewhere")
+    check_writable(output_zip, "model archive")
     trainer, plans, configuration = _model_folder_parts(model_folder)
     folds = available_folds(model_folder)
     if not folds:
