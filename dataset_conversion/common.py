@@ -566,6 +566,15 @@ def follow_umask(path: str | os.PathLike) -> None:
     os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~current_umask())
 
 
+def write_text_atomically(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it: an interruption leaves no half file."""
+    path = Path(path)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        handle.write(text)
+    follow_umask(handle.name)
+    os.replace(handle.name, path)
+
+
 @contextmanager
 def _folder_lock(folder: Path) -> Iterator[None]:
     """An exclusive lock on `folder` (flock on the folder itself: released by the kernel if the process dies)."""

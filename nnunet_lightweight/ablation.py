@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from dataset_conversion.common import check_not_input, check_writable, follow_umask
+from dataset_conversion.common import write_text_atomically as _atomic_write
 from nnunet_lightweight.errors import InputError
 
 CONFIGURATION = "2d"
@@ -545,13 +546,6 @@ def _prepare_output(out_dir: Path, settings: dict, overwrite: bool) -> None:
     check_writable(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _atomic_write(settings_file, json.dumps(settings, indent=2) + "\n")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(text)
-    follow_umask(handle.name)
-    os.replace(handle.name, path)
 
 
 def _format(value, kind: str) -> str:

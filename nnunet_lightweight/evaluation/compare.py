@@ -88,6 +88,64 @@ def wilcoxon_table(metrics: pd.DataFrame, models: list[str], alpha: float = 0.05
     return pd.DataFrame(rows)
 
 
+HIGHER_IS_BETTER = {"dice": True, "hd": False, "hd95": False, "mad": False}
+# Equivalence margins of the paired mean difference: ±0.01 Dice, and for the Hausdorff distance ±1 pixel.
+EQUIVALENCE_MARGINS = {"dice": 0.01, "hd": 1.0}
+VERDICTS = ("equivalent", "better", "worse", "inconclusive")
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean of the paired differences a - b and its Student t confidence interval (low, high).
+
+    With fewer than two pairs there is no interval: (mean, nan, nan). Identical samples give a zero-width interval.
+    """
+    from scipy.stats import t
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) != len(b):
+        raise ValueError(f"paired samples differ in length: {len(a)} vs {len(b)}")
+    differences = a - b
+    mean = float(differences.mean()) if len(differences) else float("nan")
+    if len(differences) < 2:
+        return mean, float("nan"), float("nan")
+    half_width = float(t.ppf((1 + confidence) / 2, len(differences) - 1)
+                       * differences.std(ddof=1) / np.sqrt(len(differences)))
+    return mean, mean - half_width, mean + half_width
+
+
+def equivalence_verdict(low: float, high: float, margin: float, higher_is_better: bool = True) -> str:
+    """The verdict of a confidence interval of a - b: "equivalent" when it lies inside ±margin, else "better" or
+    "worse" when it lies wholly on one side of 0 (which side is better depends on the metric), else
+    "inconclusive" (also when there is no interval)."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "inconclusive"
+    if -margin < low and high < margin:
+        return "equivalent"
+    if low > 0 or high < 0:
+        return "better" if (low > 0) == higher_is_better else "worse"
+    return "inconclusive"
+
+
+def paired_difference_table(metrics: pd.DataFrame, model_a: str, model_b: str,
+                            margins: dict[str, float] = EQUIVALENCE_MARGINS,
+                            confidence: float = 0.95) -> pd.DataFrame:
+    """Per structure and metric of `margins`: the paired mean difference model_a - model_b with its confidence
+    interval, the Wilcoxon signed-rank p-value, and the verdict of the interval against the margin."""
+    rows = []
+    for structure in metrics["structure"].unique():
+        subset = metrics[metrics["structure"] == structure]
+        for metric, margin in margins.items():
+            paired = subset.pivot_table(index="case", columns="model", values=metric)
+            a, b = paired[model_a].to_numpy(), paired[model_b].to_numpy()
+            difference, low, high = paired_difference(a, b, confidence)
+            rows.append({"model_a": model_a, "model_b": model_b, "structure": structure, "metric": metric,
+                         "n": len(a), "mean_a": float(a.mean()), "mean_b": float(b.mean()),
+                         "difference": difference, "ci_low": low, "ci_high": high, "confidence": confidence,
+                         "p_value": wilcoxon_paired(a, b)[1], "margin": margin,
+                         "verdict": equivalence_verdict(low, high, margin, HIGHER_IS_BETTER[metric])})
+    return pd.DataFrame(rows)
+
+
 def outlier_table(plausibility: pd.DataFrame, criteria: list[str], by: tuple[str, ...] = ()) -> pd.DataFrame:
     """Anatomical outlier count and fraction per model (and `by` columns), with the count of each criterion."""
     grouped = plausibility.groupby([*by, "model"], sort=False)
