@@ -164,8 +164,9 @@ def check_label_sequence(masks: np.ndarray, what: str) -> np.ndarray:
 
 def is_label_sequence(path: str | Path) -> bool:
     """Whether a sequence file holds label maps (integers 0-3) rather than grey-level frames to segment."""
+    frames = read_sequence_file(path).frames  # outside the try: a truncated or NaN file is that error, not "frames"
     try:
-        check_label_sequence(read_sequence_file(path).frames, str(path))
+        check_label_sequence(frames, str(path))
     except InputError:
         return False
     return True
