@@ -1,0 +1,134 @@
+"""Shipping a model: packaging (weights only), nnU-Net's zip format, and the shipped LightEcho used by default."""
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from nnunet_lightweight.cli import main
+from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.evaluation.metrics import dice_score
+from nnunet_lightweight.inference.input_convention import CONVENTION_FILE, InputConvention
+from nnunet_lightweight.pretrained import (INFERENCE_CHECKPOINT_KEYS, MODEL_CARD, SHIPPED_MODEL, export_model,
+                                           package_model, shipped_model_folder)
+
+
+@pytest.fixture(scope="module")
+def packaged(trained_lightecho, tmp_path_factory):
+    """The tiny trained model packaged as the shipped one is: <results>/<dataset>/<trainer>__<plans>__2d."""
+    results = tmp_path_factory.mktemp("packaged")
+    folder = results / trained_lightecho["dataset_name"] / trained_lightecho["results_folder"].name
+    folder.parent.mkdir()
+    card = results / "card.md"
+    card.write_text("# test model card\n")
+    package_model(trained_lightecho["results_folder"], folder, InputConvention((224, 224)), model_card=card)
+    return folder
+
+
+def test_package_keeps_only_what_prediction_reads(packaged, trained_lightecho):
+    checkpoint = torch.load(packaged / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert set(checkpoint) <= set(INFERENCE_CHECKPOINT_KEYS) and "optimizer_state" not in checkpoint
+    original = torch.load(trained_lightecho["results_folder"] / "fold_0" / "checkpoint_final.pth",
+                          map_location="cpu", weights_only=False)
+    for key, value in original["network_weights"].items():
+        torch.testing.assert_close(checkpoint["network_weights"][key], value)
+    assert InputConvention.of_model_folder(packaged) == InputConvention((224, 224))
+    assert (packaged / MODEL_CARD).read_text() == "# test model card\n"
+    with pytest.raises(InputError, match="exists"):
+        package_model(trained_lightecho["results_folder"], packaged, InputConvention((224, 224)))
+
+
+def test_export_installs_with_nnunet_and_predicts(packaged, trained_lightecho, tmp_path, monkeypatch):
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.model_sharing.model_import import install_model_from_zip_file
+
+    for name, value in trained_lightecho["env"].items():
+        monkeypatch.setenv(name, value)
+    archive = export_model(tmp_path / "model.zip", packaged)
+    names = zipfile.ZipFile(archive).namelist()
+    prefix = f"{packaged.parent.name}/{packaged.name}/"
+    for name in ("plans.json", "dataset.json", "fold_0/checkpoint_final.pth", CONVENTION_FILE, MODEL_CARD):
+        assert prefix + name in names
+    with pytest.raises(InputError, match="exists"):
+        export_model(archive, packaged)
+    with pytest.raises(InputError, match="inside the model folder"):
+        export_model(packaged / "x.zip", packaged)
+
+    installed_results = tmp_path / "installed"
+    monkeypatch.setenv("nnUNet_results", str(installed_results))
+    install_model_from_zip_file(str(archive))
+    predictor = nnUNetPredictor(use_mirroring=False, device=torch.device("cpu"), allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(str(installed_results / packaged.parent.name / packaged.name),
+                                                   (0,))
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    image = sorted(trained_lightecho["images_dir"].glob("*_0000.nii.gz"))[0]
+    data, properties = SimpleITKIO().read_images([str(image)])
+    mask = predictor.predict_single_npy_array(data, properties)
+    assert mask.shape == data.shape[1:] and set(np.unique(mask)) <= {0, 1, 2, 3}
+    assert (mask == 1).sum() > 100
+
+
+def test_cli_export_model_refuses_a_folder_target(packaged, tmp_path):
+    (tmp_path / "out.zip").mkdir()
+    assert main(["export-model", "-m", str(packaged), "-o", str(tmp_path / "out.zip"), "--overwrite"]) == 2
+    assert main(["export-model", "-m", str(packaged), "-o", str(tmp_path / "out.tar")]) == 2
+
+
+def test_shipped_model_is_a_complete_nnunet_model_folder():
+    folder = shipped_model_folder()
+    assert folder == SHIPPED_MODEL
+    for name in ("plans.json", "dataset.json", "fold_0/checkpoint_final.pth", "fold_0/progress.png", MODEL_CARD):
+        assert (folder / name).is_file(), name
+    assert (folder / "fold_0" / "checkpoint_final.pth").stat().st_size <= 10 * 1024 * 1024
+    assert InputConvention.of_model_folder(folder) == InputConvention((224, 224))
+    plans = json.loads((folder / "plans.json").read_text())
+    architecture = plans["configurations"]["2d"]["architecture"]
+    assert architecture["network_class_name"] == "nnunet_lightweight.network.LightEchoUNet"
+    assert "CC BY-NC-SA 4.0" in (folder / MODEL_CARD).read_text()
+
+
+def test_predict_uses_the_shipped_model_by_default(camus_root, tmp_path):
+    """Unseen patients of the official validation subgroup, segmented without --model: the shipped model."""
+    patients = (camus_root / "database_split" / "subgroup_validation.txt").read_text().split()[:2]
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    cases = []
+    for patient in patients:
+        for view in ("2CH", "4CH"):
+            case = f"{patient}_{view}_ED"
+            sitk.WriteImage(sitk.ReadImage(str(camus_root / "database_nifti" / patient / f"{case}.nii.gz")),
+                            str(inputs / f"{case}_0000.nii.gz"))
+            cases.append(case)
+    assert main(["predict", "-i", str(inputs), "-o", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    for case in cases:
+        patient = case.split("_")[0]
+        prediction = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / f"{case}.nii.gz")))
+        reference = sitk.GetArrayFromImage(sitk.ReadImage(
+            str(camus_root / "database_nifti" / patient / f"{case}_gt.nii.gz")))
+        assert dice_score(prediction == 1, reference == 1) >= 0.85, case
+        assert dice_score(prediction == 3, reference == 3) >= 0.6, case
+
+
+def test_ef_from_images_with_the_shipped_model(camus_root, tmp_path):
+    """EF of two unseen patients measured from the shipped model's masks, against EF of their expert masks."""
+    patients = (camus_root / "database_split" / "subgroup_validation.txt").read_text().split()[2:4]
+    images, references = tmp_path / "images", tmp_path / "ref"
+    images.mkdir()
+    references.mkdir()
+    for patient in patients:
+        for view in ("2CH", "4CH"):
+            for phase in ("ED", "ES"):
+                case = f"{patient}_{view}_{phase}"
+                source = camus_root / "database_nifti" / patient
+                sitk.WriteImage(sitk.ReadImage(str(source / f"{case}.nii.gz")), str(images / f"{case}.nii.gz"))
+                sitk.WriteImage(sitk.ReadImage(str(source / f"{case}_gt.nii.gz")), str(references / f"{case}.nii.gz"))
+    assert main(["ef", "--images", str(images), "--ref", str(references), "-o", str(tmp_path / "ef")]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "ef" / "ef.csv")
+    assert sorted(table["patient"]) == sorted(patients)
+    assert (table["ef"] - table["ef_ref"]).abs().max() < 12
+    assert main(["ef", "--images", str(images), "--pred", str(references), "-o", str(tmp_path / "x")]) == 2
