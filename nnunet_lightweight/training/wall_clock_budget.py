@@ -10,6 +10,7 @@ last epoch's weights (no checkpoint chosen on the validation cases), as in nnU-N
 The demo trainers below compose it with LightEcho and with nnU-Net's default recipe, both with the CPU fast path
 (bf16 autocast where native, channels_last, one augmentation process), so that the two get the same treatment.
 """
+import torch
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
@@ -43,8 +44,10 @@ class WallClockBudget:
     final_weights = "last"  # read by nnUNetTrainerLightEcho; nnU-Net's own trainer always keeps the last weights
     patience = None  # nnUNetTrainerLightEcho's early stopping would end one model before its budget
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        # nnU-Net records its constructor's arguments by name (for checkpoints): the signature must be its own.
+        super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = self.budget_max_epochs
 
     def epoch_seconds(self) -> list[float]:
@@ -96,12 +99,12 @@ class nnUNetTrainer_Budget(WallClockBudget, FastCPUTraining, nnUNetTrainer_OnePa
     for `budget_seconds`."""
 
 
-class nnUNetTrainerLightEcho_Budget60s(nnUNetTrainerLightEcho_Budget):
-    budget_seconds = 60.0
+class nnUNetTrainerLightEcho_Budget30s(nnUNetTrainerLightEcho_Budget):
+    budget_seconds = 30.0
 
 
-class nnUNetTrainer_Budget60s(nnUNetTrainer_Budget):
-    budget_seconds = 60.0
+class nnUNetTrainer_Budget30s(nnUNetTrainer_Budget):
+    budget_seconds = 30.0
 
 
 class nnUNetTrainerLightEcho_Budget240s(nnUNetTrainerLightEcho_Budget):
