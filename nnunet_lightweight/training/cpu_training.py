@@ -3,8 +3,9 @@
 nnU-Net autocasts only on CUDA, so on a CPU it trains in fp32 with NCHW tensors and starts up to 12
 augmentation processes. Measured on 2 cores (AMD EPYC with AVX512-BF16, LightEcho, batch 16, 224x224, forward +
 deep-supervision loss + backward + Adam): fp32 NCHW 2.8 frames/s, fp32 channels_last 3.9, bf16 NCHW 6.7,
-bf16 channels_last 7.9; torch.compile of the network did not help (fp32 4.1, bf16 2.0 frames/s after 75-90 s
-of compiling), so it stays off as in nnU-Net. `lightecho benchmark --train` measures this on any machine.
+bf16 channels_last 7.9; torch.compile of the network did not pay for its compile time (batch 16: fp32 4.1,
+bf16 2.0 frames/s after 75-90 s of compiling; batch 32: bf16 6.97 against 6.77 frames/s eager after 106 s), so it
+stays off as in nnU-Net. `lightecho benchmark --train` measures this on any machine.
 
 The mixin changes the network in place (memory layout, a bf16 forward wrapper on the instance), so the module
 tree and its state-dict keys stay those of the plain network: checkpoints load in stock nnU-Net and `--c`
