@@ -23,6 +23,17 @@ def camus_root() -> Path:
     return CAMUS_PUBLIC
 
 
+@pytest.fixture(scope="session")
+def example_loop() -> Path:
+    """The real apical 4-chamber loop of ../shared/examples; skipped where absent, but never under CI."""
+    path = REPO.parent / "shared" / "examples" / "a4c_sequence.nii.gz"
+    if not path.is_file():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but the example loop is missing at {path}")
+        pytest.skip(f"example loop not found at {path}")
+    return path
+
+
 @pytest.fixture
 def nnunet_dirs(tmp_path, monkeypatch) -> dict[str, Path]:
     """Fresh nnUNet_raw / nnUNet_preprocessed / nnUNet_results folders for one test."""

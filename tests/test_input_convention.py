@@ -1,7 +1,6 @@
 """The model's input convention: sector box found, frames of any size brought to it, masks back at input size."""
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +10,6 @@ from scipy import ndimage
 from nnunet_lightweight.errors import InputError
 from nnunet_lightweight.evaluation.metrics import dice_score
 from nnunet_lightweight.inference.input_convention import CONVENTION_FILE, InputConvention, sector_bounding_box
-
-EXAMPLE_LOOP = Path(__file__).resolve().parents[2] / "shared" / "examples" / "a4c_sequence.nii.gz"
 
 
 def _fan(shape: tuple[int, int], box: tuple[slice, slice], seed: int = 0) -> np.ndarray:
@@ -36,10 +33,8 @@ def test_sector_box_of_a_fan_with_overlays():
     assert abs(found[1].start - box[1].start) <= 6 and abs(found[1].stop - box[1].stop) <= 6
 
 
-def test_sector_box_of_the_real_example_loop():
-    if not EXAMPLE_LOOP.is_file():
-        pytest.skip(f"example loop not found at {EXAMPLE_LOOP}")
-    frames = sitk.GetArrayFromImage(sitk.ReadImage(str(EXAMPLE_LOOP)))
+def test_sector_box_of_the_real_example_loop(example_loop):
+    frames = sitk.GetArrayFromImage(sitk.ReadImage(str(example_loop)))
     rows, cols = sector_bounding_box(frames.max(0))
     # The sector (seen in the loop): apex near row 24, arc bottom near row 412, sides near columns 98 and 462;
     # the logo, depth scale and grey bar outside it must not widen the box.
