@@ -11,12 +11,15 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dataset_conversion.common import check_not_input, check_writable
+from dataset_conversion.common import check_not_input, check_writable, write_text_atomically
 from nnunet_lightweight.errors import InputError
 
 DATASET_ID = 990
 DATASET_NAME = f"Dataset{DATASET_ID}_CAMUS"
-N_STEPS = 10
+N_STEPS = 12
+# A real apical 4-chamber cine loop shipped with the package (attribution in data/README.md).
+REAL_LOOP = Path(__file__).resolve().parent / "data" / "a4c_sequence.nii.gz"
+REAL_LOOP_STRIP_FRAMES = 6
 
 
 @dataclass(frozen=True)
@@ -41,11 +44,13 @@ def demo_settings(quick: bool = False, camus: str | os.PathLike | None = None, d
     if camus is not None:
         return DemoSettings(str(Path(camus).expanduser().resolve()), 0, 0, "nnUNetTrainerLightEcho",
                             "nnUNetTrainer_100epochs", "paper", device)
+    # Both models get the same wall-clock training budget (training/wall_clock_budget.py); the full demo tests on
+    # a quarter of 40 patients: 10 patients, 40 frames.
     if quick:
-        return DemoSettings("phantom", 16, 96, "nnUNetTrainerLightEcho_Batch8_5epochs",
-                            "nnUNetTrainer_OnePassEpochs_5epochs", "official", device)
-    return DemoSettings("phantom", 20, 128, "nnUNetTrainerLightEcho_Batch8_20epochs",
-                        "nnUNetTrainer_OnePassEpochs_20epochs", "official", device)
+        return DemoSettings("phantom", 16, 96, "nnUNetTrainerLightEcho_Budget30s", "nnUNetTrainer_Budget30s",
+                            "official", device)
+    return DemoSettings("phantom", 40, 128, "nnUNetTrainerLightEcho_Budget240s", "nnUNetTrainer_Budget240s",
+                        "official", device)
 
 
 MODELS = {"LightEcho": "light_trainer", "nnU-Net default": "default_trainer"}
@@ -63,10 +68,22 @@ class Demo:
                         nnUNet_def_n_proc=os.environ.get("nnUNet_def_n_proc", "2"))
         self.raw = self.work_dir / "nnUNet_raw" / DATASET_NAME
         self.report_dir = self.work_dir / "report"
+        self.real_loop_model: Path | None = None  # None: the shipped model (tests use another)
         self.step = 0
 
     def trainer(self, model: str) -> str:
         return getattr(self.settings, MODELS[model])
+
+    def training_rule(self) -> str:
+        """How long the models trained, in words, from their trainer classes."""
+        from nnunet_lightweight.inference.model_folder import find_trainer_class
+
+        budgets = {getattr(find_trainer_class(self.trainer(model)), "budget_seconds", None) for model in MODELS}
+        if len(budgets) == 1 and None not in budgets:
+            return (f"equal wall-clock budget, {budgets.pop():.0f} s of training per model: each trains until the "
+                    "next epoch would overrun the budget, its learning rate decaying polynomially (nnU-Net's "
+                    "exponent 0.9) over the budget, and keeps its last weights; the cheaper model gets more epochs")
+        return "each trainer's own schedule (" + ", ".join(f"{model}: `{self.trainer(model)}`" for model in MODELS) + ")"
 
     def results_folder(self, model: str) -> Path:
         return self.work_dir / "nnUNet_results" / DATASET_NAME / f"{self.trainer(model)}__nnUNetPlans__2d"
@@ -102,13 +119,16 @@ class Demo:
         started = time.perf_counter()
         self.prepare_data()
         self.plan()
-        durations = {model: self.train(model) for model in MODELS}
+        training = {model: self.train(model) for model in MODELS}
         for model in MODELS:
             self.predict(model)
         self.postprocess()
         comparison = self.compare()
         ef_reports = self.ejection_fraction()
-        report = self.write_report(durations, comparison, ef_reports, time.perf_counter() - started)
+        efficiency = self.efficiency()
+        real_loop = self.real_loop()
+        report = self.write_report(training, efficiency, comparison, ef_reports, real_loop,
+                                   time.perf_counter() - started)
         print(f"[demo] done: {report}", flush=True)
         return report
 
@@ -134,10 +154,8 @@ class Demo:
         if not (self.work_dir / "nnUNet_preprocessed" / DATASET_NAME / "nnUNetPlansLightEcho.json").is_file():
             self._run_streaming(["lightecho", "plan", "-d", str(DATASET_ID)], self.work_dir / "logs" / "plan.log")
 
-    def train(self, model: str) -> float:
-        """Train fold 0 with nnUNetv2_train (resuming with --c); returns the summed epoch wall time."""
-        import torch
-
+    def train(self, model: str) -> dict:
+        """Train fold 0 with nnUNetv2_train (resuming with --c); returns its `training_record`."""
         self._announce(f"training {model} ({self.trainer(model)}) on {self.settings.device}")
         fold = self.results_folder(model) / "fold_0"
         if not (fold / "checkpoint_final.pth").is_file():
@@ -146,9 +164,7 @@ class Demo:
             if (fold / "checkpoint_latest.pth").is_file() or (fold / "checkpoint_best.pth").is_file():
                 command.append("--c")
             self._run_streaming(command, self.work_dir / "logs" / f"train_{fold.parent.name}.log")
-        logging = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)["logging"]
-        return float(sum(end - start for start, end in zip(logging["epoch_start_timestamps"],
-                                                            logging["epoch_end_timestamps"])))
+        return training_record(fold / "checkpoint_final.pth")
 
     def _run_streaming(self, command: list[str], log_file: Path) -> None:
         """Run a command, keep its whole output in `log_file` and echo the epoch lines as progress."""
@@ -194,11 +210,15 @@ class Demo:
 
     def compare(self) -> dict:
         from nnunet_lightweight.evaluation import compare_models, save_overlays
+        from nnunet_lightweight.evaluation.compare import paired_difference_table
 
-        self._announce("evaluation: Dice, HD, anatomical outliers, Wilcoxon tests, boxplots, overlays")
+        self._announce("evaluation: Dice, HD, paired differences with 95 % CIs, Wilcoxon tests, outliers, overlays")
         predictions = {model: self.prediction_folder(model, postprocessed=True) for model in MODELS}
         comparison = compare_models(predictions, self.raw / "labelsTs", self.report_dir / "comparison",
                                     overwrite=True)
+        comparison["differences"] = paired_difference_table(comparison["metrics"], *MODELS)
+        write_text_atomically(self.report_dir / "differences.csv",
+                              comparison["differences"].to_csv(index=False, float_format="%.6g"))
         cases = comparison["cases"][:4]
         for model, folder in predictions.items():
             save_overlays(self.raw / "imagesTs", folder, self.raw / "labelsTs", cases,
@@ -222,25 +242,150 @@ class Demo:
                 reports[model] = {"agreement": None, "error": str(error)}
         return reports
 
-    def write_report(self, durations: dict, comparison: dict, ef_reports: dict, wall_time: float) -> Path:
+    def efficiency(self) -> dict:
+        """Parameters, GMACs and inference ms per frame of both trained networks, timed side by side on this
+        machine (rounds alternate between the models, so that both see the same load); kept in efficiency.json."""
+        self._announce("cost per frame: parameters, GMACs, inference time of both networks side by side")
+        saved = self.report_dir / "efficiency.json"
+        if saved.is_file():
+            return json.loads(saved.read_text())
+        result = measure_efficiency({model: self.results_folder(model) for model in MODELS}, self.settings.device)
+        self.report_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(saved, json.dumps(result, indent=1))
+        return result
+
+    def real_loop(self) -> dict:
+        """The shipped CAMUS LightEcho model on the bundled real cine loop: overlay strip, LV volume curve with
+        ED/ES, single-plane EF (kept in real_loop/real_loop.json); {"skipped": reason} without a shipped model."""
+        from nnunet_lightweight.pretrained import shipped_model_folder
+
+        self._announce("the shipped CAMUS LightEcho model on a real apical 4-chamber cine loop")
+        out = self.report_dir / "real_loop"
+        if (out / "real_loop.json").is_file():
+            return json.loads((out / "real_loop.json").read_text())
+        try:
+            model_folder = self.real_loop_model or shipped_model_folder()
+        except InputError as error:
+            print(f"        skipped: {error}", flush=True)
+            return {"skipped": str(error)}
+        result = segment_real_loop(model_folder, REAL_LOOP, out, self.settings.device)
+        print(f"        {result['frames']} frames; " + (f"single-plane EF {result['ef']:.1f} %" if "ef" in result
+                                                        else f"EF not measurable: {result['error']}"), flush=True)
+        return result
+
+    def write_report(self, training: dict, efficiency: dict, comparison: dict, ef_reports: dict, real_loop: dict,
+                     wall_time: float) -> Path:
         from nnunet_lightweight.demo_report import demo_report_markdown
 
         self._announce("writing report.md")
-        parameters = {model: parameter_count(self.results_folder(model)) for model in MODELS}
-        text = demo_report_markdown(self, parameters, durations, comparison, ef_reports, wall_time)
+        text = demo_report_markdown(self, training, efficiency, comparison, ef_reports, real_loop, wall_time)
         report = self.work_dir / "report.md"
         report.write_text(text)
         return report
 
 
-def parameter_count(results_folder: Path) -> int:
-    """Trainable parameters of the network nnU-Net's predictor rebuilds from a results folder."""
+def training_record(checkpoint: Path) -> dict:
+    """What a final nnU-Net checkpoint says about its training: epochs, their wall times, the EMA pseudo-Dice
+    history (nnU-Net's checkpoint_best criterion) and the forward passes its predictor makes per frame."""
+    import torch
+
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    logging = saved["logging"]
+    seconds = [end - start for start, end in zip(logging["epoch_start_timestamps"], logging["epoch_end_timestamps"])]
+    mirror_axes = saved.get("inference_allowed_mirroring_axes") or ()
+    return {"seconds": float(sum(seconds)), "epochs": len(seconds), "epoch_seconds": float(sum(seconds) / len(seconds)),
+            "ema_fg_dice": [float(v) for v in logging["ema_fg_dice"]],
+            "passes_per_frame": 2 ** len(mirror_axes)}
+
+
+def trained_network(results_folder: Path):
+    """The fold-0 network nnU-Net's predictor rebuilds from a results folder (eval mode, trained weights), and its
+    2D patch size."""
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     predictor = nnUNetPredictor(device=torch.device("cpu"), verbose=False, allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(str(results_folder), use_folds=(0,))
-    return sum(p.numel() for p in predictor.network.parameters())
+    predictor.network.load_state_dict(predictor.list_of_parameters[0])
+    return predictor.network.eval(), tuple(predictor.configuration_manager.patch_size)
+
+
+def measure_efficiency(results_folders: dict[str, Path], device: str, rounds: int = 3) -> dict:
+    """Per model: parameters, GMACs of one frame, and inference ms per frame (batch 1, torch fp32 engine, the
+    median over `rounds` alternating timings)."""
+    import statistics
+
+    import torch
+
+    from nnunet_lightweight.inference.benchmark import time_engine
+    from nnunet_lightweight.inference.engines import build_engine, count_gmacs, count_parameters, resolve_device
+
+    target = resolve_device(device)
+    result, engines = {}, {}
+    for model, folder in results_folders.items():
+        network, patch = trained_network(folder)
+        shape = (1, 1, *patch)
+        result[model] = {"parameters": count_parameters(network), "gmacs": count_gmacs(network, shape),
+                         "frame": list(patch), "backend": "torch fp32, batch 1", "device": target.type, "ms": []}
+        engines[model] = (build_engine(network, "torch", target, "fp32", shape, log=None),
+                          torch.rand(shape, device=target))
+    for _ in range(rounds):
+        for model, (engine, images) in engines.items():
+            result[model]["ms"].append(time_engine(engine, images, target, iterations=30, max_seconds=3.0)["ms_per_frame"])
+    for model in result:
+        result[model]["ms_per_frame"] = statistics.median(result[model].pop("ms"))
+    return result
+
+
+def segment_real_loop(model_folder: Path, loop: Path, out: Path, device: str = "cpu") -> dict:
+    """Segment every frame of `loop` with the model (cropped to its sector, resized to the model's frames and back),
+    write an overlay strip, the LV volume curve with ED/ES marked and real_loop.json (staged: all or nothing)."""
+    import shutil
+
+    import numpy as np
+
+    from dataset_conversion.common import write_frame
+    from nnunet_lightweight.clinical.cine import cine_volume_curve, plot_volume_curves, read_sequence_file
+    from nnunet_lightweight.evaluation.overlays import save_overlays
+    from nnunet_lightweight.inference.fast_predictor import FastPredictor
+    from nnunet_lightweight.inference.model_folder import load_trained_model
+
+    sequence = read_sequence_file(loop)
+    masks = FastPredictor(load_trained_model(model_folder), device=device, log=None)(sequence.frames,
+                                                                                  spacing=sequence.spacing)
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)  # a leftover of an interrupted run of this step
+    staging.mkdir(parents=True)
+    result = {"model": str(model_folder), "loop": loop.name, "frames": int(len(masks)),
+              "size": list(sequence.frames.shape[1:]), "spacing_mm": list(sequence.spacing)}
+    strip = list(np.linspace(0, len(masks) - 1, REAL_LOOP_STRIP_FRAMES).round().astype(int))
+    curve = None
+    try:
+        curve = cine_volume_curve(masks, sequence.spacing, view="4CH")
+    except InputError as error:  # e.g. no frame with a measurable LV: the report says so
+        result["error"] = str(error)
+    else:
+        result.update(ed_frame=curve.ed_index + 1, es_frame=curve.es_index + 1, edv_ml=curve.edv, esv_ml=curve.esv,
+                      ef=curve.ef, volumes_ml=[None if np.isnan(v) else float(v) for v in curve.volumes])
+        plot_volume_curves([curve], staging / "volume_curve.png", title=f"{loop.name}: LV volume")
+        strip = sorted(set(strip[1:-1]) | {curve.ed_index, curve.es_index})
+    # nnU-Net-style 2D files of the strip's frames, so that the overlay helper draws them like any case.
+    frames_dir, masks_dir = staging / "frames", staging / "masks"
+    frames_dir.mkdir()
+    masks_dir.mkdir()
+    phases = {curve.ed_index: "_ED", curve.es_index: "_ES"} if curve else {}
+    names = []
+    for index in strip:
+        names.append(f"frame{index + 1:02d}{phases.get(index, '')}")
+        write_frame(sequence.frames[index].astype(np.float32), sequence.spacing, frames_dir / f"{names[-1]}.nii.gz")
+        write_frame(masks[index].astype(np.uint8), sequence.spacing, masks_dir / f"{names[-1]}.nii.gz")
+    save_overlays(frames_dir, masks_dir, None, names, staging / "overlay_strip.png", columns=len(names))
+    write_text_atomically(staging / "real_loop.json", json.dumps(result, indent=1))
+    if out.exists():
+        raise InputError(f"{out} appeared while the real loop was segmented: not replacing it")
+    staging.rename(out)
+    return result
+
 
 
 def demo(output: str | os.PathLike = "lightecho_demo", quick: bool = False, camus: str | None = None,
