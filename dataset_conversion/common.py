@@ -554,6 +554,21 @@ def _check_replaceable(target: OutputTarget) -> None:
                          "--overwrite does not replace it: choose another folder or empty it yourself")
 
 
+@contextmanager
+def environment_variable(name: str, value: str) -> Iterator[None]:
+    """`os.environ[name]` set to `value` inside the block and restored (or removed) after it: for settings that
+    nnU-Net reads only from the environment (nnUNet_results, nnUNet_n_proc_DA)."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
 def current_umask() -> int:
     """The process umask (reading it means setting it; set back at once)."""
     mask = os.umask(0o022)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from dataset_conversion.common import check_writable, follow_umask
+from dataset_conversion.common import check_writable, environment_variable, follow_umask
 from nnunet_lightweight.errors import InputError
 from nnunet_lightweight.inference.input_convention import CONVENTION_FILE, InputConvention
 from nnunet_lightweight.inference.model_folder import available_folds
@@ -105,12 +105,11 @@ def export_model(output_zip: str | os.PathLike, model_folder: str | os.PathLike 
     output_zip.parent.mkdir(parents=True, exist_ok=True)
     handle, partial = tempfile.mkstemp(prefix=f".{output_zip.name}.partial-", dir=output_zip.parent)
     os.close(handle)
-    previous = os.environ.get("nnUNet_results")
     try:
         # nnU-Net's export finds the model under nnUNet_results/<dataset>/<trainer>__<plans>__<configuration>.
-        os.environ["nnUNet_results"] = str(model_folder.parent.parent)
-        export_pretrained_model(model_folder.parent.name, partial, configurations=(configuration,),
-                                trainer=trainer, plans_identifier=plans, folds=tuple(folds))
+        with environment_variable("nnUNet_results", str(model_folder.parent.parent)):
+            export_pretrained_model(model_folder.parent.name, partial, configurations=(configuration,),
+                                    trainer=trainer, plans_identifier=plans, folds=tuple(folds))
         with zipfile.ZipFile(partial, "a", zipfile.ZIP_DEFLATED) as archive:
             for name in EXTRA_FILES:
                 if (model_folder / name).is_file():
@@ -118,10 +117,6 @@ def export_model(output_zip: str | os.PathLike, model_folder: str | os.PathLike 
         follow_umask(partial)
         os.replace(partial, output_zip)
     finally:
-        if previous is None:
-            os.environ.pop("nnUNet_results", None)
-        else:
-            os.environ["nnUNet_results"] = previous
         if os.path.exists(partial):
             os.unlink(partial)
     return output_zip

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from dataset_conversion.common import environment_variable
 from nnunet_lightweight.cpu_features import cpu_flags, cpu_has_bf16, cpu_model
 from nnunet_lightweight.errors import InputError
 from nnunet_lightweight.planning.configuration import preset_architecture
@@ -87,15 +88,8 @@ def build_benchmark_trainer(trainer_class: type, size: int, batch_size: int, pat
     architecture = (trainer_class.architecture() if hasattr(trainer_class, "architecture")
                     else preset_architecture(load_preset(DEFAULT_TRAIN_PRESET)))
     plans = _synthetic_plans(architecture, size, batch_size)
-    previous = os.environ.get("nnUNet_results")
-    os.environ["nnUNet_results"] = work_dir  # nnU-Net's trainer writes its log under nnUNet_results
-    try:
+    with environment_variable("nnUNet_results", work_dir):  # nnU-Net's trainer writes its log under nnUNet_results
         trainer = trainer_class(plans, "2d", 0, _DATASET_JSON, torch.device("cpu"))
-    finally:
-        if previous is None:
-            del os.environ["nnUNet_results"]
-        else:
-            os.environ["nnUNet_results"] = previous
     if trainer.configuration_manager.batch_size != batch_size:
         # LightEcho trainers write their own batch size into the plans; the benchmark compares equal batches.
         trainer.configuration_manager.configuration["batch_size"] = batch_size

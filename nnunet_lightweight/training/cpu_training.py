@@ -18,6 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from dataset_conversion.common import environment_variable
 from nnunet_lightweight.cpu_features import cpu_has_bf16, describe_cpu
 
 CPU_PRECISIONS = ("auto", "fp32", "bf16")
@@ -86,8 +87,5 @@ class FastCPUTraining:
         if self.device.type != "cpu" or "nnUNet_n_proc_DA" in os.environ:
             return super().get_dataloaders()
         # nnU-Net reads its worker count from this variable only; set it for the duration of the call.
-        os.environ["nnUNet_n_proc_DA"] = str(self.cpu_augmentation_workers)
-        try:
+        with environment_variable("nnUNet_n_proc_DA", str(self.cpu_augmentation_workers)):
             return super().get_dataloaders()
-        finally:
-            del os.environ["nnUNet_n_proc_DA"]
