@@ -18,7 +18,7 @@ _LAZY = {
     "segment_sequence": "nnunet_lightweight.clinical.cine",
     "evaluate_folder": "nnunet_lightweight.evaluation",
     "compare_models": "nnunet_lightweight.evaluation",
-    "demo": "nnunet_lightweight.demo",
+    "demo": "nnunet_lightweight.workflows.demo",
 }
 
 

@@ -11,7 +11,7 @@ import re
 import shlex
 from pathlib import Path
 
-from nnunet_lightweight.inference.end_to_end import benchmark_end_to_end
+from nnunet_lightweight.workflows.end_to_end import benchmark_end_to_end
 
 
 def main() -> None:

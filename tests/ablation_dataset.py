@@ -12,7 +12,7 @@ def write_phantom_dataset(raw: Path, dataset_id: int, n_patients: int = 5, size:
     import SimpleITK as sitk
     from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
 
-    from dataset_conversion.phantom import render_frame, sample_patient
+    from nnunet_lightweight.conversion.phantom import render_frame, sample_patient
 
     name = f"Dataset{dataset_id:03d}_AblationPhantom"
     folder = raw / name

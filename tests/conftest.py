@@ -7,10 +7,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CAMUS_PUBLIC = Path(os.environ.get("LIGHTECHO_CAMUS", REPO.parent / "shared" / "camus224" / "CAMUS_public"))
+
+
+# Fixtures that make a test slow (they train, plan or run nnU-Net's commands) or that read ../shared's CAMUS copy:
+# a test using one gets the marker, so `pytest -m "not slow"` and `-m "not needs_camus"` select without a list.
+SLOW_FIXTURES = {"trained_lightecho", "packaged", "phantom_dataset", "synthetic_dataset", "demo_env"}
+CAMUS_FIXTURES = {"camus_root", "trained_lightecho", "packaged"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+        if fixtures & CAMUS_FIXTURES:
+            item.add_marker(pytest.mark.needs_camus)
 
 
 @pytest.fixture(scope="session")
@@ -34,22 +50,38 @@ def example_loop() -> Path:
     return path
 
 
+NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+EXT_TRAINERS = Path(__file__).resolve().parent / "ext_trainers"
+
+
+def _nnunet_environment(base: Path | None, *, ext_trainers: bool = False, processes: int = 2) -> dict[str, str]:
+    """The nnU-Net settings every test runs under: its three folders below `base` (created; none without a base),
+    augmentation in the main process, no torch.compile, `processes` workers; the test-only trainers of
+    tests/ext_trainers findable by nnU-Net's lookup where `ext_trainers`."""
+    env = {"nnUNet_n_proc_DA": "0", "nnUNet_compile": "false", "nnUNet_def_n_proc": str(processes)}
+    if ext_trainers:
+        env["nnUNet_extTrainer"] = str(EXT_TRAINERS)
+    for name in NNUNET_FOLDERS if base is not None else ():
+        (base / name).mkdir(parents=True, exist_ok=True)
+        env[name] = str(base / name)
+    return env
+
+
+@pytest.fixture(scope="session")
+def nnunet_environment() -> Callable[..., dict[str, str]]:
+    """The one nnU-Net test environment, as a function: `nnunet_environment(base, ext_trainers=..., processes=...)`
+    gives the variables (for a subprocess, or for `monkeypatch.setenv`)."""
+    return _nnunet_environment
+
+
 @pytest.fixture
 def nnunet_dirs(tmp_path, monkeypatch) -> dict[str, Path]:
-    """Fresh nnUNet_raw / nnUNet_preprocessed / nnUNet_results folders for one test."""
-    dirs = {}
-    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        path = tmp_path / name
-        path.mkdir()
-        monkeypatch.setenv(name, str(path))
-        dirs[name] = path
-    monkeypatch.setenv("nnUNet_n_proc_DA", "0")
-    monkeypatch.setenv("nnUNet_def_n_proc", "2")
-    monkeypatch.setenv("nnUNet_compile", "false")
-    return dirs
+    """Fresh nnUNet_raw / nnUNet_preprocessed / nnUNet_results folders for one test, set in the environment."""
+    for name, value in _nnunet_environment(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    return {name: tmp_path / name for name in NNUNET_FOLDERS}
 
 
-EXT_TRAINERS = Path(__file__).resolve().parent / "ext_trainers"
 TINY_DATASET_ID = 901
 TINY_PATIENTS = [f"patient{i:04d}" for i in range(1, 9)]
 
@@ -84,17 +116,16 @@ def _write_tiny_camus_dataset(raw: Path, preprocessed_dataset: Path) -> Path:
 def trained_lightecho(camus_root, tmp_path_factory) -> dict:
     """A LightEcho model trained for one CPU epoch by `nnUNetv2_train` on 8 real CAMUS patients (fold 0)."""
     base = tmp_path_factory.mktemp("trained_lightecho")
-    env = dict(os.environ, nnUNet_raw=str(base / "raw"), nnUNet_preprocessed=str(base / "preprocessed"),
-               nnUNet_results=str(base / "results"), nnUNet_extTrainer=str(EXT_TRAINERS), nnUNet_n_proc_DA="0",
-               nnUNet_compile="false", nnUNet_def_n_proc="2", LIGHTECHO_TEST_EPOCHS="1")
-    raw_folder = _write_tiny_camus_dataset(base / "raw", base / "preprocessed" / f"Dataset{TINY_DATASET_ID:03d}_CamusTiny")
+    env = dict(os.environ, **_nnunet_environment(base, ext_trainers=True), LIGHTECHO_TEST_EPOCHS="1")
+    raw_folder = _write_tiny_camus_dataset(base / "nnUNet_raw",
+                                           base / "nnUNet_preprocessed" / f"Dataset{TINY_DATASET_ID:03d}_CamusTiny")
     planned = subprocess.run(["lightecho", "plan", "-d", str(TINY_DATASET_ID)], env=env, capture_output=True, text=True)
     assert planned.returncode == 0, planned.stdout[-3000:] + planned.stderr[-3000:]
     trainer = "nnUNetTrainerLightEcho_Test"
     train = subprocess.run(["nnUNetv2_train", str(TINY_DATASET_ID), "2d", "0", "-tr", trainer, "-device", "cpu"],
                            env=env, capture_output=True, text=True)
     assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
-    results_folder = base / "results" / raw_folder.name / f"{trainer}__nnUNetPlans__2d"
+    results_folder = base / "nnUNet_results" / raw_folder.name / f"{trainer}__nnUNetPlans__2d"
     return {"env": env, "dataset_id": TINY_DATASET_ID, "dataset_name": raw_folder.name, "trainer": trainer,
             "raw_folder": raw_folder, "images_dir": raw_folder / "imagesTr", "labels_dir": raw_folder / "labelsTr",
             "results_folder": results_folder, "train_log": train.stdout}
@@ -175,3 +206,28 @@ def run_safety_case(tmp_path, nnunet_dirs, capsys) -> Callable[[SafetyCase], str
         return output
 
     return run
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Label maps for the evaluation tests
+# ---------------------------------------------------------------------------------------------------------------
+
+def write_seg(path: Path, seg: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0)) -> Path:
+    """Write a 2D label map the way nnU-Net writes predictions (SimpleITKIO.write_seg); spacing in (row, col)."""
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    properties = {"sitk_stuff": {"spacing": spacing[::-1], "origin": (0.0, 0.0), "direction": (1.0, 0.0, 0.0, 1.0)}}
+    SimpleITKIO().write_seg(seg[None].astype(np.uint8), str(path), properties)
+    return path
+
+
+def synthetic_heart(size: int = 64) -> np.ndarray:
+    """An apical-view-like frame: LV ellipse cut at the base, MYO shell open at the base, LA below touching the LV."""
+    rows, cols = np.ogrid[:size, :size]
+    above_base = rows <= 38
+    lv = (((rows - 26) / 16) ** 2 + ((cols - 32) / 9) ** 2 <= 1) & above_base
+    myo = (((rows - 26) / 20) ** 2 + ((cols - 32) / 13) ** 2 <= 1) & above_base & ~lv
+    la = (((rows - 44) / 9) ** 2 + ((cols - 32) / 9) ** 2 <= 1) & ~above_base
+    seg = np.zeros((size, size), np.uint8)
+    seg[lv], seg[myo], seg[la] = 1, 2, 3
+    return seg

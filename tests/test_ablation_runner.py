@@ -8,11 +8,10 @@ import pytest
 import torch
 
 from ablation_dataset import corrupt
-from nnunet_lightweight import ablation
-from nnunet_lightweight.ablation import (CCA, LADDER, compare_with_best, expand_variants, fold_folder, run_ablation,
-                                         variant_groups, variant_step)
+from nnunet_lightweight.workflows import ablation
+from nnunet_lightweight.workflows.ablation import CCA, LADDER, compare_with_best, expand_variants, fold_folder, run_ablation, variant_groups, variant_step
 from nnunet_lightweight.cli import main
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
 
 DATASET = "Dataset962_AblationFake"
 N_CASES = 12
@@ -30,7 +29,7 @@ def write_label(path, array):
 @pytest.fixture
 def fake_study(nnunet_dirs):
     """A preprocessed-looking dataset of 12 phantom label maps and a writer of finished nnU-Net result folders."""
-    from dataset_conversion.phantom import render_frame, sample_patient
+    from nnunet_lightweight.conversion.phantom import render_frame, sample_patient
 
     preprocessed = nnunet_dirs["nnUNet_preprocessed"] / DATASET
     (nnunet_dirs["nnUNet_raw"] / DATASET).mkdir()

@@ -10,9 +10,8 @@ import torch
 from torch import nn
 
 from ablation_dataset import write_phantom_dataset, write_single_fold_split
-from nnunet_lightweight.ablation import (FINAL_TRAINER, LADDER, NNUNET_ABLATIONS, ablation_variants,
-                                         count_parameters, fold_folder, list_variants, run_ablation, training_state)
-from nnunet_lightweight.presets import load_preset
+from nnunet_lightweight.workflows.ablation import FINAL_TRAINER, LADDER, NNUNET_ABLATIONS, ablation_variants, count_parameters, fold_folder, list_variants, run_ablation, training_state
+from nnunet_lightweight.core.presets import load_preset
 from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLightEcho
 from nnunet_lightweight.training.variants.lr_schedule.nnUNetTrainerLightEcho_ReduceLROnPlateau import (
     ValidationLossPlateau)
@@ -22,18 +21,14 @@ DATASET_ID = 961
 
 
 @pytest.fixture(scope="module")
-def phantom_dataset(tmp_path_factory):
+def phantom_dataset(tmp_path_factory, nnunet_environment):
     """20 synthetic 64x64 frames preprocessed by nnU-Net (lightecho plan); fold 0 validates on 4 of them."""
     from nnunet_lightweight.planning.plan import plan
 
     base = tmp_path_factory.mktemp("ablation_variants")
     with pytest.MonkeyPatch.context() as patch:
-        for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-            (base / name).mkdir()
-            patch.setenv(name, str(base / name))
-        patch.setenv("nnUNet_n_proc_DA", "0")
-        patch.setenv("nnUNet_compile", "false")
-        patch.setenv("nnUNet_def_n_proc", "1")
+        for name, value in nnunet_environment(base, processes=1).items():
+            patch.setenv(name, value)
         name, cases = write_phantom_dataset(base / "nnUNet_raw", DATASET_ID)
         write_single_fold_split(base / "nnUNet_preprocessed" / name, cases, n_val=4)
         plan(DATASET_ID, num_processes=1)
@@ -154,11 +149,10 @@ def test_size_variant_steps_plateau_with_logged_validation_loss(phantom_dataset)
     assert learning_rates[:12] == [1e-3] * 12 and learning_rates[12] == pytest.approx(1e-4)
 
 
-def test_runner_trains_evaluates_and_resumes_a_real_variant(phantom_dataset, monkeypatch, tmp_path):
-    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        monkeypatch.setenv(name, str(phantom_dataset["base"] / name))
-    monkeypatch.setenv("nnUNet_n_proc_DA", "0")
-    monkeypatch.setenv("nnUNet_compile", "false")
+def test_runner_trains_evaluates_and_resumes_a_real_variant(phantom_dataset, monkeypatch, tmp_path,
+                                                             nnunet_environment):
+    for name, value in nnunet_environment(phantom_dataset["base"]).items():
+        monkeypatch.setenv(name, value)
     trainer = "nnUNetTrainerLightEcho_UNet1Baseline"
     out = tmp_path / "ablation"
     table = run_ablation(DATASET_ID, 0, out, [trainer, "cca"], device="cpu", max_epochs=1)

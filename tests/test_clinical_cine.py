@@ -10,14 +10,24 @@ from nnunet_lightweight.clinical.cine import (
     biplane_from_curves,
     cine,
     cine_volume_curve,
-    read_sequence_file,
     segment_sequence,
 )
 from nnunet_lightweight.clinical.ejection_fraction import ejection_fraction
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.image_io import read_sequence_file
+from nnunet_lightweight.inference.fast_predictor import FastPredictor
+from nnunet_lightweight.inference.model_folder import load_trained_model
+from nnunet_lightweight.inference.settings import PredictorSettings
+from nnunet_lightweight.workflows.demo import REAL_LOOP
 
 SPACING = (0.5, 0.5)
 ED_AXES, ES_AXES = (78, 25, 23), (66, 18, 16)
+
+
+def sitk_array(path):
+    import SimpleITK as sitk
+
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
 
 def _analytic(axes):
@@ -137,7 +147,7 @@ def test_video_loop_with_a_plugged_in_segmenter(tmp_path):
 
 
 def test_phantom_half_sequences_give_the_phantom_ed_es_and_ef(tmp_path):
-    phantom = pytest.importorskip("dataset_conversion.phantom")
+    from nnunet_lightweight.conversion import phantom
     folder = phantom.generate_phantom(tmp_path / "phantom", n_patients=1, size=128, sequences=True, progress=False)
     truth = phantom.load_phantom_truth(folder)["patients"]["patient0001"]
     patient_dir = folder / "database_nifti" / "patient0001"
@@ -151,17 +161,44 @@ def test_phantom_half_sequences_give_the_phantom_ed_es_and_ef(tmp_path):
     assert report["biplane"]["edv"] == pytest.approx(truth["EDV_ml"], rel=0.05)
 
 
-def test_nnunet_segmenter_runs_a_trained_model_on_every_frame(trained_lightecho, monkeypatch):
+def test_cine_model_masks_are_nnunets_own_prediction_of_each_frame(trained_lightecho, monkeypatch):
+    """`cine --model` segments through the fast predictor; its masks are those of nnU-Net's own predictor."""
     import SimpleITK as sitk
-
-    from nnunet_lightweight.clinical.cine import NnUNetSegmenter
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     for name, value in trained_lightecho["env"].items():
         if name.startswith("nnUNet"):
             monkeypatch.setenv(name, value)
     images = sorted(trained_lightecho["images_dir"].glob("patient0001_4CH_*"))
-    frames = np.stack([sitk.GetArrayFromImage(sitk.ReadImage(str(path))) for path in images])
-    segmenter = NnUNetSegmenter(trained_lightecho["results_folder"], fold=0, device="cpu", use_mirroring=False,
-                                progress=False)
-    masks = segment_sequence(frames, segmenter, spacing=(1.0, 1.0))
-    assert masks.shape == frames.shape and set(np.unique(masks)) <= {0, 1, 2, 3}
+    frames = np.stack([sitk.GetArrayFromImage(sitk.ReadImage(str(path))) for path in images]).astype(np.float32)
+    model = load_trained_model(trained_lightecho["results_folder"], [0])
+    predictor = FastPredictor(model, PredictorSettings(device="cpu", backend="eager", precision="fp32", cca=False),
+                              log=None)
+    masks = segment_sequence(frames, predictor, spacing=(1.0, 1.0))
+    nnunet = nnUNetPredictor(use_mirroring=False, device=torch.device("cpu"), allow_tqdm=False)
+    nnunet.initialize_from_trained_model_folder(str(trained_lightecho["results_folder"]), use_folds=(0,))
+    expected = np.stack([nnunet.predict_single_npy_array(frame[None, None], {"spacing": [999.0, 1.0, 1.0]})[0]
+                         for frame in frames])
+    assert masks.shape == frames.shape
+    # nnU-Net keeps its logits in fp16 on the way: an argmax tie may fall differently in a pixel or two.
+    assert np.mean(masks == expected) > 0.999
+    # Another frame order gives the masks in that order: each mask belongs to its own frame.
+    np.testing.assert_array_equal(segment_sequence(frames[::-1], predictor, spacing=(1.0, 1.0)), masks[::-1])
+
+
+def test_cine_and_predict_give_identical_masks_of_a_video(tmp_path):
+    """One inference stack: `lightecho cine` on a video and `lightecho predict` on the same video, with the same
+    engine and precision, write the same masks."""
+    import imageio.v3 as iio
+
+    loop = read_sequence_file(REAL_LOOP).frames[:6]
+    grey = np.clip(loop, 0, 255).astype(np.uint8)
+    iio.imwrite(tmp_path / "loop.avi", np.repeat(grey[..., None], 3, axis=-1), plugin="pyav", codec="ffv1", fps=25)
+    engine = ["--device", "cpu", "--backend", "torch", "--precision", "fp32"]
+    assert main(["predict", "-i", str(tmp_path / "loop.avi"), "-o", str(tmp_path / "predict"), *engine]) == 0
+    assert main(["cine", "--4ch", str(tmp_path / "loop.avi"), "-o", str(tmp_path / "cine"), *engine]) == 0
+    predicted = sitk_array(tmp_path / "predict" / "loop.nii.gz")
+    cine_masks = sitk_array(tmp_path / "cine" / "4CH_masks.nii.gz")
+    assert predicted.shape == (6, *grey.shape[1:]) and (predicted == 1).any()  # the LV is found
+    np.testing.assert_array_equal(cine_masks, predicted)

@@ -9,7 +9,7 @@ from clinical_shapes import section_mask, truncated_ellipsoid_volume_ml, write_m
 from nnunet_lightweight.cli import main
 from nnunet_lightweight.clinical.agreement import agreement, agreement_statistics
 from nnunet_lightweight.clinical.ejection_fraction import ef, ef_table, ejection_fraction
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
 
 SPACING = (0.4, 0.4)
 # (a, b, c) of the ED and ES ellipsoids per patient (half-ellipsoids, mm).
@@ -171,7 +171,7 @@ def test_camus_exact_uses_the_ed_length_for_es_and_lowers_ef(tmp_path):
 
 
 def test_phantom_expert_masks_recover_the_analytic_info_values(tmp_path):
-    phantom = pytest.importorskip("dataset_conversion.phantom")
+    from nnunet_lightweight.conversion import phantom
     folder = phantom.generate_phantom(tmp_path / "phantom", n_patients=3, size=160, progress=False)
     table = ef_table(None, folder / "database_nifti")
     assert set(table["ref_source"]) == {"info"} and set(table["volume_unit"]) == {"mL"}

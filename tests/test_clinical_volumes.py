@@ -11,7 +11,7 @@ from nnunet_lightweight.clinical.volumes import (
     simpson_biplane_volume,
     simpson_single_plane_volume,
 )
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
 
 SPACING = (0.3, 0.3)
 

@@ -6,7 +6,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_lightweight.cli import main
-from nnunet_lightweight.cpu_features import cpu_flags, cpu_has_bf16, describe_cpu
+from nnunet_lightweight.core.cpu_features import cpu_flags, cpu_has_bf16, describe_cpu
 from nnunet_lightweight.training.benchmark import (PLAIN_PATH, TrainingPath, benchmark_training,
                                                    build_benchmark_trainer, random_batch)
 from nnunet_lightweight.training.cpu_training import resolve_cpu_precision
@@ -97,7 +97,7 @@ def test_benchmark_train_json(capsys):
 
 
 def test_benchmark_training_refuses_other_than_two_trainers():
-    from nnunet_lightweight.errors import InputError
+    from nnunet_lightweight.core.errors import InputError
 
     with pytest.raises(InputError, match="two trainers"):
         benchmark_training(trainers=(nnUNetTrainerLightEcho,), size=64, batch_size=2, steps=1, log=None)

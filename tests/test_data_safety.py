@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from conftest import SafetyCase
-from dataset_conversion.common import OUTPUT_MARKER, write_frame
+from nnunet_lightweight.core.output import OUTPUT_MARKER
+from nnunet_lightweight.core.image_io import write_frame
 
 # --- input builders (tiny: a few 32x32 frames) ---------------------------------------------------------------------
 
@@ -73,7 +74,7 @@ def _sequence(tmp: Path) -> None:
 
 
 def _phantom(folder: Path) -> None:
-    from dataset_conversion.phantom import generate_phantom
+    from nnunet_lightweight.conversion.phantom import generate_phantom
 
     generate_phantom(folder, n_patients=5, size=32, progress=False)
 
@@ -344,7 +345,7 @@ def _start_paused(function: str, argv: list[str], folder: Path, name: str) -> tu
 
 @pytest.mark.parametrize("command, function", [
     ("postprocess", "nnunet_lightweight.evaluation.postprocessing:postprocess_segmentation"),
-    ("convert-camus", "dataset_conversion.common:_convert_frame"),
+    ("convert-camus", "nnunet_lightweight.conversion.dataset:_convert_frame"),
 ])
 def test_ctrl_c_exits_130_and_removes_the_staged_output(command, function, tmp_path) -> None:
     work = tmp_path / "work"
@@ -380,7 +381,7 @@ def test_concurrent_conversions_cannot_both_take_a_dataset_id(second_name, tmp_p
     _phantom(tmp_path / "ph")
     raw = tmp_path / "raw"
     convert = ["convert-camus", str(tmp_path / "ph"), "-d", "760", "--raw", str(raw), "--no-verify"]
-    first, go = _start_paused("dataset_conversion.common:_patient_metadata", [*convert, "--name", "A"], tmp_path,
+    first, go = _start_paused("nnunet_lightweight.conversion.dataset:_patient_metadata", [*convert, "--name", "A"], tmp_path,
                               "first")
     assert main([*convert, "--name", second_name, "--seed", "1"]) == 0
     go.touch()

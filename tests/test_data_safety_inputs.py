@@ -14,7 +14,7 @@ import SimpleITK as sitk
 
 from clinical_shapes import section_mask, write_mask
 from conftest import SafetyCase
-from dataset_conversion.common import write_frame
+from nnunet_lightweight.core.image_io import write_frame
 
 # --- input builders (tiny: 32x32 frames) ---------------------------------------------------------------------------
 
@@ -117,7 +117,7 @@ def _ef_one_unmeasurable(tmp: Path) -> None:
 
 def _phantom(n_patients: int):
     def build(tmp: Path) -> None:
-        from dataset_conversion.phantom import generate_phantom
+        from nnunet_lightweight.conversion.phantom import generate_phantom
 
         generate_phantom(tmp / "ph", n_patients=n_patients, size=32, progress=False)
     return build
@@ -256,8 +256,8 @@ def _reader_only_predictor():
 
 
 def test_video_reader_counts_decoded_frames(tmp_path) -> None:
-    from nnunet_lightweight.clinical.cine import read_sequence_file
-    from nnunet_lightweight.errors import InputError
+    from nnunet_lightweight.core.image_io import read_sequence_file
+    from nnunet_lightweight.core.errors import InputError
 
     write_video(tmp_path / "loop.avi", 30)
     sequence = read_sequence_file(tmp_path / "loop.avi")
@@ -269,8 +269,8 @@ def test_video_reader_counts_decoded_frames(tmp_path) -> None:
 
 
 def test_predict_reads_a_one_frame_video_and_refuses_truncated_images(tmp_path) -> None:
-    from nnunet_lightweight.clinical.cine import read_sequence_file
-    from nnunet_lightweight.errors import InputError
+    from nnunet_lightweight.core.image_io import read_sequence_file
+    from nnunet_lightweight.core.errors import InputError
     from nnunet_lightweight.inference.fast_predictor import Case
 
     write_video(tmp_path / "still.avi", 1)

@@ -6,9 +6,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import synthetic_heart, write_seg
 
 from nnunet_lightweight.cli import main
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.evaluation import (
     check_plausibility,
     evaluate_folder,
@@ -22,31 +23,10 @@ from nnunet_lightweight.evaluation import (
 from nnunet_lightweight.evaluation.io import DEFAULT_LABELS, load_metadata, read_segmentation
 
 
-def write_seg(path: Path, seg: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0)) -> Path:
-    """Write a 2D label map the way nnU-Net writes predictions (SimpleITKIO.write_seg); spacing in (row, col)."""
-    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
-
-    properties = {"sitk_stuff": {"spacing": spacing[::-1], "origin": (0.0, 0.0), "direction": (1.0, 0.0, 0.0, 1.0)}}
-    SimpleITKIO().write_seg(seg[None].astype(np.uint8), str(path), properties)
-    return path
-
-
 def rectangle(shape=(64, 64), rows=(20, 40), cols=(10, 30), shift=0) -> np.ndarray:
     mask = np.zeros(shape, bool)
     mask[rows[0] : rows[1], cols[0] + shift : cols[1] + shift] = True
     return mask
-
-
-def synthetic_heart(size: int = 64) -> np.ndarray:
-    """An apical-view-like frame: LV ellipse cut at the base, MYO shell open at the base, LA below touching the LV."""
-    rows, cols = np.ogrid[:size, :size]
-    above_base = rows <= 38
-    lv = (((rows - 26) / 16) ** 2 + ((cols - 32) / 9) ** 2 <= 1) & above_base
-    myo = (((rows - 26) / 20) ** 2 + ((cols - 32) / 13) ** 2 <= 1) & above_base & ~lv
-    la = (((rows - 44) / 9) ** 2 + ((cols - 32) / 9) ** 2 <= 1) & ~above_base
-    seg = np.zeros((size, size), np.uint8)
-    seg[lv], seg[myo], seg[la] = 1, 2, 3
-    return seg
 
 
 def failed(seg: np.ndarray) -> set[str]:

@@ -11,7 +11,7 @@ from nnunet_lightweight.evaluation import (
     read_segmentation,
     save_overlays,
 )
-from test_evaluation import write_seg
+from conftest import write_seg
 
 
 @pytest.fixture

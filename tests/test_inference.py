@@ -15,16 +15,21 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.image_io import read_sequence_file
 from nnunet_lightweight.evaluation.metrics import dice_score
-from nnunet_lightweight.evaluation.postprocessing import keep_largest_component_per_label
+from nnunet_lightweight.core.labels import keep_largest_component_per_label
 from nnunet_lightweight.inference.components import keep_largest_component
 from nnunet_lightweight.inference.engines import (OnnxEngine, OpenVinoEngine, TorchEngine, build_engine,
                                                   fold_batch_norm, onnxruntime_available, openvino_available,
                                                   resolve_backend)
 from nnunet_lightweight.inference.fast_predictor import FastPredictor, find_cases, predict
 from nnunet_lightweight.inference.model_folder import load_trained_model
+from nnunet_lightweight.inference.settings import PredictorSettings
 from nnunet_lightweight.network import build_lightecho_network
+
+# The plain PyTorch engine on CPU without CCA: raw network masks, comparable across code paths.
+EAGER_CPU = PredictorSettings(device="cpu", backend="eager", cca=False)
 
 LABELS = {"LV": 1, "MYO": 2, "LA": 3}
 PATCH = 64
@@ -136,9 +141,10 @@ def test_auto_backend_is_openvino_on_cpu_where_installed():
 def test_cpu_engines_keep_freed_memory_for_reuse():
     from nnunet_lightweight.inference.engines import retain_freed_memory
 
+    retain_freed_memory.cache_clear()  # the cache is process-wide: another test's engine may have filled it
     build_engine(_network_with_batch_statistics(5), "torch", torch.device("cpu"), "fp32", (1, 1, PATCH, PATCH),
                  log=None)
-    assert retain_freed_memory.cache_info().currsize == 1  # the CPU engine applied it
+    assert retain_freed_memory.cache_info().currsize == 1  # this CPU engine applied it
     assert retain_freed_memory() is True
 
 
@@ -274,8 +280,9 @@ def test_load_trained_model(model_folder):
                                      pytest.param("openvino", marks=needs_openvino)])
 def test_fast_predictor_matches_nnunet(model_folder, frames_folder, tmp_path, backend):
     reference = _nnunet_reference(model_folder, frames_folder, tmp_path / "nnunet")
-    summary = predict(model_folder, frames_folder, tmp_path / "fast", folds=[0], device="cpu", backend=backend,
-                      batch_size=3, cca=False, verbose=False)
+    summary = predict(model_folder, frames_folder, tmp_path / "fast",
+                      PredictorSettings(device="cpu", backend=backend, batch_size=3, cca=False), folds=[0],
+                      verbose=False)
     assert summary["timing"]["frames"] == 5 and summary["backend"] == backend
     cases = [f"case{i}" for i in range(5)]
     _assert_same_masks(reference, tmp_path / "fast", cases)
@@ -285,7 +292,8 @@ def test_fast_predictor_matches_nnunet(model_folder, frames_folder, tmp_path, ba
 
 def test_fold_ensemble_and_cca_match_nnunet(model_folder, frames_folder, tmp_path):
     reference = _nnunet_reference(model_folder, frames_folder, tmp_path / "nnunet", folds=(0, 1))
-    predict(model_folder, frames_folder, tmp_path / "fast", device="cpu", backend="torch", cca=True, verbose=False)
+    predict(model_folder, frames_folder, tmp_path / "fast", PredictorSettings(device="cpu", backend="torch", cca=True),
+            verbose=False)
     cca_reference = tmp_path / "nnunet_cca"
     cca_reference.mkdir()
     for path in sorted(reference.glob("*.nii.gz")):
@@ -303,13 +311,12 @@ def test_cine_loop_is_segmented_frame_by_frame(model_folder, tmp_path):
     cine.SetOrigin((1.0, 2.0, 0.0))
     sitk.WriteImage(cine, str(tmp_path / "loop.nii.gz"))
     cine = sitk.ReadImage(str(tmp_path / "loop.nii.gz"))  # NIfTI stores spacing as float32
-    predict(model_folder, tmp_path / "loop.nii.gz", tmp_path / "out", folds=[0], device="cpu", backend="eager",
-            cca=False, verbose=False)
+    predict(model_folder, tmp_path / "loop.nii.gz", tmp_path / "out", EAGER_CPU, folds=[0], verbose=False)
     masks = sitk.ReadImage(str(tmp_path / "out" / "loop.nii.gz"))
     assert masks.GetSize() == cine.GetSize() and masks.GetSpacing() == cine.GetSpacing()
     assert masks.GetOrigin() == cine.GetOrigin()
     # Each frame gets what the in-memory segmenter (one frame at a time) gives it.
-    predictor = FastPredictor(load_trained_model(model_folder, [0]), "cpu", "eager", cca=False, log=None)
+    predictor = FastPredictor(load_trained_model(model_folder, [0]), EAGER_CPU, log=None)
     expected = np.stack([predictor(frame[None])[0] for frame in frames])
     np.testing.assert_array_equal(sitk.GetArrayFromImage(masks), expected)
     np.testing.assert_array_equal(predictor(frames), expected)
@@ -318,11 +325,11 @@ def test_cine_loop_is_segmented_frame_by_frame(model_folder, tmp_path):
 @needs_openvino
 def test_openvino_predictor_runs_short_batches_unpadded(model_folder):
     # One compiled model serves every batch size; only torch.compile and CUDA graphs need a fixed batch.
-    predictor = FastPredictor(load_trained_model(model_folder, [0]), "cpu", "auto", batch_size=4, cca=False,
-                              log=None)
+    predictor = FastPredictor(load_trained_model(model_folder, [0]),
+                              PredictorSettings(device="cpu", batch_size=4, cca=False), log=None)
     assert predictor.backend == "openvino" and not predictor.fixed_batch
     frames = np.random.default_rng(0).uniform(0, 255, (3, 48, 56)).astype(np.float32)
-    reference = FastPredictor(load_trained_model(model_folder, [0]), "cpu", "eager", cca=False, log=None)
+    reference = FastPredictor(load_trained_model(model_folder, [0]), EAGER_CPU, log=None)
     masks = predictor(frames)
     assert masks.shape == (3, 48, 56)
     assert (masks != reference(frames)).mean() <= 0.001  # other kernels, other rounding: near-ties may flip
@@ -356,12 +363,12 @@ def test_predict_refuses_existing_output_and_bad_input(model_folder, frames_fold
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("x")
     with pytest.raises(FileExistsError):
-        predict(model_folder, frames_folder, tmp_path / "out", device="cpu", verbose=False)
+        predict(model_folder, frames_folder, tmp_path / "out", PredictorSettings(device="cpu"), verbose=False)
     assert (tmp_path / "out" / "keep.txt").read_text() == "x"
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "broken_0000.nii.gz").write_bytes(b"not a nifti")
     with pytest.raises(InputError, match="broken_0000.nii.gz"):
-        predict(model_folder, tmp_path / "bad", tmp_path / "out2", device="cpu", backend="eager", verbose=False)
+        predict(model_folder, tmp_path / "bad", tmp_path / "out2", EAGER_CPU, verbose=False)
     assert not (tmp_path / "out2").exists()
 
 
@@ -406,12 +413,9 @@ def test_video_input(model_folder, tmp_path):
     import imageio.v3 as iio
 
     pytest.importorskip("av")
-    from nnunet_lightweight.clinical.cine import read_sequence_file
-
     frames = np.stack([_echo_frame(20 + t, (64, 64)) for t in range(4)]).clip(0, 255).astype(np.uint8)
     iio.imwrite(tmp_path / "loop.avi", np.repeat(frames[..., None], 3, axis=-1), plugin="pyav", codec="mpeg4", fps=25)
-    predict(model_folder, tmp_path / "loop.avi", tmp_path / "out", folds=[0], device="cpu", backend="eager",
-            cca=False, verbose=False)
+    predict(model_folder, tmp_path / "loop.avi", tmp_path / "out", EAGER_CPU, folds=[0], verbose=False)
     masks = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "loop.nii.gz")))
-    predictor = FastPredictor(load_trained_model(model_folder, [0]), "cpu", "eager", cca=False, log=None)
+    predictor = FastPredictor(load_trained_model(model_folder, [0]), EAGER_CPU, log=None)
     np.testing.assert_array_equal(masks, predictor(read_sequence_file(tmp_path / "loop.avi").frames))

@@ -5,7 +5,7 @@ end-to-end timing function, which also compares the two mask folders.
 """
 import shutil
 
-from nnunet_lightweight.inference.end_to_end import benchmark_end_to_end, mask_agreement
+from nnunet_lightweight.workflows.end_to_end import benchmark_end_to_end, mask_agreement
 
 
 def test_lightecho_predict_matches_nnunetv2_predict(trained_lightecho, tmp_path, monkeypatch):

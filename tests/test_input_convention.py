@@ -6,7 +6,7 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.evaluation.metrics import dice_score
 from nnunet_lightweight.inference.input_convention import CONVENTION_FILE, InputConvention, sector_bounding_box
 
@@ -73,9 +73,10 @@ def test_predictor_brings_any_frame_size_to_the_convention(camus_root):
     input's size and match its masks of the frame as trained (its own convention), mapped to the same place."""
     from nnunet_lightweight.inference.fast_predictor import FastPredictor
     from nnunet_lightweight.inference.model_folder import load_trained_model
+    from nnunet_lightweight.inference.settings import PredictorSettings
     from nnunet_lightweight.pretrained import shipped_model_folder
 
-    predictor = FastPredictor(load_trained_model(shipped_model_folder()), device="cpu", log=None)
+    predictor = FastPredictor(load_trained_model(shipped_model_folder()), PredictorSettings(device="cpu"), log=None)
     patient = (camus_root / "database_split" / "subgroup_validation.txt").read_text().split()[5]
     case = camus_root / "database_nifti" / patient / f"{patient}_4CH_ED"
     frame = sitk.GetArrayFromImage(sitk.ReadImage(f"{case}.nii.gz")).squeeze().astype(np.float32)

@@ -12,7 +12,7 @@ from torch import nn
 
 from nnunet_lightweight import build_lightecho_network
 from nnunet_lightweight.network import LightEchoUNet, build_network_from_preset
-from nnunet_lightweight.presets import load_preset
+from nnunet_lightweight.core.presets import load_preset
 from nnunet_lightweight.training.augmentation import RandomAffineTransform
 from nnunet_lightweight.training.nnUNetTrainerLightEcho import PatienceExhausted, nnUNetTrainerLightEcho
 
@@ -75,6 +75,22 @@ def test_trainer_found_by_nnunet_lookup_in_clean_environment(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == (
         "nnunet_lightweight.training.nnUNetTrainerLightEcho nnUNetTrainerLightEcho")
+
+
+def test_trainer_lookup_shortcut_agrees_with_nnunet():
+    """The one shortcut (`find_trainer_class` takes this package's trainers from `discover_trainers`) gives the class
+    nnU-Net's own recursive lookup finds, for every trainer of this package and for one of nnU-Net's tree."""
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    from nnunet_lightweight.inference.model_folder import find_trainer_class
+    from nnunet_lightweight.training import discover_trainers
+
+    trainers = discover_trainers()
+    assert "nnUNetTrainerLightEcho_CPU1h" in trainers and len(trainers) > 20
+    for name, cls in trainers.items():
+        assert find_trainer_class(name) is cls is recursive_find_trainer_class_by_name(name), name
+    assert find_trainer_class("nnUNetTrainer_100epochs") is recursive_find_trainer_class_by_name(
+        "nnUNetTrainer_100epochs")
 
 
 def _marker_sample() -> tuple[torch.Tensor, torch.Tensor]:

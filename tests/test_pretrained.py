@@ -8,7 +8,7 @@ import SimpleITK as sitk
 import torch
 
 from nnunet_lightweight.cli import main
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.evaluation.metrics import dice_score
 from nnunet_lightweight.inference.input_convention import CONVENTION_FILE, InputConvention
 from nnunet_lightweight.pretrained import (INFERENCE_CHECKPOINT_KEYS, MODEL_CARD, SHIPPED_MODEL, export_model,
@@ -88,6 +88,31 @@ def test_shipped_model_is_a_complete_nnunet_model_folder():
     architecture = plans["configurations"]["2d"]["architecture"]
     assert architecture["network_class_name"] == "nnunet_lightweight.network.LightEchoUNet"
     assert "CC BY-NC-SA 4.0" in (folder / MODEL_CARD).read_text()
+
+
+def test_model_folders_made_before_the_layer_move_still_load(tmp_path):
+    """Plans written before the library was split into layers name their networks by dotted path (the shipped
+    model's, every preset's): nnU-Net's `get_network_from_plans` still finds each, and the shipped folder loads."""
+    import pydoc
+
+    from nnunet_lightweight.core.presets import PRESETS_DIR
+    from nnunet_lightweight.inference.model_folder import load_trained_model
+
+    folder = shipped_model_folder()
+    plans_files = [folder / "plans.json", *sorted(PRESETS_DIR.glob("*.json"))]
+    names = set()
+    for path in plans_files:
+        text = json.loads(path.read_text())
+        architectures = [c["architecture"] for c in text.get("configurations", {}).values() if "architecture" in c]
+        for architecture in architectures or [text]:
+            names.add(architecture["network_class_name"])
+            names.update(architecture["arch_kwargs"][key] for key in architecture.get("_kw_requires_import", ())
+                         if architecture["arch_kwargs"].get(key))
+    assert "nnunet_lightweight.network.LightEchoUNet" in names
+    for name in sorted(names):
+        assert pydoc.locate(name) is not None, name  # what nnU-Net's get_network_from_plans calls
+    model = load_trained_model(folder)
+    assert type(model.network).__name__ == "LightEchoUNet" and model.trainer_name == "nnUNetTrainerLightEcho_CPU1h"
 
 
 def test_predict_uses_the_shipped_model_by_default(camus_root, tmp_path):

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.network import build_network_from_preset
 from nnunet_lightweight.network.improved_resunet import CLAHE
-from nnunet_lightweight.presets import load_preset
+from nnunet_lightweight.core.presets import load_preset
 from nnunet_lightweight.training import discover_trainers
 from nnunet_lightweight.training.published.cosine_annealing import CosineAnnealingEpochLR
 from nnunet_lightweight.training.published.nnUNetTrainerImprovedResUNet import nnUNetTrainerImprovedResUNet
@@ -150,7 +150,7 @@ def _synthetic_frame(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def synthetic_dataset(tmp_path_factory):
+def synthetic_dataset(tmp_path_factory, nnunet_environment):
     """Six synthetic frames planned and preprocessed by nnU-Net (default 2d plans), fold 0 = 4 train / 2 val."""
     import SimpleITK as sitk
     from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
@@ -159,11 +159,8 @@ def synthetic_dataset(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("published_models")
     with pytest.MonkeyPatch.context() as monkeypatch:
-        for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-            (base / name).mkdir()
-            monkeypatch.setenv(name, str(base / name))
-        monkeypatch.setenv("nnUNet_n_proc_DA", "0")
-        monkeypatch.setenv("nnUNet_compile", "false")
+        for name, value in nnunet_environment(base).items():
+            monkeypatch.setenv(name, value)
         raw = base / "nnUNet_raw" / f"Dataset{SYNTHETIC_ID}_Synthetic"
         (raw / "imagesTr").mkdir(parents=True)
         (raw / "labelsTr").mkdir()

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 
 from nnunet_lightweight import __version__
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
 
 # OS errors that come from the user's machine, not from a bug: a forbidden or read-only folder, a full disk.
 USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}

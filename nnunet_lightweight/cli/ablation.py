@@ -68,7 +68,7 @@ def _list_or_help(args: argparse.Namespace) -> int:
     if not args.list:
         args.parser.print_help()
         return 1
-    from nnunet_lightweight.ablation import list_variants
+    from nnunet_lightweight.workflows.ablation import list_variants
 
     for name, count in list_variants(args.dataset):
         print(f"{name} {count}")
@@ -76,7 +76,7 @@ def _list_or_help(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from nnunet_lightweight.ablation import run_ablation
+    from nnunet_lightweight.workflows.ablation import run_ablation
 
     table = run_ablation(args.dataset, args.fold, args.output, args.variants, args.device, args.max_epochs,
                          args.alpha, args.overwrite)
@@ -89,7 +89,7 @@ def _train(args: argparse.Namespace) -> int:
 
     import torch
 
-    from nnunet_lightweight.ablation import train_variant
+    from nnunet_lightweight.workflows.ablation import train_variant
 
     # Thread settings of nnUNetv2_train: all cores for CPU training, one thread next to a GPU.
     if args.device == "cpu":

@@ -3,6 +3,7 @@ import argparse
 from pathlib import Path
 
 from nnunet_lightweight.cli import DISKS, bounded
+from nnunet_lightweight.cli.predict import add_predictor_options, predictor_settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,10 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                     "trained on all data)")
     parser.add_argument("--checkpoint", default="checkpoint_final.pth", help="checkpoint file name "
                                                                              "(default checkpoint_final.pth)")
-    parser.add_argument("--device", choices=("cuda", "cpu", "mps"), default=None,
-                        help="device for the model (default: cuda if available, else cpu)")
-    parser.add_argument("--no-mirroring", action="store_true", help="disable nnU-Net's mirroring test-time "
-                                                                    "augmentation (faster)")
+    # The predictor's options, as in `lightecho predict` (the same predictor segments both); mirroring stays on
+    # by default as nnU-Net's own test-time augmentation was before (the LightEcho trainers allow no mirroring).
+    add_predictor_options(parser, mirroring_default=True)
     parser.add_argument("--spacing", type=bounded(float, 0, low_open=True), nargs=2, metavar=("ROW", "COL"), default=None,
                         help="pixel size in mm (rows, columns) for measuring, overriding the file's (videos carry "
                              "none); volumes are then in mL. It does not change what the model sees: models that "
@@ -53,27 +53,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from nnunet_lightweight.clinical.cine import NnUNetSegmenter, cine, is_label_sequence
-    from nnunet_lightweight.errors import InputError
+    from nnunet_lightweight.clinical.cine import cine, is_label_sequence
+    from nnunet_lightweight.core.errors import InputError
+    from nnunet_lightweight.inference.fast_predictor import FastPredictor
+    from nnunet_lightweight.inference.model_folder import load_trained_model
+    from nnunet_lightweight.pretrained import shipped_model_folder
 
     if args.sequence_2ch is None and args.sequence_4ch is None:
         raise InputError("give --2ch, --4ch or both")
     segmenter = None
     if args.model is not None:
-        import torch
-
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        fold = args.fold if args.fold == "all" else int(args.fold)
-        print(f"loading {args.model} (fold {args.fold}) on {device}")
-        segmenter = NnUNetSegmenter(args.model, fold, args.checkpoint, device, not args.no_mirroring)
+        print(f"loading {args.model} (fold {args.fold})")
+        segmenter = FastPredictor(load_trained_model(args.model, [args.fold], args.checkpoint),
+                                  predictor_settings(args), log=None)
     elif not all(is_label_sequence(s) for s in (args.sequence_2ch, args.sequence_4ch) if s is not None):
-        from nnunet_lightweight.inference.fast_predictor import FastPredictor
-        from nnunet_lightweight.inference.model_folder import load_trained_model
-        from nnunet_lightweight.pretrained import shipped_model_folder
-
         model_folder = shipped_model_folder()
         print(f"segmenting with the shipped model {model_folder.name}")
-        segmenter = FastPredictor(load_trained_model(model_folder), device=args.device or "auto", log=None)
+        segmenter = FastPredictor(load_trained_model(model_folder), predictor_settings(args), log=None)
     report = cine(args.output, args.sequence_2ch, args.sequence_4ch, segmenter, args.spacing, args.units, args.disks,
                   args.overwrite)
     for view, entry in report["views"].items():

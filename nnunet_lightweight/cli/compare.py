@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def parse_predictions(values: list[str]) -> dict[str, Path]:
     """{model name: folder} from `NAME=DIR` or `DIR` values; names must be unique."""
-    from nnunet_lightweight.errors import InputError
+    from nnunet_lightweight.core.errors import InputError
 
     predictions: dict[str, Path] = {}
     for value in values:

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dataset_conversion.camus import convert_camus
+    from nnunet_lightweight.conversion.camus import convert_camus
 
     return finish_conversion(args, lambda: convert_camus(
         args.source, args.dataset_id, export_sequences=args.export_sequences, **conversion_options(args)))
@@ -70,8 +70,9 @@ def conversion_options(args: argparse.Namespace) -> dict:
 
 def finish_conversion(args: argparse.Namespace, convert: Callable[[], Path]) -> int:
     """Run a conversion, print its summary and timing, and write the optional overlay."""
-    from dataset_conversion.common import OutputExistsError, check_writable, describe_dataset
-    from nnunet_lightweight.errors import InputError
+    from nnunet_lightweight.core.output import OutputExistsError, check_writable
+    from nnunet_lightweight.conversion.dataset import describe_dataset
+    from nnunet_lightweight.core.errors import InputError
 
     if args.overlay:  # checked before converting, so that a bad path does not fail a finished conversion
         overlay = Path(args.overlay)
@@ -84,7 +85,7 @@ def finish_conversion(args: argparse.Namespace, convert: Callable[[], Path]) -> 
     dataset_dir = convert()
     print(f"converted in {time.perf_counter() - start:.1f} s: {describe_dataset(dataset_dir)}")
     if args.overlay:
-        from dataset_conversion.overlay import save_overlays
+        from nnunet_lightweight.conversion.overlay import save_overlays
 
         print(f"overlay: {save_overlays(dataset_dir, out_png=args.overlay)}")
     return 0

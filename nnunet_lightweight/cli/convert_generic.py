@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dataset_conversion.generic import convert_generic
+    from nnunet_lightweight.conversion.generic import convert_generic
 
     return finish_conversion(args, lambda: convert_generic(
         args.csv, args.dataset_id, label_map=args.label_map, **conversion_options(args)))

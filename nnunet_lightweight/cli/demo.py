@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from nnunet_lightweight.demo import demo
+    from nnunet_lightweight.workflows.demo import demo
 
     report = demo(args.output, args.quick, args.camus, args.device)
     print(report.read_text())

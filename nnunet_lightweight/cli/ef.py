@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from nnunet_lightweight.clinical.ejection_fraction import ef, ef_from_images
-    from nnunet_lightweight.errors import InputError
+    from nnunet_lightweight.core.errors import InputError
 
     if args.images is not None and args.pred is not None:
         raise InputError("give --images (to segment) or --pred (masks), not both")

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dataset_conversion.phantom import generate_phantom, load_phantom_truth
+    from nnunet_lightweight.conversion.phantom import generate_phantom, load_phantom_truth
 
     out = generate_phantom(args.out, n_patients=args.patients, size=args.size, sequences=args.sequences,
                            seed=args.seed, overwrite=args.overwrite, depth_mm=args.depth_mm)

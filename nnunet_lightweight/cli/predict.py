@@ -3,6 +3,42 @@ import argparse
 from pathlib import Path
 
 from nnunet_lightweight.cli import bounded
+from nnunet_lightweight.inference.settings import BACKENDS, DEVICES, PRECISIONS, PredictorSettings
+
+
+def add_predictor_options(parser: argparse.ArgumentParser, mirroring_default: bool = False) -> None:
+    """The options of `PredictorSettings` (device, engine, precision, batch, CCA, threads, CUDA graphs, mirroring),
+    shared by `predict` and `cine`, with the library's choices and defaults."""
+    defaults = PredictorSettings(mirroring=mirroring_default)
+    parser.add_argument("--device", choices=DEVICES, default=defaults.device,
+                        help="where the network runs (default auto: cuda if available)")
+    parser.add_argument("--backend", choices=BACKENDS, default=defaults.backend,
+                        help="engine: eager (plain PyTorch), torch (BatchNorm folded, channels_last, CUDA graphs "
+                             "on GPU), compile (torch.compile; compiles for tens of seconds first), onnx (ONNX "
+                             "Runtime), openvino (CPU only: Conv+BN+Mish fused); auto = openvino on CPU (about twice "
+                             "as fast as torch on 2 cores), torch on GPU")
+    parser.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
+                        help="auto = fp16 autocast on GPU (as nnU-Net), fp32 on CPU (as nnU-Net); bf16 on CPU "
+                             "halves the time again where the CPU has bf16 instructions (AVX512-BF16, AMX)")
+    parser.add_argument("--batch-size", type=bounded(int, 1), default=defaults.batch_size,
+                        help="frames per network call (default 2 on CPU, 64 on GPU)")
+    parser.add_argument("--cca", action=argparse.BooleanOptionalAction, default=defaults.cca,
+                        help="keep the largest connected component of each structure (the paper's post-processing; "
+                             "default on; --no-cca gives nnUNetv2_predict's raw masks)")
+    parser.add_argument("--threads", type=bounded(int, 1), default=defaults.num_threads,
+                        help="CPU threads (default: all available cores)")
+    parser.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
+                        help="do not capture CUDA graphs (GPU, torch backend)")
+    parser.add_argument("--mirroring", action=argparse.BooleanOptionalAction, default=defaults.mirroring,
+                        help="nnU-Net's mirroring test-time augmentation over the axes the model's checkpoint allows "
+                             f"(default {'on' if defaults.mirroring else 'off'}; the LightEcho trainers allow none)")
+
+
+def predictor_settings(args: argparse.Namespace) -> PredictorSettings:
+    """The `PredictorSettings` of parsed `add_predictor_options` options."""
+    return PredictorSettings(device=args.device, backend=args.backend, precision=args.precision,
+                             batch_size=args.batch_size, cca=args.cca, num_threads=args.threads,
+                             cuda_graphs=args.cuda_graphs, mirroring=args.mirroring)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,24 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "averaging their logits, as nnU-Net does")
     parser.add_argument("-chk", "--checkpoint", default="checkpoint_final.pth",
                         help="checkpoint file name in each fold folder (default checkpoint_final.pth)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="where the network runs (default auto: cuda if available)")
-    parser.add_argument("--backend", choices=("auto", "eager", "torch", "compile", "onnx", "openvino"), default="auto",
-                        help="engine: eager (plain PyTorch), torch (BatchNorm folded, channels_last, CUDA graphs "
-                             "on GPU), compile (torch.compile; compiles for tens of seconds first), onnx (ONNX "
-                             "Runtime), openvino (CPU only: Conv+BN+Mish fused); auto = openvino on CPU (about twice "
-                             "as fast as torch on 2 cores), torch on GPU")
-    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
-                        help="auto = fp16 autocast on GPU (as nnU-Net), fp32 on CPU (as nnU-Net); bf16 on CPU "
-                             "halves the time again where the CPU has bf16 instructions (AVX512-BF16, AMX)")
-    parser.add_argument("--batch-size", type=bounded(int, 1), default=None,
-                        help="frames per network call (default 2 on CPU, 64 on GPU)")
-    parser.add_argument("--cca", action=argparse.BooleanOptionalAction, default=True,
-                        help="keep the largest connected component of each structure (the paper's post-processing; "
-                             "default on; --no-cca gives nnUNetv2_predict's raw masks)")
-    parser.add_argument("--threads", type=bounded(int, 1), default=None, help="CPU threads (default: all available cores)")
-    parser.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
-                        help="do not capture CUDA graphs (GPU, torch backend)")
+    add_predictor_options(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     parser.set_defaults(func=_run)
 
@@ -57,6 +76,6 @@ def _run(args: argparse.Namespace) -> int:
     from nnunet_lightweight.inference.fast_predictor import predict
     from nnunet_lightweight.pretrained import shipped_model_folder
 
-    predict(args.model or shipped_model_folder(), args.input, args.output, args.folds, args.device, args.backend, args.precision,
-            args.batch_size, args.cca, args.threads, args.checkpoint, args.overwrite, args.cuda_graphs)
+    predict(args.model or shipped_model_folder(), args.input, args.output, predictor_settings(args), args.folds,
+            args.checkpoint, args.overwrite)
     return 0

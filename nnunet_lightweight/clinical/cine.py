@@ -3,7 +3,8 @@
 A sequence is a (frames, rows, cols) array: a CAMUS half-sequence NIfTI (`patientNNNN_4CH_half_sequence.nii.gz`,
 read with SimpleITK, whose array order is (T, H, W) with the apex at row 0), any other 2D+t image SimpleITK reads,
 a glob of 2D frame files, or an AVI/MP4 video (decoded with PyAV; colour frames are averaged to grey).
-Frames are segmented by any callable `frames -> label maps`, e.g. `NnUNetSegmenter` (nnU-Net's own predictor);
+Frames are segmented by any callable `frames -> label maps`, e.g. `FastPredictor` (the one predictor of
+`lightecho predict`, so a loop gives the same masks from both commands);
 label-map sequences (e.g. CAMUS `_half_sequence_gt.nii.gz`) are measured directly.
 
 Per view, every frame's LV area and single-plane Simpson volume form the curves; ED is the frame of largest and ES
@@ -13,7 +14,6 @@ drawn, assuming the two loops are synchronised (CAMUS half-sequences both run fr
 """
 from __future__ import annotations
 
-import glob
 import inspect
 import json
 from collections.abc import Callable
@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset_conversion.common import OutputLayout, check_output_dir, staged_output
 from nnunet_lightweight.clinical.ejection_fraction import ALLOWED_LABELS, UNIT_ML, UNIT_PX, ejection_fraction
 from nnunet_lightweight.clinical.volumes import (
     N_DISKS,
@@ -33,23 +32,14 @@ from nnunet_lightweight.clinical.volumes import (
     measure_disks,
     single_plane_volume_from_disks,
 )
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.image_io import read_sequence_file
+from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
 
 Segmenter = Callable[[np.ndarray], np.ndarray]
-VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".webm")
 _SEGMENT_HINT = "give a model to segment it"
 # What `cine` writes: how an output folder of a version before the marker file is recognised.
 CINE_LAYOUT = OutputLayout("cine.json", ("curves.csv", "volume_curve.png", "*_masks.nii.gz"))
-
-
-@dataclass
-class Sequence:
-    """Frames (T, H, W), their (row, col) spacing, where the spacing came from, and the frame rate if known."""
-
-    frames: np.ndarray
-    spacing: tuple[float, float]
-    spacing_source: str
-    frame_rate: float | None = None
 
 
 @dataclass
@@ -82,71 +72,6 @@ class VolumeCurve:
         return ejection_fraction(self.edv, self.esv)
 
 
-def read_sequence_file(path: str | Path, min_frames: int = 2) -> Sequence:
-    """A 2D+t sequence from a NIfTI/MHA/NRRD file, a glob of 2D frame files, or an AVI/MP4 video, with at least
-    `min_frames` frames (a cine loop needs two; `predict` segments a single still frame too)."""
-    text = str(path)
-    if any(character in text for character in "*?["):
-        return _read_frame_files(sorted(glob.glob(text)), text, min_frames)
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"sequence not found: {path}")
-    if path.suffix.lower() in VIDEO_SUFFIXES:
-        return _read_video(path, min_frames)
-    from dataset_conversion.common import read_sequence
-
-    frames, spacing = read_sequence(path)
-    if frames.shape[0] < min_frames:
-        raise InputError(f"{path} holds {frames.shape[0]} frame(s); a cine loop needs at least {min_frames}")
-    return Sequence(frames, (float(spacing[0]), float(spacing[1])), "header")
-
-
-def _read_frame_files(paths: list[str], pattern: str, min_frames: int) -> Sequence:
-    from dataset_conversion.common import read_frame
-
-    if len(paths) < max(min_frames, 1):
-        raise InputError(f"the pattern {pattern} matches {len(paths)} file(s); a cine loop needs at least "
-                         f"{max(min_frames, 1)} frames")
-    frames, spacings = zip(*(read_frame(Path(p)) for p in paths))
-    if len({f.shape for f in frames}) > 1:
-        raise InputError(f"the frames matching {pattern} differ in shape: {sorted({f.shape for f in frames})}")
-    if not all(np.allclose(s, spacings[0], rtol=1e-3) for s in spacings):
-        raise InputError(f"the frames matching {pattern} differ in spacing")
-    return Sequence(np.stack(frames), (float(spacings[0][0]), float(spacings[0][1])), "header")
-
-
-# A video decoding to fewer frames than this share of the count its container declares is truncated or damaged
-# (declared counts of intact files can be off by a frame or two, never by a tenth).
-_MIN_DECODED_SHARE = 0.9
-
-
-def _read_video(path: Path, min_frames: int) -> Sequence:
-    """Grey frames of a video, decoded with PyAV frame by frame: imageio's reader pads a truncated file with black
-    frames up to the declared count, which then measure as a real (wrong) EF."""
-    import av
-
-    frames = []
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise InputError(f"{path} holds no video stream")
-            stream = container.streams.video[0]
-            declared = int(stream.frames or 0)
-            frame_rate = float(stream.average_rate) if stream.average_rate else None
-            for frame in container.decode(stream):
-                frames.append(frame.to_ndarray(format="rgb24").mean(axis=-1, dtype=np.float32))
-    except InputError:
-        raise
-    except (av.error.FFmpegError, OSError, ValueError) as error:
-        raise InputError(f"cannot read video {path} (unreadable, damaged or truncated file): {error}") from None
-    if declared and len(frames) < _MIN_DECODED_SHARE * declared:
-        raise InputError(f"cannot read video {path} (truncated or damaged file): {len(frames)} of the {declared} "
-                         "frames its container declares could be decoded")
-    if len(frames) < max(min_frames, 1):
-        raise InputError(f"{path} is not a video of at least {max(min_frames, 1)} frame(s) ({len(frames)} decoded)")
-    return Sequence(np.stack(frames), (1.0, 1.0), "video (no spacing)", frame_rate)
-
-
 def check_label_sequence(masks: np.ndarray, what: str) -> np.ndarray:
     """A (T, H, W) integer label-map sequence with values in 0-3; InputError naming `what` otherwise."""
     masks = np.asarray(masks)
@@ -175,7 +100,7 @@ def is_label_sequence(path: str | Path) -> bool:
 def segment_sequence(frames: np.ndarray, segmenter: Segmenter, spacing=None) -> np.ndarray:
     """Label maps (T, H, W) of every frame, from any callable mapping (T, H, W) frames to (T, H, W) label maps.
 
-    A segmenter with a `spacing` keyword (like `NnUNetSegmenter`) also receives the frames' (row, col) spacing.
+    A segmenter with a `spacing` keyword (like `FastPredictor`) also receives the frames' (row, col) spacing.
     """
     frames = np.asarray(frames)
     if frames.ndim != 3:
@@ -186,40 +111,6 @@ def segment_sequence(frames: np.ndarray, segmenter: Segmenter, spacing=None) -> 
     if masks.shape != frames.shape:
         raise InputError(f"the segmenter returned shape {masks.shape} for frames of shape {frames.shape}")
     return check_label_sequence(masks, "segmenter output")
-
-
-class NnUNetSegmenter:
-    """Segments frames with nnU-Net's own `nnUNetPredictor` from a trained model folder, one frame at a time."""
-
-    def __init__(self, model_folder: str | Path, fold: int | str = 0, checkpoint: str = "checkpoint_final.pth",
-                 device: str = "cuda", use_mirroring: bool = True, progress: bool = True):
-        import torch
-        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-
-        model_folder = Path(model_folder)
-        if not (model_folder / "plans.json").is_file():
-            raise InputError(f"{model_folder} is not a trained nnU-Net model folder (no plans.json)")
-        if not (model_folder / f"fold_{fold}" / checkpoint).is_file():
-            raise InputError(f"missing checkpoint: {model_folder / f'fold_{fold}' / checkpoint}")
-        self.predictor = nnUNetPredictor(use_mirroring=use_mirroring, device=torch.device(device), verbose=False,
-                                         allow_tqdm=False)
-        self.predictor.initialize_from_trained_model_folder(str(model_folder), use_folds=(fold,),
-                                                            checkpoint_name=checkpoint)
-        self.progress = progress
-        self.model_folder = model_folder  # an input: `cine` never writes its output over it
-
-    def __call__(self, frames: np.ndarray, spacing=(1.0, 1.0)) -> np.ndarray:
-        """Label maps of (T, H, W) frames whose pixels are `spacing` (row, col) in the model's training units."""
-        spacing = check_spacing(spacing, "frame spacing")
-        # nnU-Net's 2D convention (its SimpleITK reader): (channels, 1, rows, cols), a huge spacing on the dummy axis.
-        properties = {"spacing": [999.0 * float(spacing.max()), float(spacing[0]), float(spacing[1])]}
-        masks = []
-        for index, frame in enumerate(frames):
-            image = np.asarray(frame, dtype=np.float32)[None, None]
-            masks.append(np.asarray(self.predictor.predict_single_npy_array(image, properties)).reshape(frame.shape))
-            if self.progress and ((index + 1) % 10 == 0 or index + 1 == len(frames)):
-                print(f"  segmented {index + 1}/{len(frames)} frames", flush=True)
-        return np.stack(masks).astype(np.uint8)
 
 
 def cine_volume_curve(masks: np.ndarray, spacing, view: str = "", n_disks: int = N_DISKS,
@@ -326,7 +217,7 @@ def plot_volume_curves(curves: list[VolumeCurve], path: Path, biplane: np.ndarra
 
 def _camus_info_beside(path: Path, view: str) -> dict:
     """The CAMUS Info_<view>.cfg next to a sequence file, if any (reference ED/ES frames and EF)."""
-    from dataset_conversion.camus import parse_info_file
+    from nnunet_lightweight.conversion.camus import parse_info_file
 
     if any(character in str(path) for character in "*?["):
         return {}
@@ -352,7 +243,7 @@ def cine(output_dir: str | Path, sequence_2ch: str | Path | None = None, sequenc
         raise InputError(f"units must be auto, mm or px, got {units!r}")
     output_dir = Path(output_dir)
     target = check_output_dir(output_dir, overwrite, layout=CINE_LAYOUT, inputs=[
-        sequence_2ch, sequence_4ch, getattr(segmenter, "model_folder", None)])
+        sequence_2ch, sequence_4ch, getattr(segmenter, "model_folder", None)])  # a FastPredictor's model
     curves, sequences, masks_by_view, report_views = [], {}, {}, {}
     for view, path in (("2CH", sequence_2ch), ("4CH", sequence_4ch)):
         if path is None:

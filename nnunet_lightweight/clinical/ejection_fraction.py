@@ -21,18 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dataset_conversion.common import (
-    CASE_ID_REGEX,
-    LABELS,
-    PHASES,
-    VIEWS,
-    OutputLayout,
-    check_output_dir,
-    find_metadata,
-    metadata_patients,
-    read_metadata,
-    staged_output,
-)
+from nnunet_lightweight.core.image_io import read_segmentation
+from nnunet_lightweight.core.labels import CASE_ID_REGEX, LABELS, PHASES, VIEWS
+from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
+from nnunet_lightweight.core.metadata import find_metadata, metadata_patients, read_metadata
 from nnunet_lightweight.clinical.volumes import (
     N_DISKS,
     DiskMeasurement,
@@ -40,7 +32,7 @@ from nnunet_lightweight.clinical.volumes import (
     measure_disks,
     single_plane_volume_from_disks,
 )
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
 
 ALLOWED_LABELS = set(LABELS.values())
 MASK_FILE = re.compile(rf"^{CASE_ID_REGEX}(?P<gt>_gt)?\.nii(?:\.gz)?$")
@@ -95,8 +87,6 @@ def find_mask_files(folder: Path) -> dict[str, dict[tuple[str, str], Path]]:
 
 def read_mask(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
     """A 2D label map (0 bg, 1 LV, 2 MYO, 3 LA) and its (row, col) spacing; InputError naming the file."""
-    from nnunet_lightweight.evaluation.io import read_segmentation
-
     mask, spacing = read_segmentation(path)
     if mask.ndim != 2:
         raise InputError(f"{path} is not a 2D mask: shape {mask.shape}")
@@ -111,7 +101,7 @@ def find_info_files(folder: Path) -> dict[str, dict[str, dict]]:
 
     The patient is the name of the folder holding the files; `folder` may be a patient folder or a database root.
     """
-    from dataset_conversion.camus import parse_info_file
+    from nnunet_lightweight.conversion.camus import parse_info_file
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -333,13 +323,14 @@ def ef_from_images(output_dir: Path, images_dir: Path, model_folder: Path | None
     import tempfile
 
     from nnunet_lightweight.inference.fast_predictor import predict
+    from nnunet_lightweight.inference.settings import PredictorSettings
     from nnunet_lightweight.pretrained import shipped_model_folder
 
     model_folder = model_folder or shipped_model_folder()
     check_output_dir(output_dir, overwrite, inputs=[images_dir, model_folder, ref_dir], layout=EF_LAYOUT)
     with tempfile.TemporaryDirectory(prefix="lightecho-ef-masks-") as work:
         masks = Path(work) / "masks"
-        predict(model_folder, images_dir, masks, device=device, verbose=False)
+        predict(model_folder, images_dir, masks, PredictorSettings(device=device), verbose=False)
         return ef(output_dir, masks, ref_dir, overwrite=overwrite, **options)
 
 

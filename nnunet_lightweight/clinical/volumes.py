@@ -30,7 +30,7 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull
 from skimage.measure import find_contours
 
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
 
 LV_LABEL = 1
 MYO_LABEL = 2

@@ -6,20 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset_conversion.common import (
-    FILE_ENDING,
-    LABELS,
-    UNKNOWN,
-    CaseInfo,
-    metadata_patients,
-    parse_case_id,
-    read_image,
-    read_metadata,
-)
-from nnunet_lightweight.errors import InputError
-
-# Output staging is shared with the converters; the inference package imports it from here.
-from dataset_conversion.common import check_output_dir, staged_output  # noqa: F401
+from nnunet_lightweight.core.image_io import FILE_ENDING, read_segmentation
+from nnunet_lightweight.core.labels import LABELS, UNKNOWN, CaseInfo, parse_case_id
+from nnunet_lightweight.core.metadata import metadata_patients, read_metadata
+from nnunet_lightweight.core.errors import InputError
 
 # Label ids of the CAMUS conversion (dataset.json): 1 LV, 2 MYO, 3 LA besides background 0.
 DEFAULT_LABELS: dict[str, int] = {name: value for name, value in LABELS.items() if value}
@@ -71,16 +61,6 @@ def pair_cases(pred_dir: Path, ref_dir: Path, allow_missing: bool = False) -> li
             f"{_preview(without_prediction)} (pass --allow-missing to evaluate only the predicted cases)"
         )
     return [(case, predictions[case], references[case]) for case in sorted(predictions)]
-
-
-def read_segmentation(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
-    """A label map as an integer array (singleton axes of 2D NIfTIs dropped) and its spacing in array axis order."""
-    array, spacing = read_image(path)
-    if not np.issubdtype(array.dtype, np.integer):
-        if not np.all(np.equal(np.mod(array, 1), 0)):
-            raise InputError(f"{path} holds non-integer values; expected a label map")
-        array = array.astype(np.int32)
-    return array, spacing
 
 
 def read_pair(pred_path: Path, ref_path: Path, labels: dict[str, int]) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:

@@ -12,24 +12,16 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from nnunet_lightweight.errors import InputError
-from dataset_conversion.common import OutputLayout, check_image_content, check_output_dir, staged_output
+from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
+from nnunet_lightweight.core.image_io import check_image_content
+from nnunet_lightweight.core.labels import keep_largest_component_per_label
 from nnunet_lightweight.evaluation.io import DEFAULT_LABELS, list_cases
 
 POSTPROCESS_METHODS = ("none", "cca", "morph", "cca+morph")
 MORPHOLOGY_MODES = ("open", "close", "both")
 # What `postprocess` writes (masks only): how an output folder of a version before the marker file is recognised.
 POSTPROCESS_LAYOUT = OutputLayout(None, ("*.nii.gz",))
-
-
-def keep_largest_component_per_label(segmentation: np.ndarray, labels: dict[str, int]) -> np.ndarray:
-    """Keep only the largest 8-connected component of every structure (nnU-Net's function, applied per label)."""
-    from nnunetv2.postprocessing.remove_connected_components import remove_all_but_largest_component_from_segmentation
-
-    result = segmentation
-    for label in labels.values():
-        result = remove_all_but_largest_component_from_segmentation(result, label)
-    return result
 
 
 def disk(radius: int) -> np.ndarray:

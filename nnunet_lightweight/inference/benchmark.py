@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.inference.engines import (build_engine, count_gmacs, count_parameters, onnxruntime_available,
                                                   openvino_available, resolve_device, set_cpu_threads)
 
@@ -66,7 +66,7 @@ def network_for_trainer(trainer_name: str, num_input_channels: int = 1, num_clas
 
     from nnunet_lightweight.inference.model_folder import find_trainer_class
     from nnunet_lightweight.planning.configuration import preset_architecture
-    from nnunet_lightweight.presets import load_preset
+    from nnunet_lightweight.core.presets import load_preset
     from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLightEcho
 
     trainer = find_trainer_class(trainer_name)

@@ -57,4 +57,3 @@ def keep_largest_component(segmentation: torch.Tensor, labels: Sequence[int], ba
     removed = masks.view(masks.shape[0], -1) & (pixel_sizes < largest)
     removed = removed.view(batch, len(labels), height, width).any(dim=1)
     return torch.where(removed, torch.full_like(segmentation, background), segmentation)
-

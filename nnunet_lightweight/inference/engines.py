@@ -17,10 +17,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.inference.settings import BACKENDS, PRECISIONS
 
-BACKENDS = ("auto", "eager", "torch", "compile", "onnx", "openvino")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 

@@ -15,7 +15,13 @@ What differs from `nnUNetv2_predict --disable_tta`, and why the masks still matc
 - frames larger than the patch go through nnU-Net's own sliding-window code, unchanged;
 - a file with several frames (a 2D+t cine loop) is preprocessed frame by frame (each frame cropped and
   normalised on its own, as the training frames were), whereas nnU-Net would normalise the whole stack at once;
-- several folds are averaged on the logits, as nnU-Net does.
+- several folds are averaged on the logits, as nnU-Net does;
+- mirroring (test-time augmentation over the axes the model's checkpoint allows) is an explicit setting, off by
+  default as in `nnUNetv2_predict --disable_tta`; when on, it is nnU-Net's own
+  `nnUNetPredictor._internal_maybe_mirror_and_predict` over the batched engine.
+
+`predict`, `lightecho cine`, the demo and the ablation runner all segment through this one predictor, so the same
+frames give the same masks from every command with the same `PredictorSettings`.
 """
 from __future__ import annotations
 
@@ -34,21 +40,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dataset_conversion.common import check_image_content
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.image_io import VIDEO_SUFFIXES, check_image_content, read_sequence_file
+from nnunet_lightweight.core.labels import keep_largest_component_per_label
+from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
+from nnunet_lightweight.inference.components import keep_largest_component
 from nnunet_lightweight.inference.engines import (build_engine, resolve_backend, resolve_device, resolve_precision,
                                                   set_cpu_threads)
 from nnunet_lightweight.inference.input_convention import InputConvention, Placement
 from nnunet_lightweight.inference.model_folder import DEFAULT_CHECKPOINT, TrainedModel, load_trained_model
+from nnunet_lightweight.inference.settings import PredictorSettings
 
-VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".gif")
 # On 2 CPU cores batch 2 was fastest per frame (224x224: 30 ms; batch 8: 37 ms, activations outgrow the caches).
 DEFAULT_BATCH_SIZE = {"cpu": 2, "cuda": 64}
 _CHANNEL_SUFFIX = re.compile(r"_(\d{4})$")
 # nnU-Net's 2D convention (its SimpleITK reader): a dummy first axis with a huge spacing.
 _DUMMY_SPACING = 999.0
-
-
 @dataclass
 class Frame:
     """One preprocessed frame: data (C, 1, rows, cols) float32 and nnU-Net's preprocessing properties, and where
@@ -90,9 +97,7 @@ class Timing:
 class FastPredictor:
     """Predicts 2D frames with a trained nnU-Net model folder: batched, optimised engine, argmax (+CCA) on device."""
 
-    def __init__(self, model: TrainedModel, device: str | torch.device = "auto", backend: str = "auto",
-                 precision: str = "auto", batch_size: int | None = None, cca: bool = True,
-                 num_threads: int | None = None, cuda_graphs: bool = True,
+    def __init__(self, model: TrainedModel, settings: PredictorSettings = PredictorSettings(),
                  log: Callable[[str], None] | None = print):
         if len(model.patch_size) != 2:
             raise InputError(f"{model.folder}: the fast predictor handles 2d configurations, not "
@@ -100,14 +105,17 @@ class FastPredictor:
         if model.label_manager.has_regions:
             raise InputError(f"{model.folder}: region-based models are not supported; use nnUNetv2_predict")
         self.model = model
-        self.device = resolve_device(device)
-        self.num_threads = set_cpu_threads(num_threads) if self.device.type == "cpu" else None
-        self.backend = resolve_backend(backend, self.device)
-        self.precision = resolve_precision(precision, self.device)
-        self.batch_size = int(batch_size or DEFAULT_BATCH_SIZE[self.device.type])
+        self.settings = settings
+        self.device = resolve_device(settings.device)
+        self.num_threads = set_cpu_threads(settings.num_threads) if self.device.type == "cpu" else None
+        self.backend = resolve_backend(settings.backend, self.device)
+        self.precision = resolve_precision(settings.precision, self.device)
+        self.batch_size = int(settings.batch_size or DEFAULT_BATCH_SIZE[self.device.type])
         if self.batch_size < 1:
-            raise InputError(f"batch size must be at least 1, got {batch_size}")
-        self.cca = cca
+            raise InputError(f"batch size must be at least 1, got {settings.batch_size}")
+        self.cca = settings.cca
+        # nnU-Net mirrors only where asked and where the checkpoint allows it (its `use_mirroring` semantics).
+        self.mirror_axes = model.allowed_mirroring_axes if settings.mirroring else None
         self.labels = [int(label) for label in model.label_manager.foreground_labels]
         self.patch = model.patch_size
         example = (self.batch_size, model.num_input_channels, *self.patch)
@@ -116,19 +124,37 @@ class FastPredictor:
             network = copy.deepcopy(model.network)
             network.load_state_dict(weights)
             self.engines.append(build_engine(network.eval(), self.backend, self.device, self.precision, example,
-                                             self.num_threads, cuda_graphs, log))
+                                             self.num_threads, settings.cuda_graphs, log))
         # Compiled engines and CUDA graphs are built per input shape: pad short batches instead of rebuilding.
         self.fixed_batch = any(getattr(e, "compiled", False) or getattr(e, "cuda_graphs", False) for e in self.engines)
         self.preprocessor = model.configuration_manager.preprocessor_class(verbose=False)
         self.reader_writer = model.plans_manager.image_reader_writer_class()
         self.convention = InputConvention.of_model_folder(model.folder)
         self._sliding_window_predictor = None
+        self._mirroring_predictor = self._nnunet_predictor(self._ensemble_logits) if self.mirror_axes else None
         self.network_seconds = 0.0
+
+    def _nnunet_predictor(self, network: Callable[[torch.Tensor], torch.Tensor] | torch.nn.Module):
+        """nnU-Net's predictor around `network`, with this model's plans, folds and mirroring."""
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+        predictor = nnUNetPredictor(use_mirroring=self.mirror_axes is not None, device=self.device,
+                                    perform_everything_on_device=self.device.type == "cuda", allow_tqdm=False)
+        predictor.manual_initialization(network, self.model.plans_manager, self.model.configuration_manager,
+                                        self.model.fold_weights, self.model.dataset_json, self.model.trainer_name,
+                                        self.mirror_axes)
+        return predictor
+
+    @property
+    def model_folder(self) -> Path:
+        """The model folder: an input, which no command writes its output over."""
+        return self.model.folder
 
     def describe(self) -> str:
         """One line: engine, folds, batch size, CCA."""
         return (f"{self.engines[0].describe()}, {len(self.engines)} fold(s) {self.model.folds}, batch "
                 f"{self.batch_size}, CCA {'on ' + ('device' if self._cca_on_device else 'CPU') if self.cca else 'off'}"
+                + (f", mirroring axes {self.mirror_axes}" if self.mirror_axes else "")
                 + (f", {self.num_threads} CPU threads" if self.num_threads else ""))
 
     @property
@@ -171,16 +197,22 @@ class FastPredictor:
             batch = torch.cat((batch, batch.new_zeros((self.batch_size - frames, *batch.shape[1:]))))
         if self.device.type == "cuda":
             batch = batch.pin_memory().to(self.device, non_blocking=True)
-        logits = self.engines[0](batch)
-        for engine in self.engines[1:]:
-            logits = logits + engine(batch)
-        if len(self.engines) > 1:
-            logits = logits / len(self.engines)
+        if self._mirroring_predictor is not None:
+            logits = self._mirroring_predictor._internal_maybe_mirror_and_predict(batch)
+        else:
+            logits = self._ensemble_logits(batch)
         logits = logits[:frames]
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.network_seconds += time.perf_counter() - start
         return logits
+
+    def _ensemble_logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Logits of a device batch averaged over the folds' engines, as nnU-Net averages its folds."""
+        logits = self.engines[0](batch)
+        for engine in self.engines[1:]:
+            logits = logits + engine(batch)
+        return logits / len(self.engines) if len(self.engines) > 1 else logits
 
     def segment(self, frames: list[Frame]) -> list[np.ndarray]:
         """Label maps of preprocessed frames, each in its original geometry (nnU-Net's layout, e.g. (1, rows, cols))."""
@@ -217,8 +249,6 @@ class FastPredictor:
                 valid[(b, *slicer[1:])] = True
             segmentation = segmentation * valid.to(segmentation.device)
             if self.cca and self._cca_on_device:
-                from nnunet_lightweight.inference.components import keep_largest_component
-
                 segmentation = keep_largest_component(segmentation, self.labels)
             segmentation = segmentation.cpu().numpy()
             for b, frame in enumerate(frames):
@@ -251,21 +281,12 @@ class FastPredictor:
         return self._keep_largest(segmentation) if self.cca else segmentation
 
     def _keep_largest(self, segmentation: np.ndarray) -> np.ndarray:
-        from nnunet_lightweight.evaluation.postprocessing import keep_largest_component_per_label
-
         return keep_largest_component_per_label(segmentation, {str(label): label for label in self.labels})
 
     def _segment_sliding_window(self, frame: Frame) -> np.ndarray:
-        """nnU-Net's own sliding-window prediction (no mirroring) for frames larger than the patch."""
+        """nnU-Net's own sliding-window prediction (mirroring as set) for frames larger than the patch."""
         if self._sliding_window_predictor is None:
-            from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-
-            predictor = nnUNetPredictor(use_mirroring=False, device=self.device,
-                                        perform_everything_on_device=self.device.type == "cuda", allow_tqdm=False)
-            predictor.manual_initialization(copy.deepcopy(self.model.network), self.model.plans_manager,
-                                            self.model.configuration_manager, self.model.fold_weights,
-                                            self.model.dataset_json, self.model.trainer_name, None)
-            self._sliding_window_predictor = predictor
+            self._sliding_window_predictor = self._nnunet_predictor(copy.deepcopy(self.model.network))
         start = time.perf_counter()
         logits = self._sliding_window_predictor.predict_logits_from_preprocessed_data(torch.from_numpy(frame.data))
         self.network_seconds += time.perf_counter() - start
@@ -288,8 +309,6 @@ class FastPredictor:
     def read_case(self, case: Case) -> tuple[list[Frame], dict | None]:
         """Read and preprocess a case's frames; returns the frames and the reader's properties (None for videos)."""
         if case.video:
-            from nnunet_lightweight.clinical.cine import read_sequence_file
-
             sequence = read_sequence_file(case.files[0], min_frames=1)  # a still frame saved as a video is valid
             spacing = [_DUMMY_SPACING, *sequence.spacing]
             return self.prepare(np.asarray(sequence.frames, dtype=np.float32)[None], spacing), None
@@ -432,14 +451,10 @@ def _write_case(predictor: FastPredictor, case: Case, masks: list[np.ndarray], p
 
 
 def predict(model_folder: str | Path, input_path: str | Path, output_folder: str | Path,
-            folds: list[int | str] | None = None, device: str = "auto", backend: str = "auto",
-            precision: str = "auto", batch_size: int | None = None, cca: bool = True, num_threads: int | None = None,
-            checkpoint_name: str = DEFAULT_CHECKPOINT, overwrite: bool = False, cuda_graphs: bool = True,
-            verbose: bool = True) -> dict:
+            settings: PredictorSettings = PredictorSettings(), folds: list[int | str] | None = None,
+            checkpoint_name: str = DEFAULT_CHECKPOINT, overwrite: bool = False, verbose: bool = True) -> dict:
     """`lightecho predict`: segment INPUT (frames folder, frame file, cine loop or video) into OUTPUT with a trained
     nnU-Net model folder; returns (and writes as prediction_summary.json) settings and timings."""
-    from dataset_conversion.common import OutputLayout, check_output_dir, staged_output
-
     log = print if verbose else None
     output_folder = Path(output_folder)
     # What predict writes: how a prediction folder of a version before the marker file is recognised.
@@ -448,7 +463,7 @@ def predict(model_folder: str | Path, input_path: str | Path, output_folder: str
     setup_start = time.perf_counter()
     model = load_trained_model(model_folder, folds, checkpoint_name)
     cases = find_cases(input_path, model.dataset_json["file_ending"], model.num_input_channels)
-    predictor = FastPredictor(model, device, backend, precision, batch_size, cca, num_threads, cuda_graphs, log)
+    predictor = FastPredictor(model, settings, log)
     setup = time.perf_counter() - setup_start
     if log:
         log(f"[lightecho predict] {len(cases)} case(s) from {input_path}; {predictor.describe()}")
@@ -459,7 +474,8 @@ def predict(model_folder: str | Path, input_path: str | Path, output_folder: str
         shutil.copy(model.folder / "plans.json", staging / "plans.json")
         summary = {"model_folder": str(model.folder), "trainer": model.trainer_name, "folds": model.folds,
                    "input": str(input_path), "device": str(predictor.device), "backend": predictor.backend,
-                   "precision": predictor.precision, "batch_size": predictor.batch_size, "cca": cca,
+                   "precision": predictor.precision, "batch_size": predictor.batch_size, "cca": settings.cca,
+                   "mirroring": predictor.mirror_axes is not None,
                    "engine": predictor.describe(), "timing": timing.as_dict()}
         (staging / "prediction_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if log:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
 
 CONVENTION_FILE = "input_convention.json"
 SECTOR_BOUNDING_BOX = "sector_bounding_box"

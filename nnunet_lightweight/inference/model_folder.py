@@ -7,7 +7,6 @@ trainer variant (ours, nnU-Net's, or one found through nnUNet_extTrainer) gives 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +16,8 @@ from nnunetv2.utilities.label_handling.label_handling import LabelManager, deter
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
 
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.training import discover_trainers
 
 DEFAULT_CHECKPOINT = "checkpoint_final.pth"
 
@@ -51,28 +51,18 @@ class TrainedModel:
 
 
 def find_trainer_class(trainer_name: str) -> type[nnUNetTrainer]:
-    """The trainer class nnU-Net would use for `trainer_name`.
+    """The trainer class nnU-Net's own lookup (`recursive_find_trainer_class_by_name`) finds for `trainer_name`.
 
-    Looks in this package first, then in the nnUNet_extTrainer folders, then in nnU-Net's own tree (nnU-Net
-    searches its tree first; that import of every nnU-Net trainer module costs seconds, and the order matters
-    only when two trainers share a name).
+    The one shortcut: a trainer of this package is taken from `discover_trainers` (the classes nnU-Net finds
+    through the nnUNet_extTrainer folder this package registers), without nnU-Net's import of every trainer
+    module of its own tree, which costs seconds at every start. `test_trainer_lookup_shortcut_agrees_with_nnunet`
+    checks that both give the same class for every trainer of this package.
     """
-    from nnunet_lightweight.training import discover_trainers
-
     ours = discover_trainers()
     if trainer_name in ours:
         return ours[trainer_name]
-    if trainer_name == nnUNetTrainer.__name__:
-        return nnUNetTrainer
-    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
-    for path in filter(None, os.environ.get("nnUNet_extTrainer", "").split(os.pathsep)):
-        if os.path.isdir(path):
-            found = recursive_find_python_class(path, trainer_name, None, base_folder=path,
-                                                cleanup_imports_from_base_folder=True)
-            if found is not None and issubclass(found, nnUNetTrainer):
-                return found
     try:
         return recursive_find_trainer_class_by_name(trainer_name)
     except RuntimeError as error:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
 
 DEFAULT_OPSET = 17
 # The decoders upsample to computed sizes, which ONNX can express from opset 9 on.
@@ -117,7 +117,7 @@ def export_onnx(model_folder: str | Path, output: str | Path, fold: int | str | 
 
 def _check_output(output: Path, overwrite: bool) -> None:
     """Before any work: the output is a writable file path, and an existing file is an ONNX export of ours."""
-    from dataset_conversion.common import check_writable
+    from nnunet_lightweight.core.output import check_writable
 
     if output.is_dir():
         raise InputError(f"output {output} is a folder: give the path of the ONNX file to write")
@@ -152,7 +152,7 @@ def _add_metadata(onnx_bytes: bytes, model, output: Path) -> None:
     """Write the ONNX file atomically, with what a user needs to feed it in its metadata."""
     import onnx
 
-    from dataset_conversion.common import follow_umask
+    from nnunet_lightweight.core.output import follow_umask
 
     proto = onnx.load_from_string(onnx_bytes)
     metadata = {

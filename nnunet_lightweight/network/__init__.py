@@ -2,7 +2,7 @@
 from torch import nn
 
 from nnunet_lightweight.network.lightecho_unet import LightEchoDecoder, LightEchoUNet
-from nnunet_lightweight.presets import load_preset
+from nnunet_lightweight.core.presets import load_preset
 
 
 def build_network_from_preset(preset: dict, num_input_channels: int, num_classes: int,

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
 
 
 def _encoder_depth(strides: Sequence[Sequence[int]]) -> int:

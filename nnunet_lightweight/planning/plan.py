@@ -27,8 +27,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from dataset_conversion.common import SPLITS_FILE, install_splits, read_json_object
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.nnunet_paths import SPLITS_FILE
+from nnunet_lightweight.conversion.splits import install_splits
+from nnunet_lightweight.core.json_files import read_json_object
+from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.planning.nnUNetPlannerLightEcho import DEFAULT_PLANS, LIGHTECHO_PLANS, nnUNetPlannerLightEcho
 
 STATE_FILE = "lightecho_plan.json"
@@ -270,7 +272,7 @@ def plan(dataset: int | str, num_processes: int = 2, verify_dataset_integrity: b
     data). `force` also redoes plans and preprocessing it did not write. Returns the LightEcho plans file."""
     from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
 
-    from nnunet_lightweight.presets import load_preset
+    from nnunet_lightweight.core.presets import load_preset
 
     for variable in (nnUNet_raw, nnUNet_preprocessed):
         if not variable.is_set():

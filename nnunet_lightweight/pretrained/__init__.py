@@ -17,8 +17,9 @@ from pathlib import Path
 
 import torch
 
-from dataset_conversion.common import check_writable, environment_variable, follow_umask
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.output import check_writable, follow_umask
+from nnunet_lightweight.core.nnunet_paths import environment_variable
+from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.inference.input_convention import CONVENTION_FILE, InputConvention
 from nnunet_lightweight.inference.model_folder import available_folds
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from dataset_conversion.common import environment_variable
-from nnunet_lightweight.cpu_features import cpu_has_bf16, describe_cpu
+from nnunet_lightweight.core.nnunet_paths import environment_variable
+from nnunet_lightweight.core.cpu_features import cpu_has_bf16, describe_cpu
 
 CPU_PRECISIONS = ("auto", "fp32", "bf16")
 

@@ -25,7 +25,7 @@ from torch import distributed as dist
 from torch import nn
 
 from nnunet_lightweight.planning.configuration import lightecho_configuration, preset_architecture
-from nnunet_lightweight.presets import load_preset
+from nnunet_lightweight.core.presets import load_preset
 from nnunet_lightweight.training.augmentation import AUGMENTATIONS
 from nnunet_lightweight.training.cpu_training import FastCPUTraining
 

@@ -30,10 +30,10 @@ import os
 import re
 from pathlib import Path
 
-from dataset_conversion.common import (
-    DEFAULT_SEED, LABELS, FrameSource, PatientPlan, build_dataset, parse_split,
-)
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.conversion.dataset import FrameSource, PatientPlan, build_dataset
+from nnunet_lightweight.conversion.splits import DEFAULT_SEED, parse_split
+from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.labels import LABELS
 
 REQUIRED_COLUMNS = ("patient", "view", "phase", "image")
 VIEW_ALIASES = {"2CH": "2CH", "A2C": "2CH", "2C": "2CH", "4CH": "4CH", "A4C": "4CH", "4C": "4CH"}

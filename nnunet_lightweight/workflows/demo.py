@@ -11,14 +11,14 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dataset_conversion.common import check_not_input, check_writable, write_text_atomically
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.output import check_not_input, check_writable, write_text_atomically
+from nnunet_lightweight.core.errors import InputError
 
 DATASET_ID = 990
 DATASET_NAME = f"Dataset{DATASET_ID}_CAMUS"
 N_STEPS = 12
 # A real apical 4-chamber cine loop shipped with the package (attribution in data/README.md).
-REAL_LOOP = Path(__file__).resolve().parent / "data" / "a4c_sequence.nii.gz"
+REAL_LOOP = Path(__file__).resolve().parent.parent / "data" / "a4c_sequence.nii.gz"
 REAL_LOOP_STRIP_FRAMES = 6
 
 
@@ -133,8 +133,8 @@ class Demo:
         return report
 
     def prepare_data(self) -> None:
-        from dataset_conversion.camus import convert_camus
-        from dataset_conversion.phantom import generate_phantom
+        from nnunet_lightweight.conversion.camus import convert_camus
+        from nnunet_lightweight.conversion.phantom import generate_phantom
 
         source = Path(self.settings.data) if self.settings.data != "phantom" else self.work_dir / "phantom"
         if self.settings.data == "phantom":
@@ -275,7 +275,7 @@ class Demo:
 
     def write_report(self, training: dict, efficiency: dict, comparison: dict, ef_reports: dict, real_loop: dict,
                      wall_time: float) -> Path:
-        from nnunet_lightweight.demo_report import demo_report_markdown
+        from nnunet_lightweight.workflows.demo_report import demo_report_markdown
 
         self._announce("writing report.md")
         text = demo_report_markdown(self, training, efficiency, comparison, ef_reports, real_loop, wall_time)
@@ -344,15 +344,16 @@ def segment_real_loop(model_folder: Path, loop: Path, out: Path, device: str = "
 
     import numpy as np
 
-    from dataset_conversion.common import write_frame
-    from nnunet_lightweight.clinical.cine import cine_volume_curve, plot_volume_curves, read_sequence_file
+    from nnunet_lightweight.clinical.cine import cine_volume_curve, plot_volume_curves
+    from nnunet_lightweight.core.image_io import read_sequence_file, write_frame
     from nnunet_lightweight.evaluation.overlays import save_overlays
     from nnunet_lightweight.inference.fast_predictor import FastPredictor
     from nnunet_lightweight.inference.model_folder import load_trained_model
+    from nnunet_lightweight.inference.settings import PredictorSettings
 
     sequence = read_sequence_file(loop)
-    masks = FastPredictor(load_trained_model(model_folder), device=device, log=None)(sequence.frames,
-                                                                                  spacing=sequence.spacing)
+    predictor = FastPredictor(load_trained_model(model_folder), PredictorSettings(device=device), log=None)
+    masks = predictor(sequence.frames, spacing=sequence.spacing)
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)  # a leftover of an interrupted run of this step
     staging.mkdir(parents=True)

@@ -3,7 +3,7 @@ import json
 from copy import deepcopy
 from pathlib import Path
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
 # An installed wheel has plans/ inside the package; a source or editable checkout has it at the top level.
 PRESETS_DIR = next((p for p in (_PACKAGE_DIR / "plans", _PACKAGE_DIR.parent / "plans") if p.is_dir()),
                    _PACKAGE_DIR / "plans")

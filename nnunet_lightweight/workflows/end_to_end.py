@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
 
 
 def nnunet_predict_command(model_folder: Path, input_folder: Path, output_folder: Path, folds: Sequence[str],

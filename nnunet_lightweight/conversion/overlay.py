@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset_conversion.common import FILE_ENDING, LABELS, load_metadata, read_frame
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.image_io import FILE_ENDING, read_frame
+from nnunet_lightweight.core.labels import LABELS
+from nnunet_lightweight.core.metadata import load_metadata
 
 LABEL_COLOURS = {LABELS["LV"]: (1.0, 0.2, 0.2), LABELS["MYO"]: (0.2, 0.9, 0.2), LABELS["LA"]: (0.3, 0.5, 1.0)}
 

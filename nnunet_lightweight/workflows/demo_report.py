@@ -55,7 +55,7 @@ def verdict_line(differences: pd.DataFrame) -> str:
 
 def demo_report_markdown(demo, training: dict[str, dict], efficiency: dict[str, dict], comparison: dict,
                          ef_reports: dict[str, dict], real_loop: dict, wall_time: float) -> str:
-    """Markdown for `demo` (a nnunet_lightweight.demo.Demo) from the measured figures of its steps; the claim first:
+    """Markdown for `demo` (a nnunet_lightweight.workflows.demo.Demo) from the measured figures of its steps; the claim first:
     what LightEcho costs against nnU-Net's default network, then whether it is as accurate."""
     settings, work_dir = demo.settings, demo.work_dir
     models = list(training)

@@ -38,9 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset_conversion.common import (LABELS, PHASES, VIEWS, OutputLayout, check_output_dir, read_json_object,
-                                       staged_output)
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.json_files import read_json_object
+from nnunet_lightweight.core.labels import LABELS, PHASES, VIEWS
+from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
 
 TRUTH_FILE = "phantom_truth.json"
 # What `generate_phantom` writes: how a phantom of a version before the marker file is recognised.

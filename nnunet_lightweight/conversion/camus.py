@@ -21,10 +21,10 @@ import os
 import re
 from pathlib import Path
 
-from dataset_conversion.common import (
-    DEFAULT_SEED, PHASES, VIEWS, FrameSource, PatientPlan, SequenceSource, build_dataset, parse_split,
-)
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.conversion.dataset import FrameSource, PatientPlan, SequenceSource, build_dataset
+from nnunet_lightweight.conversion.splits import DEFAULT_SEED, parse_split
+from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.labels import PHASES, VIEWS
 
 logger = logging.getLogger(__name__)
 
