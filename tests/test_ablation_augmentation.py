@@ -10,10 +10,12 @@ from batchgeneratorsv2.transforms.intensity.gaussian_noise import GaussianNoiseT
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgeneratorsv2.transforms.utils.random import RandomTransform
 
-from nnunet_lightweight.training.augmentation import (AUGMENTATIONS, TABLE_II, RandomAffineTransform,
-                                                      table2_transforms)
-from nnunet_lightweight.training.intensity_augmentation import (BlackLevelBrightnessTransform,
-                                                                BlackoutRectangleTransform, grey_level)
+from nnunet_lightweight.training.augmentation import AUGMENTATIONS, TABLE_II, RandomAffineTransform, table2_transforms
+from nnunet_lightweight.training.intensity_augmentation import (
+    BlackLevelBrightnessTransform,
+    BlackoutRectangleTransform,
+    grey_level,
+)
 
 N_DRAWS = 1500
 

@@ -6,12 +6,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from ablation_dataset import corrupt
-from nnunet_lightweight.workflows import ablation
-from nnunet_lightweight.workflows.ablation import CCA, LADDER, compare_with_best, expand_variants, fold_folder, run_ablation, variant_groups, variant_step
+
 from nnunet_lightweight.cli import main
 from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.workflows import ablation
+from nnunet_lightweight.workflows.ablation import (
+    CCA,
+    LADDER,
+    compare_with_best,
+    expand_variants,
+    fold_folder,
+    run_ablation,
+    variant_groups,
+    variant_step,
+)
 
 DATASET = "Dataset962_AblationFake"
 N_CASES = 12

@@ -7,14 +7,25 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from ablation_dataset import write_phantom_dataset, write_single_fold_split
 from torch import nn
 
-from ablation_dataset import write_phantom_dataset, write_single_fold_split
-from nnunet_lightweight.workflows.ablation import FINAL_TRAINER, LADDER, NNUNET_ABLATIONS, ablation_variants, count_parameters, fold_folder, list_variants, run_ablation, training_state
 from nnunet_lightweight.core.presets import load_preset
 from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLightEcho
 from nnunet_lightweight.training.variants.lr_schedule.nnUNetTrainerLightEcho_ReduceLROnPlateau import (
-    ValidationLossPlateau)
+    ValidationLossPlateau,
+)
+from nnunet_lightweight.workflows.ablation import (
+    FINAL_TRAINER,
+    LADDER,
+    NNUNET_ABLATIONS,
+    ablation_variants,
+    count_parameters,
+    fold_folder,
+    list_variants,
+    run_ablation,
+    training_state,
+)
 
 VARIANTS = list(ablation_variants())
 DATASET_ID = 961

@@ -7,8 +7,12 @@ import pytest
 
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.inference.benchmark import benchmark, network_for_trainer, parse_path, time_engine
-from nnunet_lightweight.inference.engines import (count_gmacs, count_parameters, onnxruntime_available,
-                                                  openvino_available)
+from nnunet_lightweight.inference.engines import (
+    count_gmacs,
+    count_parameters,
+    onnxruntime_available,
+    openvino_available,
+)
 
 
 def test_default_network_matches_the_reference_figures():

@@ -3,8 +3,8 @@ import json
 
 import numpy as np
 import pytest
-
 from clinical_shapes import sequence_axes, sequence_masks, truncated_ellipsoid_volume_ml, write_sequence
+
 from nnunet_lightweight.cli import main
 from nnunet_lightweight.clinical.cine import (
     biplane_from_curves,

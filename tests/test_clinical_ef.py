@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from clinical_shapes import section_mask, truncated_ellipsoid_volume_ml, write_mask
+
 from nnunet_lightweight.cli import main
 from nnunet_lightweight.clinical.agreement import agreement, agreement_statistics
 from nnunet_lightweight.clinical.ejection_fraction import ef, ef_table, ejection_fraction

@@ -1,9 +1,9 @@
 """Simpson volumes on analytic shapes: truncated ellipsoids, rotations, anisotropic spacing, bad input."""
 import numpy as np
 import pytest
+from clinical_shapes import section_mask, truncated_ellipsoid_volume_ml
 from scipy import ndimage
 
-from clinical_shapes import section_mask, truncated_ellipsoid_volume_ml
 from nnunet_lightweight.clinical.ejection_fraction import ejection_fraction
 from nnunet_lightweight.clinical.volumes import (
     find_long_axis,

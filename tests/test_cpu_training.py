@@ -7,8 +7,13 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_lightweight.cli import main
 from nnunet_lightweight.core.cpu_features import cpu_flags, cpu_has_bf16, describe_cpu
-from nnunet_lightweight.training.benchmark import (PLAIN_PATH, TrainingPath, benchmark_training,
-                                                   build_benchmark_trainer, random_batch)
+from nnunet_lightweight.training.benchmark import (
+    PLAIN_PATH,
+    TrainingPath,
+    benchmark_training,
+    build_benchmark_trainer,
+    random_batch,
+)
 from nnunet_lightweight.training.cpu_training import resolve_cpu_precision
 from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLightEcho
 from nnunet_lightweight.training.nnUNetTrainerLightEcho_CPU1h import nnUNetTrainerLightEcho_CPU1h
@@ -69,7 +74,6 @@ def test_stock_trainer_gets_the_same_path(tmp_path):
 
 def test_cpu1h_schedule_decays_to_zero_and_keeps_the_last_weights():
     assert nnUNetTrainerLightEcho_CPU1h.patience is None and nnUNetTrainerLightEcho_CPU1h.final_weights == "last"
-    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
     trainer = nnUNetTrainerLightEcho_CPU1h.__new__(nnUNetTrainerLightEcho_CPU1h)
     trainer.network, trainer.initial_lr, trainer.weight_decay = torch.nn.Linear(1, 1), 1e-3, 0.0
     trainer.num_epochs = nnUNetTrainerLightEcho_CPU1h.max_epochs

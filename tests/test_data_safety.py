@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import SafetyCase
-from nnunet_lightweight.core.output import OUTPUT_MARKER
+
 from nnunet_lightweight.core.image_io import write_frame
+from nnunet_lightweight.core.output import OUTPUT_MARKER
 
 # --- input builders (tiny: a few 32x32 frames) ---------------------------------------------------------------------
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from clinical_shapes import section_mask, write_mask
 from conftest import SafetyCase
+
 from nnunet_lightweight.core.image_io import write_frame
 
 # --- input builders (tiny: 32x32 frames) ---------------------------------------------------------------------------
@@ -256,8 +256,8 @@ def _reader_only_predictor():
 
 
 def test_video_reader_counts_decoded_frames(tmp_path) -> None:
-    from nnunet_lightweight.core.image_io import read_sequence_file
     from nnunet_lightweight.core.errors import InputError
+    from nnunet_lightweight.core.image_io import read_sequence_file
 
     write_video(tmp_path / "loop.avi", 30)
     sequence = read_sequence_file(tmp_path / "loop.avi")
@@ -269,8 +269,8 @@ def test_video_reader_counts_decoded_frames(tmp_path) -> None:
 
 
 def test_predict_reads_a_one_frame_video_and_refuses_truncated_images(tmp_path) -> None:
-    from nnunet_lightweight.core.image_io import read_sequence_file
     from nnunet_lightweight.core.errors import InputError
+    from nnunet_lightweight.core.image_io import read_sequence_file
     from nnunet_lightweight.inference.fast_predictor import Case
 
     write_video(tmp_path / "still.avi", 1)

@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from nnunet_lightweight.cli import main
 from nnunet_lightweight.conversion.camus import convert_camus, parse_info_file
-from nnunet_lightweight.core.labels import CASE_ID_PATTERN
-from nnunet_lightweight.conversion.splits import holdout_split, install_splits, patient_folds
-from nnunet_lightweight.core.metadata import load_metadata
-from nnunet_lightweight.core.image_io import read_frame
 from nnunet_lightweight.conversion.dataset import resize_frame
 from nnunet_lightweight.conversion.generic import convert_generic, parse_label_map
 from nnunet_lightweight.conversion.overlay import save_overlays
-from nnunet_lightweight.cli import main
+from nnunet_lightweight.conversion.splits import holdout_split, install_splits, patient_folds
 from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.image_io import read_frame
+from nnunet_lightweight.core.labels import CASE_ID_PATTERN
+from nnunet_lightweight.core.metadata import load_metadata
 
 VIEWS, PHASES = ("2CH", "4CH"), ("ED", "ES")
 INFO = "ED: 1\nES: 4\nNbFrame: 5\nSex: M\nAge: 61\nImageQuality: Medium\nLVedv: 100.5\nLVesv: 45.25\nLVef: 55\n"

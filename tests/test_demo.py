@@ -6,11 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.evaluation.compare import (
+    EQUIVALENCE_MARGINS,
+    HIGHER_IS_BETTER,
+    equivalence_verdict,
+    paired_difference,
+    paired_difference_table,
+)
 from nnunet_lightweight.workflows.demo import Demo, DemoSettings, demo_settings
 from nnunet_lightweight.workflows.demo_report import plateau_note, real_loop_lines
-from nnunet_lightweight.core.errors import InputError
-from nnunet_lightweight.evaluation.compare import (EQUIVALENCE_MARGINS, HIGHER_IS_BETTER, equivalence_verdict,
-                                                   paired_difference, paired_difference_table)
 
 TINY = DemoSettings(data="phantom", phantom_patients=8, phantom_size=64,
                     light_trainer="nnUNetTrainerLightEcho_BudgetTest", default_trainer="nnUNetTrainer_BudgetTest",

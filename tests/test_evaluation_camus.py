@@ -3,6 +3,7 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import write_seg
 
 from nnunet_lightweight.evaluation import (
     DEFAULT_LABELS,
@@ -11,7 +12,6 @@ from nnunet_lightweight.evaluation import (
     read_segmentation,
     save_overlays,
 )
-from conftest import write_seg
 
 
 @pytest.fixture

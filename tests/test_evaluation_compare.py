@@ -5,11 +5,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import synthetic_heart, write_seg
 
 from nnunet_lightweight.cli import main
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.evaluation import compare_models, wilcoxon_paired
-from conftest import synthetic_heart, write_seg
 
 CASES = [f"patient{p:04d}_{view}_{phase}" for p in (1, 2, 3, 4) for view in ("2CH", "4CH") for phase in ("ED", "ES")]
 

@@ -17,12 +17,19 @@ from scipy import ndimage
 
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.image_io import read_sequence_file
-from nnunet_lightweight.evaluation.metrics import dice_score
 from nnunet_lightweight.core.labels import keep_largest_component_per_label
+from nnunet_lightweight.evaluation.metrics import dice_score
 from nnunet_lightweight.inference.components import keep_largest_component
-from nnunet_lightweight.inference.engines import (OnnxEngine, OpenVinoEngine, TorchEngine, build_engine,
-                                                  fold_batch_norm, onnxruntime_available, openvino_available,
-                                                  resolve_backend)
+from nnunet_lightweight.inference.engines import (
+    OnnxEngine,
+    OpenVinoEngine,
+    TorchEngine,
+    build_engine,
+    fold_batch_norm,
+    onnxruntime_available,
+    openvino_available,
+    resolve_backend,
+)
 from nnunet_lightweight.inference.fast_predictor import FastPredictor, find_cases, predict
 from nnunet_lightweight.inference.model_folder import load_trained_model
 from nnunet_lightweight.inference.settings import PredictorSettings

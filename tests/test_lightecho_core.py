@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from nnunet_lightweight import build_lightecho_network
-from nnunet_lightweight.network import LightEchoUNet, build_network_from_preset
 from nnunet_lightweight.core.presets import load_preset
+from nnunet_lightweight.network import LightEchoUNet, build_network_from_preset
 from nnunet_lightweight.training.augmentation import RandomAffineTransform
 from nnunet_lightweight.training.nnUNetTrainerLightEcho import PatienceExhausted, nnUNetTrainerLightEcho
 

@@ -7,10 +7,19 @@ import SimpleITK as sitk
 from scipy import integrate
 
 from nnunet_lightweight.conversion.camus import convert_camus, parse_info_file
-from nnunet_lightweight.core.metadata import load_metadata
-from nnunet_lightweight.core.image_io import read_frame
-from nnunet_lightweight.conversion.phantom import HeartShape, ViewAcquisition, generate_phantom, load_phantom_truth, render_frame, sample_patient, truncated_ellipse_area_mm2, truncated_ellipsoid_volume_mm3
+from nnunet_lightweight.conversion.phantom import (
+    HeartShape,
+    ViewAcquisition,
+    generate_phantom,
+    load_phantom_truth,
+    render_frame,
+    sample_patient,
+    truncated_ellipse_area_mm2,
+    truncated_ellipsoid_volume_mm3,
+)
 from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.image_io import read_frame
+from nnunet_lightweight.core.metadata import load_metadata
 
 
 @pytest.mark.parametrize("a, b, c, h", [(50, 22, 24, 30), (45, 15, 18, 0), (40, 20, 20, 40), (48, 20, 23, -10)])

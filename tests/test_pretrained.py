@@ -11,8 +11,14 @@ from nnunet_lightweight.cli import main
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.evaluation.metrics import dice_score
 from nnunet_lightweight.inference.input_convention import CONVENTION_FILE, InputConvention
-from nnunet_lightweight.pretrained import (INFERENCE_CHECKPOINT_KEYS, MODEL_CARD, SHIPPED_MODEL, export_model,
-                                           package_model, shipped_model_folder)
+from nnunet_lightweight.pretrained import (
+    INFERENCE_CHECKPOINT_KEYS,
+    MODEL_CARD,
+    SHIPPED_MODEL,
+    export_model,
+    package_model,
+    shipped_model_folder,
+)
 
 
 @pytest.fixture(scope="module")

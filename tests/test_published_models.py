@@ -8,14 +8,16 @@ import torch
 from torch import nn
 
 from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.presets import load_preset
 from nnunet_lightweight.network import build_network_from_preset
 from nnunet_lightweight.network.improved_resunet import CLAHE
-from nnunet_lightweight.core.presets import load_preset
 from nnunet_lightweight.training import discover_trainers
 from nnunet_lightweight.training.published.cosine_annealing import CosineAnnealingEpochLR
 from nnunet_lightweight.training.published.nnUNetTrainerImprovedResUNet import nnUNetTrainerImprovedResUNet
-from nnunet_lightweight.training.published.nnUNetTrainerResNet34UNetSCSE import (ENCODER_WEIGHTS_ENV,
-                                                                                  nnUNetTrainerResNet34UNetSCSE)
+from nnunet_lightweight.training.published.nnUNetTrainerResNet34UNetSCSE import (
+    ENCODER_WEIGHTS_ENV,
+    nnUNetTrainerResNet34UNetSCSE,
+)
 
 SYNTHETIC_ID = 931
 SIZE = 64
@@ -197,8 +199,8 @@ def _initialized_trainer(trainer_class, dataset):
 
 
 def test_resnet34_training_step(synthetic_dataset, tmp_path):
-    from torchvision.models import resnet34
     from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+    from torchvision.models import resnet34
 
     weights = tmp_path / "encoder.pth"
     torch.save(resnet34(weights=None).state_dict(), weights)

@@ -70,9 +70,9 @@ def conversion_options(args: argparse.Namespace) -> dict:
 
 def finish_conversion(args: argparse.Namespace, convert: Callable[[], Path]) -> int:
     """Run a conversion, print its summary and timing, and write the optional overlay."""
-    from nnunet_lightweight.core.output import OutputExistsError, check_writable
     from nnunet_lightweight.conversion.dataset import describe_dataset
     from nnunet_lightweight.core.errors import InputError
+    from nnunet_lightweight.core.output import OutputExistsError, check_writable
 
     if args.overlay:  # checked before converting, so that a bad path does not fail a finished conversion
         overlay = Path(args.overlay)

@@ -21,10 +21,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nnunet_lightweight.core.image_io import read_segmentation
-from nnunet_lightweight.core.labels import CASE_ID_REGEX, LABELS, PHASES, VIEWS
-from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
-from nnunet_lightweight.core.metadata import find_metadata, metadata_patients, read_metadata
 from nnunet_lightweight.clinical.volumes import (
     N_DISKS,
     DiskMeasurement,
@@ -33,6 +29,10 @@ from nnunet_lightweight.clinical.volumes import (
     single_plane_volume_from_disks,
 )
 from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.image_io import read_segmentation
+from nnunet_lightweight.core.labels import CASE_ID_REGEX, LABELS, PHASES, VIEWS
+from nnunet_lightweight.core.metadata import find_metadata, metadata_patients, read_metadata
+from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
 
 ALLOWED_LABELS = set(LABELS.values())
 MASK_FILE = re.compile(rf"^{CASE_ID_REGEX}(?P<gt>_gt)?\.nii(?:\.gz)?$")

@@ -5,7 +5,13 @@ Heavy plotting imports happen inside the functions that draw; importing this pac
 from nnunet_lightweight.evaluation.anatomy import PlausibilityTolerances, check_plausibility, criteria_names
 from nnunet_lightweight.evaluation.compare import compare_models, wilcoxon_paired
 from nnunet_lightweight.evaluation.evaluate import Evaluation, evaluate_cases, evaluate_folder, summarize
-from nnunet_lightweight.evaluation.io import DEFAULT_LABELS, load_metadata, parse_case_id, parse_labels, read_segmentation
+from nnunet_lightweight.evaluation.io import (
+    DEFAULT_LABELS,
+    load_metadata,
+    parse_case_id,
+    parse_labels,
+    read_segmentation,
+)
 from nnunet_lightweight.evaluation.metrics import dice_score, segmentation_metrics, structure_metrics, surface_distances
 from nnunet_lightweight.evaluation.overlays import save_overlays
 from nnunet_lightweight.evaluation.postprocessing import (

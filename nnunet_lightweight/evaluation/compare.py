@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
 from nnunet_lightweight.evaluation.anatomy import PlausibilityTolerances
 from nnunet_lightweight.evaluation.evaluate import DEFINITIONS, Evaluation, evaluate_cases
-from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
 from nnunet_lightweight.evaluation.io import DEFAULT_LABELS, UNKNOWN
 
 COMPARED_METRICS = ("dice", "hd", "hd95", "mad")

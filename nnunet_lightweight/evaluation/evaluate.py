@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
 from nnunet_lightweight.core.metadata import find_metadata
+from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
 from nnunet_lightweight.evaluation.anatomy import PlausibilityTolerances, check_plausibility, criteria_names
 from nnunet_lightweight.evaluation.io import (
     DEFAULT_LABELS,

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.image_io import FILE_ENDING, read_segmentation
 from nnunet_lightweight.core.labels import LABELS, UNKNOWN, CaseInfo, parse_case_id
 from nnunet_lightweight.core.metadata import metadata_patients, read_metadata
-from nnunet_lightweight.core.errors import InputError
 
 # Label ids of the CAMUS conversion (dataset.json): 1 LV, 2 MYO, 3 LA besides background 0.
 DEFAULT_LABELS: dict[str, int] = {name: value for name, value in LABELS.items() if value}

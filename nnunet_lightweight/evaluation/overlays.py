@@ -4,9 +4,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from nnunet_lightweight.core.labels import parse_case_id
-from nnunet_lightweight.core.image_io import read_image
 from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.image_io import read_image
+from nnunet_lightweight.core.labels import parse_case_id
 from nnunet_lightweight.evaluation.io import DEFAULT_LABELS, FILE_ENDING, read_segmentation
 from nnunet_lightweight.evaluation.metrics import dice_score
 from nnunet_lightweight.evaluation.postprocessing import postprocess_segmentation

@@ -13,9 +13,9 @@ import numpy as np
 from scipy import ndimage
 
 from nnunet_lightweight.core.errors import InputError
-from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
 from nnunet_lightweight.core.image_io import check_image_content
 from nnunet_lightweight.core.labels import keep_largest_component_per_label
+from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
 from nnunet_lightweight.evaluation.io import DEFAULT_LABELS, list_cases
 
 POSTPROCESS_METHODS = ("none", "cca", "morph", "cca+morph")

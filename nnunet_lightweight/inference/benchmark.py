@@ -21,8 +21,15 @@ import torch
 from torch import nn
 
 from nnunet_lightweight.core.errors import InputError
-from nnunet_lightweight.inference.engines import (build_engine, count_gmacs, count_parameters, onnxruntime_available,
-                                                  openvino_available, resolve_device, set_cpu_threads)
+from nnunet_lightweight.inference.engines import (
+    build_engine,
+    count_gmacs,
+    count_parameters,
+    onnxruntime_available,
+    openvino_available,
+    resolve_device,
+    set_cpu_threads,
+)
 
 LIGHTECHO_TRAINER = "nnUNetTrainerLightEcho"
 DEFAULT_TRAINER = "nnUNetTrainer"
@@ -64,9 +71,9 @@ def network_for_trainer(trainer_name: str, num_input_channels: int = 1, num_clas
     """The 2D network `trainer_name` trains (eval mode, random weights), built by the trainer class itself."""
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
+    from nnunet_lightweight.core.presets import load_preset
     from nnunet_lightweight.inference.model_folder import find_trainer_class
     from nnunet_lightweight.planning.configuration import preset_architecture
-    from nnunet_lightweight.core.presets import load_preset
     from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLightEcho
 
     trainer = find_trainer_class(trainer_name)
@@ -196,9 +203,9 @@ def head_to_head(per_model: dict, device: torch.device, threads: int | None, siz
     light, default = times[LIGHTECHO_TRAINER], times[DEFAULT_TRAINER]
     result = {"light_ms_per_frame": round(statistics.median(light), 4),
               "default_ms_per_frame": round(statistics.median(default), 4),
-              "speedup": round(statistics.median(d / l for l, d in zip(light, default)), 4),
+              "speedup": round(statistics.median(d / li for li, d in zip(light, default)), 4),
               "head_to_head_rounds": rounds,
-              "speedup_per_round": [round(d / l, 3) for l, d in zip(light, default)]}
+              "speedup_per_round": [round(d / li, 3) for li, d in zip(light, default)]}
     if log:
         log(f"head to head, {rounds} alternating rounds at batch 1: LightEcho {result['light_ms_per_frame']:.3f} "
             f"ms/frame, default {result['default_ms_per_frame']:.3f} ms/frame, speedup {result['speedup']:.2f}x "

@@ -45,8 +45,13 @@ from nnunet_lightweight.core.image_io import VIDEO_SUFFIXES, check_image_content
 from nnunet_lightweight.core.labels import keep_largest_component_per_label
 from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
 from nnunet_lightweight.inference.components import keep_largest_component
-from nnunet_lightweight.inference.engines import (build_engine, resolve_backend, resolve_device, resolve_precision,
-                                                  set_cpu_threads)
+from nnunet_lightweight.inference.engines import (
+    build_engine,
+    resolve_backend,
+    resolve_device,
+    resolve_precision,
+    set_cpu_threads,
+)
 from nnunet_lightweight.inference.input_convention import InputConvention, Placement
 from nnunet_lightweight.inference.model_folder import DEFAULT_CHECKPOINT, TrainedModel, load_trained_model
 from nnunet_lightweight.inference.settings import PredictorSettings

@@ -1,8 +1,8 @@
 """The LightEcho network family and a builder for the paper's default model."""
 from torch import nn
 
-from nnunet_lightweight.network.lightecho_unet import LightEchoDecoder, LightEchoUNet
 from nnunet_lightweight.core.presets import load_preset
+from nnunet_lightweight.network.lightecho_unet import LightEchoDecoder, LightEchoUNet
 
 
 def build_network_from_preset(preset: dict, num_input_channels: int, num_classes: int,

@@ -3,8 +3,8 @@ from typing import Union
 
 from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
 
-from nnunet_lightweight.planning.configuration import lightecho_configuration, preset_architecture
 from nnunet_lightweight.core.presets import load_preset
+from nnunet_lightweight.planning.configuration import lightecho_configuration, preset_architecture
 
 DEFAULT_PLANS = "nnUNetPlans"
 LIGHTECHO_PLANS = "nnUNetPlansLightEcho"

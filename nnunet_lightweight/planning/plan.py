@@ -27,10 +27,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from nnunet_lightweight.core.nnunet_paths import SPLITS_FILE
 from nnunet_lightweight.conversion.splits import install_splits
-from nnunet_lightweight.core.json_files import read_json_object
 from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.json_files import read_json_object
+from nnunet_lightweight.core.nnunet_paths import SPLITS_FILE
 from nnunet_lightweight.planning.nnUNetPlannerLightEcho import DEFAULT_PLANS, LIGHTECHO_PLANS, nnUNetPlannerLightEcho
 
 STATE_FILE = "lightecho_plan.json"
@@ -346,8 +346,10 @@ def plan(dataset: int | str, num_processes: int = 2, verify_dataset_integrity: b
 
     try:
         if "plans" in redo:
-            from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprint_dataset,
-                                                                              plan_experiment_dataset)
+            from nnunetv2.experiment_planning.plan_and_preprocess_api import (
+                extract_fingerprint_dataset,
+                plan_experiment_dataset,
+            )
 
             print(f"[lightecho plan] {name}: fingerprint and nnU-Net default plans")
             extract_fingerprint_dataset(dataset_id, num_processes=num_processes,

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from nnunet_lightweight.core.output import check_writable, follow_umask
-from nnunet_lightweight.core.nnunet_paths import environment_variable
 from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.nnunet_paths import environment_variable
+from nnunet_lightweight.core.output import check_writable, follow_umask
 from nnunet_lightweight.inference.input_convention import CONVENTION_FILE, InputConvention
 from nnunet_lightweight.inference.model_folder import available_folds
 

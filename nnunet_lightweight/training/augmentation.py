@@ -18,8 +18,11 @@ from batchgeneratorsv2.transforms.intensity.gaussian_noise import GaussianNoiseT
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgeneratorsv2.transforms.utils.random import RandomTransform
 
-from nnunet_lightweight.training.intensity_augmentation import (BlackLevelBrightnessTransform,
-                                                                BlackoutRectangleTransform, GreyLevelNoiseStd)
+from nnunet_lightweight.training.intensity_augmentation import (
+    BlackLevelBrightnessTransform,
+    BlackoutRectangleTransform,
+    GreyLevelNoiseStd,
+)
 
 
 class RandomAffineTransform(BasicTransform):

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_lightweight.core.nnunet_paths import environment_variable
 from nnunet_lightweight.core.cpu_features import cpu_flags, cpu_has_bf16, cpu_model
 from nnunet_lightweight.core.errors import InputError
-from nnunet_lightweight.planning.configuration import preset_architecture
+from nnunet_lightweight.core.nnunet_paths import environment_variable
 from nnunet_lightweight.core.presets import load_preset
+from nnunet_lightweight.planning.configuration import preset_architecture
 from nnunet_lightweight.training.cpu_training import FastCPUTraining
 from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLightEcho
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from nnunet_lightweight.core.nnunet_paths import environment_variable
 from nnunet_lightweight.core.cpu_features import cpu_has_bf16, describe_cpu
+from nnunet_lightweight.core.nnunet_paths import environment_variable
 
 CPU_PRECISIONS = ("auto", "fp32", "bf16")
 

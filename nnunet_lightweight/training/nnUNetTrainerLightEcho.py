@@ -11,11 +11,11 @@ from copy import deepcopy
 
 import numpy as np
 import torch
+from batchgenerators.utilities.file_and_folder_operations import isfile, join
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
-from batchgenerators.utilities.file_and_folder_operations import isfile, join
 from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
@@ -24,8 +24,8 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import distributed as dist
 from torch import nn
 
-from nnunet_lightweight.planning.configuration import lightecho_configuration, preset_architecture
 from nnunet_lightweight.core.presets import load_preset
+from nnunet_lightweight.planning.configuration import lightecho_configuration, preset_architecture
 from nnunet_lightweight.training.augmentation import AUGMENTATIONS
 from nnunet_lightweight.training.cpu_training import FastCPUTraining
 

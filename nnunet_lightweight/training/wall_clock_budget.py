@@ -12,7 +12,6 @@ The demo trainers below compose it with LightEcho and with nnU-Net's default rec
 """
 import torch
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_lightweight.training.cpu_training import FastCPUTraining
 from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLightEcho

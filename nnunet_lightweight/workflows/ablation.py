@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.output import check_not_input, check_writable, follow_umask
 from nnunet_lightweight.core.output import write_text_atomically as _atomic_write
-from nnunet_lightweight.core.errors import InputError
 
 CONFIGURATION = "2d"
 PLANS = "nnUNetPlans"
@@ -117,8 +117,8 @@ def count_parameters(trainer: str, plans: dict | None = None, dataset_json: dict
     import torch
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
-    from nnunet_lightweight.planning.configuration import preset_architecture
     from nnunet_lightweight.core.presets import load_preset
+    from nnunet_lightweight.planning.configuration import preset_architecture
     from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLightEcho
 
     if trainer not in _trainers():

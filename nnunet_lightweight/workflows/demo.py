@@ -11,8 +11,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from nnunet_lightweight.core.output import check_not_input, check_writable, write_text_atomically
 from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.output import check_not_input, check_writable, write_text_atomically
 
 DATASET_ID = 990
 DATASET_NAME = f"Dataset{DATASET_ID}_CAMUS"
@@ -190,8 +190,10 @@ class Demo:
 
     def postprocess(self) -> None:
         """nnU-Net's own CCA, chosen on the fold-0 validation cases and applied to the test predictions."""
-        from nnunetv2.postprocessing.remove_connected_components import (apply_postprocessing_to_folder,
-                                                                         determine_postprocessing)
+        from nnunetv2.postprocessing.remove_connected_components import (
+            apply_postprocessing_to_folder,
+            determine_postprocessing,
+        )
 
         self._announce("connected-component post-processing (nnUNetv2_determine/apply_postprocessing)")
         ground_truth = self.work_dir / "nnUNet_preprocessed" / DATASET_NAME / "gt_segmentations"

@@ -1,6 +1,8 @@
 from torch import nn
 
-from nnunet_lightweight.training.variants.normalization.nnUNetTrainerLightEcho_UNet1_BN import nnUNetTrainerLightEcho_UNet1_BN
+from nnunet_lightweight.training.variants.normalization.nnUNetTrainerLightEcho_UNet1_BN import (
+    nnUNetTrainerLightEcho_UNet1_BN,
+)
 
 
 class nnUNetTrainerLightEcho_UNet1_BN_GELU(nnUNetTrainerLightEcho_UNet1_BN):

@@ -1,5 +1,6 @@
 from nnunet_lightweight.training.variants.activation.nnUNetTrainerLightEcho_UNet1_BN_Mish import (
-    nnUNetTrainerLightEcho_UNet1_BN_Mish)
+    nnUNetTrainerLightEcho_UNet1_BN_Mish,
+)
 
 
 class nnUNetTrainerLightEcho_UNet1_BN_Mish_AugI(nnUNetTrainerLightEcho_UNet1_BN_Mish):

@@ -1,4 +1,6 @@
-from nnunet_lightweight.training.variants.normalization.nnUNetTrainerLightEcho_UNet1_BN import nnUNetTrainerLightEcho_UNet1_BN
+from nnunet_lightweight.training.variants.normalization.nnUNetTrainerLightEcho_UNet1_BN import (
+    nnUNetTrainerLightEcho_UNet1_BN,
+)
 
 
 class nnUNetTrainerLightEcho_UNet1_BN_DS(nnUNetTrainerLightEcho_UNet1_BN):

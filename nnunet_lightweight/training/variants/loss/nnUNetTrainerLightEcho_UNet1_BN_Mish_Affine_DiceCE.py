@@ -1,5 +1,6 @@
 from nnunet_lightweight.training.variants.augmentation.nnUNetTrainerLightEcho_UNet1_BN_Mish_Affine import (
-    nnUNetTrainerLightEcho_UNet1_BN_Mish_Affine)
+    nnUNetTrainerLightEcho_UNet1_BN_Mish_Affine,
+)
 
 
 class nnUNetTrainerLightEcho_UNet1_BN_Mish_Affine_DiceCE(nnUNetTrainerLightEcho_UNet1_BN_Mish_Affine):

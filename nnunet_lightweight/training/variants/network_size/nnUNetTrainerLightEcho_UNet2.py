@@ -1,5 +1,6 @@
 from nnunet_lightweight.training.variants.lr_schedule.nnUNetTrainerLightEcho_ReduceLROnPlateau import (
-    nnUNetTrainerLightEcho_ReduceLROnPlateau)
+    nnUNetTrainerLightEcho_ReduceLROnPlateau,
+)
 
 
 class nnUNetTrainerLightEcho_UNet2(nnUNetTrainerLightEcho_ReduceLROnPlateau):

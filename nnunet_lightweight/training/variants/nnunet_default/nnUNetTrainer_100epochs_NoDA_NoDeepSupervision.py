@@ -1,7 +1,10 @@
 from nnunetv2.training.nnUNetTrainer.variants.network_architecture.nnUNetTrainerNoDeepSupervision import (
-    nnUNetTrainerNoDeepSupervision)
+    nnUNetTrainerNoDeepSupervision,
+)
 
-from nnunet_lightweight.training.variants.nnunet_default.nnUNetTrainer_100epochs_NoDA import nnUNetTrainer_100epochs_NoDA
+from nnunet_lightweight.training.variants.nnunet_default.nnUNetTrainer_100epochs_NoDA import (
+    nnUNetTrainer_100epochs_NoDA,
+)
 
 
 class nnUNetTrainer_100epochs_NoDA_NoDeepSupervision(nnUNetTrainerNoDeepSupervision, nnUNetTrainer_100epochs_NoDA):

@@ -1,5 +1,6 @@
 from nnunetv2.training.nnUNetTrainer.variants.network_architecture.nnUNetTrainerNoDeepSupervision import (
-    nnUNetTrainerNoDeepSupervision)
+    nnUNetTrainerNoDeepSupervision,
+)
 from nnunetv2.training.nnUNetTrainer.variants.training_length.nnUNetTrainer_Xepochs import nnUNetTrainer_100epochs
 
 

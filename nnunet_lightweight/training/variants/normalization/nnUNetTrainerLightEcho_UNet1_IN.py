@@ -1,7 +1,8 @@
 from torch import nn
 
 from nnunet_lightweight.training.variants.baseline.nnUNetTrainerLightEcho_UNet1Baseline import (
-    nnUNetTrainerLightEcho_UNet1Baseline)
+    nnUNetTrainerLightEcho_UNet1Baseline,
+)
 
 
 class nnUNetTrainerLightEcho_UNet1_IN(nnUNetTrainerLightEcho_UNet1Baseline):
