@@ -2,6 +2,7 @@
 
 Public functions are imported lazily so that `lightecho --help` and the start-up hook stay fast.
 """
+
 from importlib import import_module
 from typing import Any
 

@@ -5,6 +5,7 @@ Example (CPU, a trained model and 200 CAMUS frames in nnU-Net layout):
         -i frames/ -w /tmp/e2e --device cpu
 Prints the JSON written to WORK/end_to_end.json.
 """
+
 import argparse
 import json
 import re
@@ -21,28 +22,57 @@ def main() -> None:
     parser.add_argument("-w", "--work", type=Path, required=True, help="folder for the outputs and end_to_end.json")
     parser.add_argument("-f", "--folds", nargs="+", default=["0"], help="folds (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--no-tta-run", dest="include_tta", action="store_false",
-                        help="skip the nnUNetv2_predict run with its default test-time augmentation")
-    parser.add_argument("--no-cca-run", dest="include_cca", action="store_false",
-                        help="skip the lightecho predict run with --cca (the largest-component filter)")
-    parser.add_argument("--variant", action="append", default=[], metavar="NAME=OPTIONS",
-                        help="one more lightecho predict --no-cca run, timed against the same nnU-Net runs, e.g. "
-                             "--variant 'bf16=--precision bf16' (repeatable)")
-    parser.add_argument("--lightecho-options", nargs=argparse.REMAINDER, default=[],
-                        help="extra options for lightecho predict (e.g. --backend torch), last on the line")
+    parser.add_argument(
+        "--no-tta-run",
+        dest="include_tta",
+        action="store_false",
+        help="skip the nnUNetv2_predict run with its default test-time augmentation",
+    )
+    parser.add_argument(
+        "--no-cca-run",
+        dest="include_cca",
+        action="store_false",
+        help="skip the lightecho predict run with --cca (the largest-component filter)",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=OPTIONS",
+        help="one more lightecho predict --no-cca run, timed against the same nnU-Net runs, e.g. "
+        "--variant 'bf16=--precision bf16' (repeatable)",
+    )
+    parser.add_argument(
+        "--lightecho-options",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="extra options for lightecho predict (e.g. --backend torch), last on the line",
+    )
     parser.add_argument("--keep-outputs", action="store_true", help="keep the predicted masks")
     args = parser.parse_args()
     variants = {}
     for variant in args.variant:
         name, separator, options = variant.partition("=")
         if not separator or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            parser.error(f"--variant {variant!r}: expected NAME=OPTIONS with a plain NAME (letters, digits, _ . -), "
-                         f"e.g. 'bf16=--precision bf16'")
+            parser.error(
+                f"--variant {variant!r}: expected NAME=OPTIONS with a plain NAME (letters, digits, _ . -), "
+                f"e.g. 'bf16=--precision bf16'"
+            )
         if name in variants:
             parser.error(f"--variant {name!r} is given twice")
         variants[name] = shlex.split(options)
-    result = benchmark_end_to_end(args.model, args.input, args.work, args.folds, args.device, args.include_tta,
-                                  args.include_cca, args.lightecho_options, variants, args.keep_outputs)
+    result = benchmark_end_to_end(
+        args.model,
+        args.input,
+        args.work,
+        args.folds,
+        args.device,
+        args.include_tta,
+        args.include_cca,
+        args.lightecho_options,
+        variants,
+        args.keep_outputs,
+    )
     print(json.dumps(result, indent=2))
 
 

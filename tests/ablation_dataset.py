@@ -1,4 +1,5 @@
 """A tiny nnU-Net dataset of synthetic echo frames (the project's phantom at 64x64) for the ablation tests."""
+
 import json
 from pathlib import Path
 
@@ -28,8 +29,14 @@ def write_phantom_dataset(raw: Path, dataset_id: int, n_patients: int = 5, size:
             sitk.WriteImage(sitk.GetImageFromArray(image[None]), str(folder / "imagesTr" / f"{case}_0000.nii.gz"))
             sitk.WriteImage(sitk.GetImageFromArray(label[None]), str(folder / "labelsTr" / f"{case}.nii.gz"))
             cases.append(case)
-    generate_dataset_json(str(folder), {0: "echo"}, {"background": 0, "LV": 1, "MYO": 2, "LA": 3}, len(cases),
-                          ".nii.gz", dataset_name=name)
+    generate_dataset_json(
+        str(folder),
+        {0: "echo"},
+        {"background": 0, "LV": 1, "MYO": 2, "LA": 3},
+        len(cases),
+        ".nii.gz",
+        dataset_name=name,
+    )
     return name, cases
 
 
@@ -45,7 +52,7 @@ def corrupt(label: np.ndarray, rng: np.random.Generator, n_islands: int, n_flips
     height, width = out.shape[-2:]
     for _ in range(n_islands):
         top, left = rng.integers(0, height - 3), rng.integers(0, width - 3)
-        out[..., top:top + 3, left:left + 3] = rng.integers(1, 4)
+        out[..., top : top + 3, left : left + 3] = rng.integers(1, 4)
     flat = out.reshape(-1)
     flat[rng.choice(flat.size, n_flips, replace=False)] = rng.integers(0, 4, n_flips)
     return out

@@ -4,6 +4,7 @@ An ellipsoid with long semi-axis `a` (vertical, apex at the top) and short semi-
 `t` mm below its centre (t = 0: a half-ellipsoid), has the analytic volume
 pi b c [(a + t) - (a^3 + t^3) / (3 a^2)]; its two orthogonal central sections are the 2CH and 4CH masks.
 """
+
 import numpy as np
 import SimpleITK as sitk
 
@@ -12,11 +13,12 @@ LV, MYO, LA = 1, 2, 3
 
 def truncated_ellipsoid_volume_ml(a: float, b: float, c: float, t: float = 0.0) -> float:
     """Volume in mL of the ellipsoid (semi-axes in mm) between its apex and the plane t mm below its centre."""
-    return np.pi * b * c * ((a + t) - (a ** 3 + t ** 3) / (3 * a ** 2)) / 1000.0
+    return np.pi * b * c * ((a + t) - (a**3 + t**3) / (3 * a**2)) / 1000.0
 
 
-def section_mask(a: float, b: float, t: float = 0.0, spacing=(0.3, 0.3), labels: bool = False,
-                 margin_mm: float = 12.0) -> np.ndarray:
+def section_mask(
+    a: float, b: float, t: float = 0.0, spacing=(0.3, 0.3), labels: bool = False, margin_mm: float = 12.0
+) -> np.ndarray:
     """Central section (half-width b) as a mask, apex towards row 0; with `labels` a MYO rim and an LA below."""
     row_step, col_step = spacing
     rows = int(np.ceil((a + t + margin_mm + max(margin_mm, b)) / row_step))
@@ -66,7 +68,7 @@ def sequence_masks(axes_per_frame, view: str, spacing=(0.5, 0.5), labels: bool =
     for index, frame in enumerate(frames):
         # anchor every frame at the same apex row and centre column
         left = (cols - frame.shape[1]) // 2
-        padded[index, :frame.shape[0], left:left + frame.shape[1]] = frame
+        padded[index, : frame.shape[0], left : left + frame.shape[1]] = frame
     return padded
 
 

@@ -1,4 +1,5 @@
 """Shared fixtures: the real CAMUS copy beside the repository, isolated nnU-Net folders, the data-safety case runner."""
+
 import hashlib
 import json
 import os
@@ -103,12 +104,19 @@ def _write_tiny_camus_dataset(raw: Path, preprocessed_dataset: Path) -> Path:
                 sitk.WriteImage(sitk.ReadImage(f"{source}.nii.gz"), str(folder / "imagesTr" / f"{case}_0000.nii.gz"))
                 sitk.WriteImage(sitk.ReadImage(f"{source}_gt.nii.gz"), str(folder / "labelsTr" / f"{case}.nii.gz"))
                 cases.append(case)
-    generate_dataset_json(str(folder), {0: "echo"}, {"background": 0, "LV": 1, "MYO": 2, "LA": 3}, len(cases),
-                          ".nii.gz", dataset_name=folder.name)
+    generate_dataset_json(
+        str(folder),
+        {0: "echo"},
+        {"background": 0, "LV": 1, "MYO": 2, "LA": 3},
+        len(cases),
+        ".nii.gz",
+        dataset_name=folder.name,
+    )
     preprocessed_dataset.mkdir(parents=True)
     val = [c for c in cases if c.split("_")[0] in TINY_PATIENTS[-2:]]
     (preprocessed_dataset / "splits_final.json").write_text(
-        json.dumps([{"train": [c for c in cases if c not in val], "val": val}]))
+        json.dumps([{"train": [c for c in cases if c not in val], "val": val}])
+    )
     return folder
 
 
@@ -117,23 +125,37 @@ def trained_lightecho(camus_root, tmp_path_factory) -> dict:
     """A LightEcho model trained for one CPU epoch by `nnUNetv2_train` on 8 real CAMUS patients (fold 0)."""
     base = tmp_path_factory.mktemp("trained_lightecho")
     env = dict(os.environ, **_nnunet_environment(base, ext_trainers=True), LIGHTECHO_TEST_EPOCHS="1")
-    raw_folder = _write_tiny_camus_dataset(base / "nnUNet_raw",
-                                           base / "nnUNet_preprocessed" / f"Dataset{TINY_DATASET_ID:03d}_CamusTiny")
+    raw_folder = _write_tiny_camus_dataset(
+        base / "nnUNet_raw", base / "nnUNet_preprocessed" / f"Dataset{TINY_DATASET_ID:03d}_CamusTiny"
+    )
     planned = subprocess.run(["lightecho", "plan", "-d", str(TINY_DATASET_ID)], env=env, capture_output=True, text=True)
     assert planned.returncode == 0, planned.stdout[-3000:] + planned.stderr[-3000:]
     trainer = "nnUNetTrainerLightEcho_Test"
-    train = subprocess.run(["nnUNetv2_train", str(TINY_DATASET_ID), "2d", "0", "-tr", trainer, "-device", "cpu"],
-                           env=env, capture_output=True, text=True)
+    train = subprocess.run(
+        ["nnUNetv2_train", str(TINY_DATASET_ID), "2d", "0", "-tr", trainer, "-device", "cpu"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
     results_folder = base / "nnUNet_results" / raw_folder.name / f"{trainer}__nnUNetPlans__2d"
-    return {"env": env, "dataset_id": TINY_DATASET_ID, "dataset_name": raw_folder.name, "trainer": trainer,
-            "raw_folder": raw_folder, "images_dir": raw_folder / "imagesTr", "labels_dir": raw_folder / "labelsTr",
-            "results_folder": results_folder, "train_log": train.stdout}
+    return {
+        "env": env,
+        "dataset_id": TINY_DATASET_ID,
+        "dataset_name": raw_folder.name,
+        "trainer": trainer,
+        "raw_folder": raw_folder,
+        "images_dir": raw_folder / "imagesTr",
+        "labels_dir": raw_folder / "labelsTr",
+        "results_folder": results_folder,
+        "train_log": train.stdout,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Data-safety cases: one table row = inputs, argv, expected exit code and message, files that must survive
 # ---------------------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SafetyCase:
@@ -173,8 +195,11 @@ def _snapshot(path: Path) -> dict[str, str] | None:
     if path.is_file():
         return {"": hashlib.sha256(path.read_bytes()).hexdigest()}
     if path.is_dir():
-        return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in sorted(path.rglob("*")) if p.is_file()}
+        return {
+            str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*"))
+            if p.is_file()
+        }
     return None
 
 
@@ -211,6 +236,7 @@ def run_safety_case(tmp_path, nnunet_dirs, capsys) -> Callable[[SafetyCase], str
 # ---------------------------------------------------------------------------------------------------------------
 # Label maps for the evaluation tests
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def write_seg(path: Path, seg: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0)) -> Path:
     """Write a 2D label map the way nnU-Net writes predictions (SimpleITKIO.write_seg); spacing in (row, col)."""

@@ -1,6 +1,7 @@
 """`lightecho ARGV` with a pause after one library function, for tests that need a second process or a signal at a
 known point of a command: `python paused_cli.py MODULE:FUNCTION READY GO ARGV...` runs the command; after
 MODULE.FUNCTION returns it creates the file READY and waits until the file GO exists."""
+
 import importlib
 import signal
 import sys

@@ -1,4 +1,5 @@
 """Issue 6: the Table II augmentation configurations sample within the paper's ranges (checked on sampled values)."""
+
 import math
 
 import numpy as np
@@ -93,7 +94,7 @@ def test_intensity_parameters_within_gamma_noise_brightness_contrast(name):
     # GaussNoise's variance is in squared grey levels; the sampled std is converted to the frame's z-units.
     stds = np.array([noise.get_parameters(image=image)["sigmas"] for _ in range(N_DRAWS)]) / grey_level(image)
     assert stds.min() >= math.sqrt(config.var_limit[0]) - 1e-6 and stds.max() <= math.sqrt(config.var_limit[1]) + 1e-6
-    assert np.ptp(stds ** 2) > 0.9 * (config.var_limit[1] - config.var_limit[0])
+    assert np.ptp(stds**2) > 0.9 * (config.var_limit[1] - config.var_limit[0])
 
     for transform in (brightness, contrast):
         factors = np.array([float(transform.get_parameters(image=image)["multipliers"][0]) for _ in range(N_DRAWS)])
@@ -134,8 +135,7 @@ def test_blackout_rectangle_probability_size_and_fill():
     assert sides.min() == 25 and sides.max() == 65  # integer sides U{25..65}, both ends reached
     assert (rectangles[:, 0] + rectangles[:, 2] <= 224).all() and (rectangles[:, 1] + rectangles[:, 3] <= 224).all()
     segmentation = torch.randint(0, 4, (1, 224, 224), dtype=torch.int16)
-    out = blackout.apply({"image": image.clone(), "segmentation": segmentation.clone()},
-                         rectangle=(10, 20, 30, 40))
+    out = blackout.apply({"image": image.clone(), "segmentation": segmentation.clone()}, rectangle=(10, 20, 30, 40))
     assert (out["image"][0, 10:40, 20:60] == image.min()).all()
     assert torch.equal(out["image"][0, 40:], image[0, 40:])
     assert torch.equal(out["segmentation"], segmentation)  # labels keep the occluded anatomy

@@ -1,5 +1,6 @@
 """Issue 6: the ablation runner's logic on prepared nnU-Net result folders (no training): variant lists, Wilcoxon
 keep/discard decisions, connected-component post-processing, resuming, failures and the written table."""
+
 import json
 
 import numpy as np
@@ -52,8 +53,12 @@ def fake_study(nnunet_dirs):
     # gt_segmentations holds every case of the dataset, training cases included.
     write_label(preprocessed / "gt_segmentations" / "patient0099_2CH_ED.nii.gz", references[case])
     (preprocessed / "nnUNetPlans.json").write_text(json.dumps({"configurations": {}}))
-    dataset_json = {"channel_names": {"0": "echo"}, "labels": {"background": 0, "LV": 1, "MYO": 2, "LA": 3},
-                    "numTraining": N_CASES, "file_ending": ".nii.gz"}
+    dataset_json = {
+        "channel_names": {"0": "echo"},
+        "labels": {"background": 0, "LV": 1, "MYO": 2, "LA": 3},
+        "numTraining": N_CASES,
+        "file_ending": ".nii.gz",
+    }
     (preprocessed / "dataset.json").write_text(json.dumps(dataset_json))
     (preprocessed / "splits_final.json").write_text(json.dumps([{"train": [], "val": sorted(references)}]))
 
@@ -78,8 +83,19 @@ def test_variant_lists_groups_and_steps():
     assert everything.index(CCA) == everything.index("nnUNetTrainerLightEcho_UNet1_BN_LeakyReLU") + 1
     assert expand_variants(["nnunet", BN]) == [*groups["nnunet"], BN]
     assert [variant_step(n) for n in LADDER] == [
-        "Baseline", "Normalization", "Activation", "Postprocessing", "Data augmentation", "Loss function",
-        "Deep supervision", "Size", "Size", "Size", "Architecture", "Architecture"]
+        "Baseline",
+        "Normalization",
+        "Activation",
+        "Postprocessing",
+        "Data augmentation",
+        "Loss function",
+        "Deep supervision",
+        "Size",
+        "Size",
+        "Size",
+        "Architecture",
+        "Architecture",
+    ]
     with pytest.raises(InputError, match="nnUNetTrainerNope"):
         expand_variants([BASELINE, "nnUNetTrainerNope"])
     with pytest.raises(InputError, match="cca"):
@@ -89,8 +105,9 @@ def test_variant_lists_groups_and_steps():
 def test_keep_needs_a_significant_gain_and_no_significant_loss():
     rng = np.random.default_rng(0)
     cases = [f"c{i}" for i in range(30)]
-    best = pd.DataFrame({"case": cases, "structure": "LV", "dice": rng.uniform(0.80, 0.90, 30),
-                         "hd": rng.uniform(8, 12, 30)})
+    best = pd.DataFrame(
+        {"case": cases, "structure": "LV", "dice": rng.uniform(0.80, 0.90, 30), "hd": rng.uniform(8, 12, 30)}
+    )
     better = best.assign(dice=best["dice"] + rng.uniform(0.01, 0.03, 30))
     p_dice, p_hd, decision = compare_with_best(better, best)
     assert p_dice < 0.001 and p_hd == 1.0 and decision == "keep"
@@ -125,9 +142,24 @@ def test_incremental_table_decisions_cca_and_final_row(fake_study, tmp_path, mon
     assert pd.isna(table.loc[0, "p_dice"]) and table["outliers"].notna().all()
 
     written = pd.read_csv(out / "ablation.csv")
-    assert list(written.columns) == ["step", "trainer", "params", "epochs", "postprocessing", "frames", "dice_LV",
-                                     "dice_MYO", "dice_LA", "hd_LV", "hd_MYO", "hd_LA", "outliers", "p_dice", "p_hd",
-                                     "decision"]
+    assert list(written.columns) == [
+        "step",
+        "trainer",
+        "params",
+        "epochs",
+        "postprocessing",
+        "frames",
+        "dice_LV",
+        "dice_MYO",
+        "dice_LA",
+        "hd_LV",
+        "hd_MYO",
+        "hd_LA",
+        "outliers",
+        "p_dice",
+        "p_hd",
+        "decision",
+    ]
     assert list(written["decision"]) == list(table["decision"])
     markdown = (out / "ablation.md").read_text()
     assert f"# Ablation study: {DATASET}, fold 0" in markdown and "smoke" not in markdown
@@ -158,15 +190,37 @@ def test_unfinished_runs_are_trained_resumed_or_validated_and_failures_reported(
     (fold_folder(DATASET, FINAL, 0) / "validation" / "summary.json").unlink()
     out = tmp_path / "out"
     table = run_ablation(DATASET, 0, out, [BASELINE, BN, MISH, FINAL], device="cpu", max_epochs=2)
-    assert calls == [(BASELINE, "new", "cpu", 2), (BN, "partial", "cpu", 2), (MISH, "new", "cpu", 2),
-                     (FINAL, "trained", "cpu", 2)]
+    assert calls == [
+        (BASELINE, "new", "cpu", 2),
+        (BN, "partial", "cpu", 2),
+        (MISH, "new", "cpu", 2),
+        (FINAL, "trained", "cpu", 2),
+    ]
     assert table.loc[2, "decision"].startswith("failed") and pd.isna(table.loc[2, "dice_LV"])
     assert table.loc[3, "decision"] == "keep" and table.loc[3, "p_dice"] < 0.05
     assert "smoke/test schedule" in (out / "ablation.md").read_text()
 
     calls.clear()
-    assert main(["ablation", "run", "-d", DATASET, "-f", "0", "-o", str(out), "--device", "cpu",
-                 "--variants", BASELINE, MISH]) == 1  # the failed variant is retried and fails again
+    assert (
+        main(
+            [
+                "ablation",
+                "run",
+                "-d",
+                DATASET,
+                "-f",
+                "0",
+                "-o",
+                str(out),
+                "--device",
+                "cpu",
+                "--variants",
+                BASELINE,
+                MISH,
+            ]
+        )
+        == 1
+    )  # the failed variant is retried and fails again
     assert calls == [(MISH, "new", "cpu", None)]
 
 
@@ -178,8 +232,12 @@ def test_output_folder_of_another_study_is_not_overwritten(fake_study, tmp_path,
     (out / "ablation.json").write_text(json.dumps({**settings, "fold": 3}))
     assert main(["ablation", "run", "-d", DATASET, "-o", str(out), "--variants", BASELINE, "--device", "cpu"]) == 2
     assert "fold 3" in capsys.readouterr().err
-    assert main(["ablation", "run", "-d", DATASET, "-o", str(out), "--variants", BASELINE, "--device", "cpu",
-                 "--overwrite"]) == 0
+    assert (
+        main(
+            ["ablation", "run", "-d", DATASET, "-o", str(out), "--variants", BASELINE, "--device", "cpu", "--overwrite"]
+        )
+        == 0
+    )
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")

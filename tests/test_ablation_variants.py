@@ -1,5 +1,6 @@
 """Issue 6: every ablation variant resolves through nnU-Net, builds, trains one step on CPU, and has the paper's size;
 one variant goes through the real runner (training subprocess, evaluation, table, resume)."""
+
 import json
 from copy import deepcopy
 
@@ -44,9 +45,13 @@ def phantom_dataset(tmp_path_factory, nnunet_environment):
         write_single_fold_split(base / "nnUNet_preprocessed" / name, cases, n_val=4)
         plan(DATASET_ID, num_processes=1)
         preprocessed = base / "nnUNet_preprocessed" / name
-        yield {"name": name, "base": base, "preprocessed": preprocessed,
-               "plans": json.loads((preprocessed / "nnUNetPlans.json").read_text()),
-               "dataset_json": json.loads((preprocessed / "dataset.json").read_text())}
+        yield {
+            "name": name,
+            "base": base,
+            "preprocessed": preprocessed,
+            "plans": json.loads((preprocessed / "nnUNetPlans.json").read_text()),
+            "dataset_json": json.loads((preprocessed / "dataset.json").read_text()),
+        }
 
 
 def test_every_variant_is_found_by_nnunet_trainer_lookup():
@@ -62,12 +67,18 @@ def test_every_variant_is_found_by_nnunet_trainer_lookup():
 @pytest.mark.parametrize("name", VARIANTS)
 def test_variant_builds_and_trains_one_step_on_cpu(name, phantom_dataset):
     plans = {**deepcopy(phantom_dataset["plans"]), "continue_training": False}
-    trainer = ablation_variants()[name](plans=plans, configuration="2d", fold=0,
-                                        dataset_json=phantom_dataset["dataset_json"], device=torch.device("cpu"))
+    trainer = ablation_variants()[name](
+        plans=plans,
+        configuration="2d",
+        fold=0,
+        dataset_json=phantom_dataset["dataset_json"],
+        device=torch.device("cpu"),
+    )
     trainer.configuration_manager.configuration["batch_size"] = 2  # CPU-sized; U-Net 3 alone has 31M parameters
     trainer.initialize()
     assert sum(p.numel() for p in trainer.network.parameters()) == count_parameters(
-        name, phantom_dataset["plans"], phantom_dataset["dataset_json"])
+        name, phantom_dataset["plans"], phantom_dataset["dataset_json"]
+    )
     dataloader, _ = trainer.get_dataloaders()
     batch = next(dataloader)  # the variant's own training transforms on real preprocessed frames
     assert isinstance(batch["target"], list) == trainer.enable_deep_supervision
@@ -78,9 +89,14 @@ def test_variant_builds_and_trains_one_step_on_cpu(name, phantom_dataset):
 
 
 def test_table_iii_parameter_counts_within_ten_percent():
-    paper = {"nnUNetTrainerLightEcho_UNet0": 119e3, "nnUNetTrainerLightEcho_UNet1Baseline": 2e6,
-             FINAL_TRAINER: 2e6, "nnUNetTrainerLightEcho_UNet2": 11e6, "nnUNetTrainerLightEcho_UNet3": 31e6,
-             "nnUNetTrainer_100epochs": 33e6}
+    paper = {
+        "nnUNetTrainerLightEcho_UNet0": 119e3,
+        "nnUNetTrainerLightEcho_UNet1Baseline": 2e6,
+        FINAL_TRAINER: 2e6,
+        "nnUNetTrainerLightEcho_UNet2": 11e6,
+        "nnUNetTrainerLightEcho_UNet3": 31e6,
+        "nnUNetTrainer_100epochs": 33e6,
+    }
     for name, expected in paper.items():
         assert abs(count_parameters(name) / expected - 1) <= 0.10, name
     # U-Net 1 without normalization is CAMUS's 1,976,644 parameters plus LightEcho's four auxiliary 1x1 heads.
@@ -91,13 +107,20 @@ def test_table_iii_parameter_counts_within_ten_percent():
 
 
 def test_table_iii_channels_lowest_resolution_batch_size_and_scheduler():
-    table_iii = {"unet0": (16, 64, 16, 64, 64), "lightecho": (32, 128, 16, 8, 32), "unet2": (64, 512, 32, 8, 16),
-                 "unet3": (64, 1024, 64, 16, 8)}
+    table_iii = {
+        "unet0": (16, 64, 16, 64, 64),
+        "lightecho": (32, 128, 16, 8, 32),
+        "unet2": (64, 512, 32, 8, 16),
+        "unet3": (64, 1024, 64, 16, 8),
+    }
     for preset, (start, deepest, final, lowest, batch) in table_iii.items():
         config = load_preset(preset)
         kwargs = config["arch_kwargs"]
-        assert (kwargs["features_per_stage"][0], max(kwargs["features_per_stage"]),
-                kwargs["features_per_stage_decoder"][-1]) == (start, deepest, final), preset
+        assert (
+            kwargs["features_per_stage"][0],
+            max(kwargs["features_per_stage"]),
+            kwargs["features_per_stage_decoder"][-1],
+        ) == (start, deepest, final), preset
         assert 256 // int(np.prod(kwargs["strides"], axis=0)[0]) == lowest, preset
         assert config["batch_size"] == batch, preset
     variants = ablation_variants()
@@ -121,8 +144,17 @@ def test_ladder_adds_one_component_per_step():
     assert steps[-1] is nnUNetTrainerLightEcho
     dice_ce = steps[-2]
     assert dice_ce.architecture() == nnUNetTrainerLightEcho.architecture()
-    recipe = ("augmentation", "dice_weight", "ce_weight", "deep_supervision", "deep_supervision_weight", "plans_batch_size",
-              "learning_rate", "max_epochs", "patience")
+    recipe = (
+        "augmentation",
+        "dice_weight",
+        "ce_weight",
+        "deep_supervision",
+        "deep_supervision_weight",
+        "plans_batch_size",
+        "learning_rate",
+        "max_epochs",
+        "patience",
+    )
     assert [k for k in recipe if getattr(dice_ce, k) != getattr(nnUNetTrainerLightEcho, k)] == ["deep_supervision"]
 
 
@@ -143,8 +175,12 @@ def test_plateau_schedule_ignores_epoch_calls_and_reduces_on_stalled_validation_
 def test_size_variant_steps_plateau_with_logged_validation_loss(phantom_dataset):
     plans = {**deepcopy(phantom_dataset["plans"]), "continue_training": False}
     trainer = ablation_variants()["nnUNetTrainerLightEcho_UNet0"](
-        plans=plans, configuration="2d", fold=0, dataset_json=phantom_dataset["dataset_json"],
-        device=torch.device("cpu"))
+        plans=plans,
+        configuration="2d",
+        fold=0,
+        dataset_json=phantom_dataset["dataset_json"],
+        device=torch.device("cpu"),
+    )
     trainer.initialize()
     assert isinstance(trainer.lr_scheduler, ValidationLossPlateau)
     trainer.logger.plot_progress_png = lambda folder: None  # nnU-Net's progress plot is not under test here
@@ -153,15 +189,18 @@ def test_size_variant_steps_plateau_with_logged_validation_loss(phantom_dataset)
         trainer.on_epoch_start()
         trainer.on_train_epoch_start()
         learning_rates.append(trainer.optimizer.param_groups[0]["lr"])
-        for key, value in (("train_losses", 1.0), ("val_losses", 1.0), ("mean_fg_dice", 0.5),
-                           ("dice_per_class_or_region", [0.5, 0.5, 0.5])):
+        for key, value in (
+            ("train_losses", 1.0),
+            ("val_losses", 1.0),
+            ("mean_fg_dice", 0.5),
+            ("dice_per_class_or_region", [0.5, 0.5, 0.5]),
+        ):
             trainer.logger.log(key, value, epoch)
         trainer.on_epoch_end()
     assert learning_rates[:12] == [1e-3] * 12 and learning_rates[12] == pytest.approx(1e-4)
 
 
-def test_runner_trains_evaluates_and_resumes_a_real_variant(phantom_dataset, monkeypatch, tmp_path,
-                                                             nnunet_environment):
+def test_runner_trains_evaluates_and_resumes_a_real_variant(phantom_dataset, monkeypatch, tmp_path, nnunet_environment):
     for name, value in nnunet_environment(phantom_dataset["base"]).items():
         monkeypatch.setenv(name, value)
     trainer = "nnUNetTrainerLightEcho_UNet1Baseline"

@@ -1,4 +1,5 @@
 """Speed benchmark plumbing (tiny frames, few iterations): networks per trainer, counts, the final JSON line."""
+
 import json
 import math
 import statistics
@@ -41,8 +42,15 @@ def test_network_for_trainer_errors():
 def test_time_engine_statistics():
     import torch
 
-    stats = time_engine(lambda x: x * 2, torch.zeros(4, 1, 8, 8), torch.device("cpu"), warmup=1, iterations=7,
-                        max_seconds=5, min_iterations=2)
+    stats = time_engine(
+        lambda x: x * 2,
+        torch.zeros(4, 1, 8, 8),
+        torch.device("cpu"),
+        warmup=1,
+        iterations=7,
+        max_seconds=5,
+        min_iterations=2,
+    )
     assert stats["iterations"] == 7
     assert 0 < stats["p10"] <= stats["ms_per_frame"] <= stats["p90"]
 
@@ -50,15 +58,44 @@ def test_time_engine_statistics():
 def test_benchmark_cli_last_line_is_json(capsys):
     from nnunet_lightweight.cli import main
 
-    paths = (["eager-fp32", "torch-fp32"] + (["onnx-fp32"] if onnxruntime_available() else [])
-             + (["openvino-fp32"] if openvino_available() else []))
-    argv = ["benchmark", "--device", "cpu", "--size", "128", "--batch-sizes", "1", "2", "--paths", *paths,
-            "--warmup", "0", "--iterations", "2", "--min-iterations", "1", "--max-seconds", "0.1", "--threads", "1"]
+    paths = (
+        ["eager-fp32", "torch-fp32"]
+        + (["onnx-fp32"] if onnxruntime_available() else [])
+        + (["openvino-fp32"] if openvino_available() else [])
+    )
+    argv = [
+        "benchmark",
+        "--device",
+        "cpu",
+        "--size",
+        "128",
+        "--batch-sizes",
+        "1",
+        "2",
+        "--paths",
+        *paths,
+        "--warmup",
+        "0",
+        "--iterations",
+        "2",
+        "--min-iterations",
+        "1",
+        "--max-seconds",
+        "0.1",
+        "--threads",
+        "1",
+    ]
     assert main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     summary = json.loads(lines[-1])
-    for key in ("light_ms_per_frame", "default_ms_per_frame", "speedup", "light_fp32_ms_per_frame",
-                "light_eager_ms_per_frame", "light_batch2_frames_per_second"):
+    for key in (
+        "light_ms_per_frame",
+        "default_ms_per_frame",
+        "speedup",
+        "light_fp32_ms_per_frame",
+        "light_eager_ms_per_frame",
+        "light_batch2_frames_per_second",
+    ):
         assert math.isfinite(summary[key]) and summary[key] > 0, key
     assert summary["light_path"] in paths and summary["default_path"] in paths
     # The headline figures come from the alternating head-to-head rounds of the two fastest paths.
@@ -69,8 +106,19 @@ def test_benchmark_cli_last_line_is_json(capsys):
 
 
 def test_benchmark_skips_unavailable_paths():
-    result = benchmark(["nnUNetTrainerLightEcho"], "cpu", 64, (1,), ["torch-fp32", "onnx-bf16"], warmup=0,
-                       iterations=1, min_iterations=1, max_seconds=0.1, num_threads=1, log=None)
+    result = benchmark(
+        ["nnUNetTrainerLightEcho"],
+        "cpu",
+        64,
+        (1,),
+        ["torch-fp32", "onnx-bf16"],
+        warmup=0,
+        iterations=1,
+        min_iterations=1,
+        max_seconds=0.1,
+        num_threads=1,
+        log=None,
+    )
     assert [r["path"] for r in result["rows"]] == ["torch-fp32"]  # onnx runs fp32 only
     assert result["summary"]["default_ms_per_frame"] is None and result["summary"]["speedup"] is None
     assert result["rows"][0]["argmax_agreement_vs_eager_fp32"] > 0.999

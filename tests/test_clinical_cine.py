@@ -1,4 +1,5 @@
 """Cine loops: volume curves of synthetic sequences with known volumes, ED/ES detection, segmenters, videos."""
+
 import json
 
 import numpy as np
@@ -95,11 +96,24 @@ def test_segment_sequence_accepts_any_callable_and_checks_its_output():
 def test_cine_writes_curves_report_and_plot(tmp_path):
     axes = sequence_axes(10, ed_frame=2, ed_axes=ED_AXES, es_axes=ES_AXES)  # ES at frame 7
     for view in ("2CH", "4CH"):
-        write_sequence(tmp_path / f"patient0001_{view}_half_sequence_gt.nii.gz", sequence_masks(axes, view, SPACING),
-                       SPACING)
+        write_sequence(
+            tmp_path / f"patient0001_{view}_half_sequence_gt.nii.gz", sequence_masks(axes, view, SPACING), SPACING
+        )
     (tmp_path / "Info_2CH.cfg").write_text("ED: 3\nES: 8\nNbFrame: 10\nEF: 50\nFrameRate: 25\n")
-    assert main(["cine", "--2ch", str(tmp_path / "patient0001_2CH_half_sequence_gt.nii.gz"),
-                 "--4ch", str(tmp_path / "patient0001_4CH_half_sequence_gt.nii.gz"), "-o", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "cine",
+                "--2ch",
+                str(tmp_path / "patient0001_2CH_half_sequence_gt.nii.gz"),
+                "--4ch",
+                str(tmp_path / "patient0001_4CH_half_sequence_gt.nii.gz"),
+                "-o",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "out" / "cine.json").read_text())
     two = report["views"]["2CH"]
     assert (two["ed_frame"], two["es_frame"]) == (3, 8) == (two["reference_ed_frame"], two["reference_es_frame"])
@@ -109,8 +123,10 @@ def test_cine_writes_curves_report_and_plot(tmp_path):
     curves = (tmp_path / "out" / "curves.csv").read_text().splitlines()
     assert len(curves) == 21 and curves[0].startswith("view,frame,time_s,lv_area")
     assert (tmp_path / "out" / "volume_curve.png").stat().st_size > 0
-    assert main(["cine", "--2ch", str(tmp_path / "patient0001_2CH_half_sequence_gt.nii.gz"),
-                 "-o", str(tmp_path / "out")]) == 2  # exists
+    assert (
+        main(["cine", "--2ch", str(tmp_path / "patient0001_2CH_half_sequence_gt.nii.gz"), "-o", str(tmp_path / "out")])
+        == 2
+    )  # exists
 
 
 def test_image_sequence_without_a_model_is_an_error(tmp_path):
@@ -126,8 +142,7 @@ def test_video_loop_with_a_plugged_in_segmenter(tmp_path):
     axes = sequence_axes(10, ed_frame=1, ed_axes=(60, 22, 20), es_axes=(50, 15, 13))  # ES at frame 6
     masks = sequence_masks(axes, "4CH", (1.0, 1.0))
     frames = _dark_cavity_frames(masks)[:, : masks.shape[1] // 16 * 16, : masks.shape[2] // 16 * 16]
-    iio.imwrite(tmp_path / "loop.mp4", np.repeat(frames[..., None], 3, axis=-1), plugin="pyav", codec="libx264",
-                fps=30)
+    iio.imwrite(tmp_path / "loop.mp4", np.repeat(frames[..., None], 3, axis=-1), plugin="pyav", codec="libx264", fps=30)
     sequence = read_sequence_file(tmp_path / "loop.mp4")
     assert sequence.frames.shape == frames.shape and sequence.frame_rate == 30
     report = cine(tmp_path / "out", sequence_4ch=tmp_path / "loop.mp4", segmenter=_threshold_segmenter)
@@ -140,19 +155,24 @@ def test_video_loop_with_a_plugged_in_segmenter(tmp_path):
         seen.append(tuple(spacing))
         return _threshold_segmenter(frames)
 
-    in_mm = cine(tmp_path / "mm", sequence_4ch=tmp_path / "loop.mp4", segmenter=recording_segmenter,
-                 spacing=(0.5, 0.5))["views"]["4CH"]
+    in_mm = cine(
+        tmp_path / "mm", sequence_4ch=tmp_path / "loop.mp4", segmenter=recording_segmenter, spacing=(0.5, 0.5)
+    )["views"]["4CH"]
     assert seen == [(1.0, 1.0)]  # the model sees the video's own pixels; the given spacing is for measuring
-    assert in_mm["volume_unit"] == "mL" and in_mm["edv"] == pytest.approx(view["edv"] * 0.5 ** 3 / 1000)
+    assert in_mm["volume_unit"] == "mL" and in_mm["edv"] == pytest.approx(view["edv"] * 0.5**3 / 1000)
 
 
 def test_phantom_half_sequences_give_the_phantom_ed_es_and_ef(tmp_path):
     from nnunet_lightweight.conversion import phantom
+
     folder = phantom.generate_phantom(tmp_path / "phantom", n_patients=1, size=128, sequences=True, progress=False)
     truth = phantom.load_phantom_truth(folder)["patients"]["patient0001"]
     patient_dir = folder / "database_nifti" / "patient0001"
-    report = cine(tmp_path / "out", patient_dir / "patient0001_2CH_half_sequence_gt.nii.gz",
-                  patient_dir / "patient0001_4CH_half_sequence_gt.nii.gz")
+    report = cine(
+        tmp_path / "out",
+        patient_dir / "patient0001_2CH_half_sequence_gt.nii.gz",
+        patient_dir / "patient0001_4CH_half_sequence_gt.nii.gz",
+    )
     for view in ("2CH", "4CH"):
         # the phantom's cosine cycle is nearly flat at ED and ES: neighbouring frames differ by < 1 % in volume
         assert abs(report["views"][view]["ed_frame"] - truth["views"][view]["ED"]) <= 1
@@ -173,13 +193,15 @@ def test_cine_model_masks_are_nnunets_own_prediction_of_each_frame(trained_light
     images = sorted(trained_lightecho["images_dir"].glob("patient0001_4CH_*"))
     frames = np.stack([sitk.GetArrayFromImage(sitk.ReadImage(str(path))) for path in images]).astype(np.float32)
     model = load_trained_model(trained_lightecho["results_folder"], [0])
-    predictor = FastPredictor(model, PredictorSettings(device="cpu", backend="eager", precision="fp32", cca=False),
-                              log=None)
+    predictor = FastPredictor(
+        model, PredictorSettings(device="cpu", backend="eager", precision="fp32", cca=False), log=None
+    )
     masks = segment_sequence(frames, predictor, spacing=(1.0, 1.0))
     nnunet = nnUNetPredictor(use_mirroring=False, device=torch.device("cpu"), allow_tqdm=False)
     nnunet.initialize_from_trained_model_folder(str(trained_lightecho["results_folder"]), use_folds=(0,))
-    expected = np.stack([nnunet.predict_single_npy_array(frame[None, None], {"spacing": [999.0, 1.0, 1.0]})[0]
-                         for frame in frames])
+    expected = np.stack(
+        [nnunet.predict_single_npy_array(frame[None, None], {"spacing": [999.0, 1.0, 1.0]})[0] for frame in frames]
+    )
     assert masks.shape == frames.shape
     # nnU-Net keeps its logits in fp16 on the way: an argmax tie may fall differently in a pixel or two.
     assert np.mean(masks == expected) > 0.999

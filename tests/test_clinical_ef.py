@@ -1,4 +1,5 @@
 """Per-patient EF from folders of masks, reference values, agreement statistics, `lightecho ef`."""
+
 import json
 
 import numpy as np
@@ -21,8 +22,7 @@ def _analytic_ef(patient):
     return ejection_fraction(truncated_ellipsoid_volume_ml(*ed), truncated_ellipsoid_volume_ml(*es))
 
 
-def _write_patient(folder, patient, spacing=SPACING, views=("2CH", "4CH"), phases=("ED", "ES"), suffix="",
-                   scale=1.0):
+def _write_patient(folder, patient, spacing=SPACING, views=("2CH", "4CH"), phases=("ED", "ES"), suffix="", scale=1.0):
     folder.mkdir(parents=True, exist_ok=True)
     for phase, (a, b, c) in zip(("ED", "ES"), SHAPES[patient]):
         if phase not in phases:
@@ -62,7 +62,7 @@ def test_unit_spacing_means_pixels_unless_metadata_says_physical(tmp_path):
 def test_pixel_units_ignore_a_physical_header(tmp_path):
     _write_patient(tmp_path / "masks", "patient0001", spacing=(0.5, 0.5))
     mm, px = ef_table(tmp_path / "masks").iloc[0], ef_table(tmp_path / "masks", units="px").iloc[0]
-    assert px["volume_unit"] == "px^3" and px["edv"] == pytest.approx(mm["edv"] * 1000 / 0.5 ** 3, rel=1e-6)
+    assert px["volume_unit"] == "px^3" and px["edv"] == pytest.approx(mm["edv"] * 1000 / 0.5**3, rel=1e-6)
 
 
 def test_single_view_falls_back_to_single_plane(tmp_path):
@@ -86,8 +86,7 @@ def test_missing_phase_is_an_error_for_one_patient_and_a_warning_in_a_dataset(tm
 
 def test_inconsistent_spacing_within_a_view_is_an_error(tmp_path):
     _write_patient(tmp_path / "masks", "patient0001")
-    write_mask(tmp_path / "masks" / "patient0001_2CH_ES.nii.gz", section_mask(68, 18, 0, (0.5, 0.5), True),
-               (0.5, 0.5))
+    write_mask(tmp_path / "masks" / "patient0001_2CH_ES.nii.gz", section_mask(68, 18, 0, (0.5, 0.5), True), (0.5, 0.5))
     with pytest.raises(InputError, match="inconsistent spacing"):
         ef_table(tmp_path / "masks")
 
@@ -106,7 +105,8 @@ def test_camus_folder_with_info_files_gives_reference_values(tmp_path):
     write_mask(patient_dir / "patient0001_2CH_ED.nii.gz", np.full((40, 40), 200, np.uint8), SPACING)
     for view in ("2CH", "4CH"):
         (patient_dir / f"Info_{view}.cfg").write_text(
-            "ED: 1\nES: 14\nNbFrame: 14\nEF: 55.0\nLVedv: 120.0\nLVesv: 54.0\nImageQuality: Good\n")
+            "ED: 1\nES: 14\nNbFrame: 14\nEF: 55.0\nLVedv: 120.0\nLVesv: 54.0\nImageQuality: Good\n"
+        )
     table = ef_table(None, tmp_path / "database_nifti")
     row = table.iloc[0]
     assert row["ref_source"] == "info" and row["ef_ref"] == 55.0 and row["edv_info"] == 120.0
@@ -172,6 +172,7 @@ def test_camus_exact_uses_the_ed_length_for_es_and_lowers_ef(tmp_path):
 
 def test_phantom_expert_masks_recover_the_analytic_info_values(tmp_path):
     from nnunet_lightweight.conversion import phantom
+
     folder = phantom.generate_phantom(tmp_path / "phantom", n_patients=3, size=160, progress=False)
     table = ef_table(None, folder / "database_nifti")
     assert set(table["ref_source"]) == {"info"} and set(table["volume_unit"]) == {"mL"}

@@ -1,4 +1,5 @@
 """Simpson volumes on analytic shapes: truncated ellipsoids, rotations, anisotropic spacing, bad input."""
+
 import numpy as np
 import pytest
 from clinical_shapes import section_mask, truncated_ellipsoid_volume_ml
@@ -17,17 +18,21 @@ SPACING = (0.3, 0.3)
 
 
 def _biplane(a, b, c, t, spacing=SPACING, labels=False, **kwargs):
-    return simpson_biplane_volume(section_mask(a, b, t, spacing, labels), section_mask(a, c, t, spacing, labels),
-                                  spacing, spacing, **kwargs)
+    return simpson_biplane_volume(
+        section_mask(a, b, t, spacing, labels), section_mask(a, c, t, spacing, labels), spacing, spacing, **kwargs
+    )
 
 
-@pytest.mark.parametrize("a, b, c, t, spacing", [
-    (45, 20, 20, 0, SPACING),       # half spheroid
-    (80, 25, 22, 0, SPACING),       # slender, unequal short axes
-    (60, 25, 22, 15, SPACING),      # cut below the centre: narrower base
-    (60, 25, 22, 15, (0.4, 0.25)),  # anisotropic pixels
-    (45, 20, 20, 0, (0.8, 0.8)),    # coarse pixels
-])
+@pytest.mark.parametrize(
+    "a, b, c, t, spacing",
+    [
+        (45, 20, 20, 0, SPACING),  # half spheroid
+        (80, 25, 22, 0, SPACING),  # slender, unequal short axes
+        (60, 25, 22, 15, SPACING),  # cut below the centre: narrower base
+        (60, 25, 22, 15, (0.4, 0.25)),  # anisotropic pixels
+        (45, 20, 20, 0, (0.8, 0.8)),  # coarse pixels
+    ],
+)
 @pytest.mark.parametrize("labels", [False, True], ids=["binary", "labelmap"])
 def test_biplane_volume_matches_truncated_ellipsoid(a, b, c, t, spacing, labels):
     expected = truncated_ellipsoid_volume_ml(a, b, c, t)
@@ -60,8 +65,9 @@ def test_rotating_the_masks_keeps_the_volume(angle, labels):
     spacing = (0.5, 0.5)
     mask_2ch, mask_4ch = section_mask(70, 24, 5, spacing, labels), section_mask(70, 20, 5, spacing, labels)
     upright = simpson_biplane_volume(mask_2ch, mask_4ch, spacing, spacing)
-    rotated = simpson_biplane_volume(ndimage.rotate(mask_2ch, angle, order=0),
-                                     ndimage.rotate(mask_4ch, angle, order=0), spacing, spacing)
+    rotated = simpson_biplane_volume(
+        ndimage.rotate(mask_2ch, angle, order=0), ndimage.rotate(mask_4ch, angle, order=0), spacing, spacing
+    )
     assert rotated == pytest.approx(upright, rel=0.02)
 
 
@@ -76,7 +82,7 @@ def test_camus_disk_placement_overestimates_by_about_four_percent():
 def test_disk_diameters_follow_the_ellipse():
     disks = measure_disks(section_mask(45, 20, 0), SPACING)
     fractions = (np.arange(20) + 0.5) / 20
-    np.testing.assert_allclose(disks.diameters, 40 * np.sqrt(1 - fractions ** 2), atol=0.7)
+    np.testing.assert_allclose(disks.diameters, 40 * np.sqrt(1 - fractions**2), atol=0.7)
 
 
 def test_binary_mask_uses_every_non_zero_value_as_lv():

@@ -1,4 +1,5 @@
 """The fast CPU training path against nnU-Net's plain one, and `lightecho benchmark --train` (tiny frames)."""
+
 import json
 
 import pytest
@@ -88,14 +89,16 @@ def test_cpu1h_schedule_decays_to_zero_and_keeps_the_last_weights():
 
 
 def test_benchmark_train_json(capsys):
-    code = main(["benchmark", "--train", "--size", "64", "--train-batch-size", "2", "--train-steps", "1",
-                 "--no-compile"])
+    code = main(
+        ["benchmark", "--train", "--size", "64", "--train-batch-size", "2", "--train-steps", "1", "--no-compile"]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("train_light_frames_per_s", "train_default_frames_per_s", "train_speedup", "cpu", "cpu_flags"):
         assert key in summary
     assert summary["train_speedup"] == pytest.approx(
-        summary["train_light_frames_per_s"] / summary["train_default_frames_per_s"], rel=1e-2)
+        summary["train_light_frames_per_s"] / summary["train_default_frames_per_s"], rel=1e-2
+    )
     expected_paths = {"fp32", "fp32-channels_last"} | ({"bf16-channels_last"} if cpu_has_bf16() else set())
     assert set(summary["train_speedup_per_path"]) == expected_paths
 

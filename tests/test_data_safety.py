@@ -4,6 +4,7 @@ Each row of CASES is run in-process through `lightecho`'s `main(argv)` by the `r
 (tests/conftest.py); every subcommand with an output folder option must have a row (`test_every_output_is_guarded`).
 The race between concurrent conversions and Ctrl-C need real processes (the tests at the end).
 """
+
 import json
 import os
 import signal
@@ -69,7 +70,7 @@ def _sequence(tmp: Path) -> None:
     (tmp / "loops").mkdir()
     frames = np.zeros((3, 32, 32), np.uint8)
     for t, half_width in enumerate((6, 4, 5)):
-        frames[t, 6:26, 16 - half_width:16 + half_width] = 1
+        frames[t, 6:26, 16 - half_width : 16 + half_width] = 1
     sitk.WriteImage(sitk.GetImageFromArray(frames), str(tmp / "loops" / "patient0001_2CH_half_sequence_gt.nii.gz"))
 
 
@@ -104,8 +105,15 @@ def _preprocessed_dataset(tmp: Path) -> None:
     folder = tmp / "nnUNet_preprocessed" / "Dataset555_Tiny"
     _masks(folder / "gt_segmentations")
     (folder / "nnUNetPlans.json").write_text("{}")
-    (folder / "dataset.json").write_text(json.dumps({"channel_names": {"0": "echo"}, "file_ending": ".nii.gz",
-                                                     "labels": {"background": 0, "LV": 1, "MYO": 2, "LA": 3}}))
+    (folder / "dataset.json").write_text(
+        json.dumps(
+            {
+                "channel_names": {"0": "echo"},
+                "file_ending": ".nii.gz",
+                "labels": {"background": 0, "LV": 1, "MYO": 2, "LA": 3},
+            }
+        )
+    )
     (tmp / "nnUNet_raw" / "Dataset555_Tiny").mkdir(parents=True)
 
 
@@ -116,6 +124,7 @@ def _folder_and_file(tmp: Path) -> None:
 
 def _previous_output(command_files: dict[str, str], marker: bool) -> "callable":
     """A builder of inputs plus an output folder `out` as an earlier run left it (with or without the marker)."""
+
     def build(tmp: Path) -> None:
         _pred_and_ref(tmp)
         (tmp / "out").mkdir()
@@ -123,6 +132,7 @@ def _previous_output(command_files: dict[str, str], marker: bool) -> "callable":
             (tmp / "out" / name).write_text(text)
         if marker:
             (tmp / "out" / OUTPUT_MARKER).write_text("{}")
+
     return build
 
 
@@ -144,8 +154,9 @@ def _label_map_list(tmp: Path) -> None:
 def _raw_dataset_without_labels(tmp: Path) -> None:
     folder = tmp / "nnUNet_raw" / "Dataset009_NoLabels"
     _masks(folder / "labelsTr")
-    (folder / "dataset.json").write_text(json.dumps({"channel_names": {"0": "echo"}, "file_ending": ".nii.gz",
-                                                     "numTraining": 2}))
+    (folder / "dataset.json").write_text(
+        json.dumps({"channel_names": {"0": "echo"}, "file_ending": ".nii.gz", "numTraining": 2})
+    )
 
 
 def _model_without_labels(tmp: Path) -> None:
@@ -161,117 +172,385 @@ NOT_OURS = "was not written by lightecho"
 
 CASES = [
     # item 1: an output that is, contains or lies inside an input is refused whatever --overwrite says
-    SafetyCase("predict -o = -i", lambda tmp: _masks(tmp / "in"),
-               ("predict", "-m", "{tmp}/model", "-i", "{tmp}/in", "-o", "{tmp}/in", "--overwrite"), 2, IS_INPUT,
-               ("in",), covers="predict"),
-    SafetyCase("predict -o parent of -i", _images_in_parent,
-               ("predict", "-m", "{tmp}/model", "-i", "{tmp}/parent/in", "-o", "{tmp}/parent", "--overwrite"), 2,
-               CONTAINS, ("parent",), covers="predict"),
-    SafetyCase("predict -o inside -i", lambda tmp: _masks(tmp / "in"),
-               ("predict", "-m", "{tmp}/model", "-i", "{tmp}/in", "-o", "{tmp}/in/masks"), 2, INSIDE, ("in",)),
-    SafetyCase("predict -o symlink to -i", _symlink_to_input,
-               ("predict", "-m", "{tmp}/model", "-i", "{tmp}/in", "-o", "{tmp}/link", "--overwrite"), 2, IS_INPUT,
-               ("in",)),
-    SafetyCase("predict -o inside the model", lambda tmp: _user_files(tmp / "model"),
-               ("predict", "-m", "{tmp}/model", "-i", "{tmp}/in", "-o", "{tmp}/model/pred"), 2, INSIDE, ("model",)),
-    SafetyCase("evaluate -o = --pred", _pred_and_ref, (*EVALUATE, "-o", "{tmp}/pred", "--overwrite"), 2, IS_INPUT,
-               ("pred", "ref"), covers="evaluate"),
-    SafetyCase("evaluate -o parent of --ref", _pred_and_ref, (*EVALUATE, "-o", "{tmp}", "--overwrite"), 2, CONTAINS,
-               ("pred", "ref")),
-    SafetyCase("ef -o = --ref", lambda tmp: _masks(tmp / "ref"),
-               ("ef", "--ref", "{tmp}/ref", "-o", "{tmp}/ref", "--overwrite"), 2, IS_INPUT, ("ref",), covers="ef"),
-    SafetyCase("postprocess -o = -i", lambda tmp: _masks(tmp / "pred"),
-               ("postprocess", "-i", "{tmp}/pred", "-o", "{tmp}/pred", "--overwrite"), 2, IS_INPUT, ("pred",),
-               covers="postprocess"),
-    SafetyCase("compare -o = --ref", _two_preds_and_ref,
-               ("compare", "--pred", "a={tmp}/a", "--pred", "b={tmp}/b", "--ref", "{tmp}/ref", "-o", "{tmp}/ref",
-                "--overwrite"), 2, IS_INPUT, ("a", "b", "ref"), covers="compare"),
-    SafetyCase("cine -o holds the sequence", _sequence,
-               ("cine", "--2ch", "{tmp}/loops/patient0001_2CH_half_sequence_gt.nii.gz", "-o", "{tmp}/loops",
-                "--overwrite"), 2, CONTAINS, ("loops",), covers="cine"),
-    SafetyCase("cine -o holds a glob's frames", lambda tmp: _masks(tmp / "frames", 3),
-               ("cine", "--2ch", "{tmp}/frames/patient*_2CH_ED.nii.gz", "-o", "{tmp}/frames", "--overwrite"), 2,
-               IS_INPUT, ("frames",)),
-    SafetyCase("convert-generic into the folder of its frames", _dataset_holding_its_sources,
-               ("convert-generic", "{tmp}/raw/Dataset007_Echo/source/frames.csv", "-d", "7", "--raw", "{tmp}/raw",
-                "--overwrite"), 2, CONTAINS, ("raw/Dataset007_Echo/source",), covers="convert-generic"),
-    SafetyCase("convert-camus into its source", _phantom_in_raw,
-               ("convert-camus", "{tmp}/raw/Dataset008_CAMUS", "-d", "8", "--raw", "{tmp}/raw", "--overwrite"), 2,
-               CONTAINS, ("raw/Dataset008_CAMUS",), covers="convert-camus"),
-    SafetyCase("demo -o = --camus", _camus_folder, ("demo", "-o", "{tmp}/camus", "--camus", "{tmp}/camus"), 2,
-               IS_INPUT, ("camus",), covers="demo"),
-    SafetyCase("ablation run -o inside the preprocessed data", _preprocessed_dataset,
-               ("ablation", "run", "-d", "Dataset555_Tiny", "-o", "{tmp}/nnUNet_preprocessed/Dataset555_Tiny/out",
-                "--overwrite"), 2, INSIDE, ("nnUNet_preprocessed",), covers="ablation run"),
-    SafetyCase("export-model -o inside the model", lambda tmp: _user_files(tmp / "model"),
-               ("export-model", "-m", "{tmp}/model", "-o", "{tmp}/model/model.zip", "--overwrite"), 2,
-               "lies inside the model folder", ("model",), covers="export-model"),
-    SafetyCase("export-model -o unwritable", lambda tmp: _user_files(tmp / "model"),
-               ("export-model", "-m", "{tmp}/model", "-o", "{unwritable}/model.zip"), 2, "cannot write",
-               ("model",)),
+    SafetyCase(
+        "predict -o = -i",
+        lambda tmp: _masks(tmp / "in"),
+        ("predict", "-m", "{tmp}/model", "-i", "{tmp}/in", "-o", "{tmp}/in", "--overwrite"),
+        2,
+        IS_INPUT,
+        ("in",),
+        covers="predict",
+    ),
+    SafetyCase(
+        "predict -o parent of -i",
+        _images_in_parent,
+        ("predict", "-m", "{tmp}/model", "-i", "{tmp}/parent/in", "-o", "{tmp}/parent", "--overwrite"),
+        2,
+        CONTAINS,
+        ("parent",),
+        covers="predict",
+    ),
+    SafetyCase(
+        "predict -o inside -i",
+        lambda tmp: _masks(tmp / "in"),
+        ("predict", "-m", "{tmp}/model", "-i", "{tmp}/in", "-o", "{tmp}/in/masks"),
+        2,
+        INSIDE,
+        ("in",),
+    ),
+    SafetyCase(
+        "predict -o symlink to -i",
+        _symlink_to_input,
+        ("predict", "-m", "{tmp}/model", "-i", "{tmp}/in", "-o", "{tmp}/link", "--overwrite"),
+        2,
+        IS_INPUT,
+        ("in",),
+    ),
+    SafetyCase(
+        "predict -o inside the model",
+        lambda tmp: _user_files(tmp / "model"),
+        ("predict", "-m", "{tmp}/model", "-i", "{tmp}/in", "-o", "{tmp}/model/pred"),
+        2,
+        INSIDE,
+        ("model",),
+    ),
+    SafetyCase(
+        "evaluate -o = --pred",
+        _pred_and_ref,
+        (*EVALUATE, "-o", "{tmp}/pred", "--overwrite"),
+        2,
+        IS_INPUT,
+        ("pred", "ref"),
+        covers="evaluate",
+    ),
+    SafetyCase(
+        "evaluate -o parent of --ref",
+        _pred_and_ref,
+        (*EVALUATE, "-o", "{tmp}", "--overwrite"),
+        2,
+        CONTAINS,
+        ("pred", "ref"),
+    ),
+    SafetyCase(
+        "ef -o = --ref",
+        lambda tmp: _masks(tmp / "ref"),
+        ("ef", "--ref", "{tmp}/ref", "-o", "{tmp}/ref", "--overwrite"),
+        2,
+        IS_INPUT,
+        ("ref",),
+        covers="ef",
+    ),
+    SafetyCase(
+        "postprocess -o = -i",
+        lambda tmp: _masks(tmp / "pred"),
+        ("postprocess", "-i", "{tmp}/pred", "-o", "{tmp}/pred", "--overwrite"),
+        2,
+        IS_INPUT,
+        ("pred",),
+        covers="postprocess",
+    ),
+    SafetyCase(
+        "compare -o = --ref",
+        _two_preds_and_ref,
+        (
+            "compare",
+            "--pred",
+            "a={tmp}/a",
+            "--pred",
+            "b={tmp}/b",
+            "--ref",
+            "{tmp}/ref",
+            "-o",
+            "{tmp}/ref",
+            "--overwrite",
+        ),
+        2,
+        IS_INPUT,
+        ("a", "b", "ref"),
+        covers="compare",
+    ),
+    SafetyCase(
+        "cine -o holds the sequence",
+        _sequence,
+        ("cine", "--2ch", "{tmp}/loops/patient0001_2CH_half_sequence_gt.nii.gz", "-o", "{tmp}/loops", "--overwrite"),
+        2,
+        CONTAINS,
+        ("loops",),
+        covers="cine",
+    ),
+    SafetyCase(
+        "cine -o holds a glob's frames",
+        lambda tmp: _masks(tmp / "frames", 3),
+        ("cine", "--2ch", "{tmp}/frames/patient*_2CH_ED.nii.gz", "-o", "{tmp}/frames", "--overwrite"),
+        2,
+        IS_INPUT,
+        ("frames",),
+    ),
+    SafetyCase(
+        "convert-generic into the folder of its frames",
+        _dataset_holding_its_sources,
+        (
+            "convert-generic",
+            "{tmp}/raw/Dataset007_Echo/source/frames.csv",
+            "-d",
+            "7",
+            "--raw",
+            "{tmp}/raw",
+            "--overwrite",
+        ),
+        2,
+        CONTAINS,
+        ("raw/Dataset007_Echo/source",),
+        covers="convert-generic",
+    ),
+    SafetyCase(
+        "convert-camus into its source",
+        _phantom_in_raw,
+        ("convert-camus", "{tmp}/raw/Dataset008_CAMUS", "-d", "8", "--raw", "{tmp}/raw", "--overwrite"),
+        2,
+        CONTAINS,
+        ("raw/Dataset008_CAMUS",),
+        covers="convert-camus",
+    ),
+    SafetyCase(
+        "demo -o = --camus",
+        _camus_folder,
+        ("demo", "-o", "{tmp}/camus", "--camus", "{tmp}/camus"),
+        2,
+        IS_INPUT,
+        ("camus",),
+        covers="demo",
+    ),
+    SafetyCase(
+        "ablation run -o inside the preprocessed data",
+        _preprocessed_dataset,
+        (
+            "ablation",
+            "run",
+            "-d",
+            "Dataset555_Tiny",
+            "-o",
+            "{tmp}/nnUNet_preprocessed/Dataset555_Tiny/out",
+            "--overwrite",
+        ),
+        2,
+        INSIDE,
+        ("nnUNet_preprocessed",),
+        covers="ablation run",
+    ),
+    SafetyCase(
+        "export-model -o inside the model",
+        lambda tmp: _user_files(tmp / "model"),
+        ("export-model", "-m", "{tmp}/model", "-o", "{tmp}/model/model.zip", "--overwrite"),
+        2,
+        "lies inside the model folder",
+        ("model",),
+        covers="export-model",
+    ),
+    SafetyCase(
+        "export-model -o unwritable",
+        lambda tmp: _user_files(tmp / "model"),
+        ("export-model", "-m", "{tmp}/model", "-o", "{unwritable}/model.zip"),
+        2,
+        "cannot write",
+        ("model",),
+    ),
     # --overwrite replaces only what this project wrote
-    SafetyCase("predict --overwrite of a user's folder", lambda tmp: _user_files(tmp / "mine"),
-               ("predict", "-m", "{tmp}/model", "-i", "{tmp}/in", "-o", "{tmp}/mine", "--overwrite"), 2, NOT_OURS,
-               ("mine",)),
-    SafetyCase("evaluate --overwrite of a user's folder", _previous_output({"notes.txt": "mine"}, marker=False),
-               (*EVALUATE, "-o", "{tmp}/out", "--overwrite"), 2, NOT_OURS, ("out",)),
-    SafetyCase("evaluate --overwrite of its own output", _previous_output({"summary.json": "{}"}, marker=True),
-               (*EVALUATE, "-o", "{tmp}/out", "--overwrite"), 0, "written:", ("pred", "ref")),
-    SafetyCase("evaluate --overwrite of an output without marker", _previous_output(
-        {"summary.json": "{}", "metrics.csv": "", "outliers.csv": ""}, marker=False),
-               (*EVALUATE, "-o", "{tmp}/out", "--overwrite"), 0, "written:", ("pred", "ref")),
-    SafetyCase("evaluate --overwrite of a marker-less output with extra files", _previous_output(
-        {"summary.json": "{}", "metrics.csv": "", "thesis.docx": "mine"}, marker=False),
-               (*EVALUATE, "-o", "{tmp}/out", "--overwrite"), 2, NOT_OURS, ("out",)),
-    SafetyCase("ef --overwrite of a user's folder", lambda tmp: (_masks(tmp / "ref"), _user_files(tmp / "mine")),
-               ("ef", "--ref", "{tmp}/ref", "-o", "{tmp}/mine", "--overwrite"), 2, NOT_OURS, ("mine", "ref")),
-    SafetyCase("phantom --overwrite of a user's folder", lambda tmp: _user_files(tmp / "mine"),
-               ("phantom", "{tmp}/mine", "-n", "2", "--size", "32", "--overwrite"), 2, NOT_OURS, ("mine",),
-               covers="phantom"),
-    SafetyCase("phantom --overwrite of its own output", lambda tmp: _phantom(tmp / "ph"),
-               ("phantom", "{tmp}/ph", "-n", "2", "--size", "32", "--overwrite"), 0, "phantom: 2 patients"),
-    SafetyCase("ablation run --overwrite of a user's folder", lambda tmp: (_preprocessed_dataset(tmp),
-                                                                          _user_files(tmp / "mine")),
-               ("ablation", "run", "-d", "Dataset555_Tiny", "-o", "{tmp}/mine", "--overwrite"), 2,
-               "holds no ablation", ("mine",)),
-    SafetyCase("demo in a user's folder", lambda tmp: _user_files(tmp / "mine"), ("demo", "-o", "{tmp}/mine"), 2,
-               "is not a demo folder", ("mine",)),
+    SafetyCase(
+        "predict --overwrite of a user's folder",
+        lambda tmp: _user_files(tmp / "mine"),
+        ("predict", "-m", "{tmp}/model", "-i", "{tmp}/in", "-o", "{tmp}/mine", "--overwrite"),
+        2,
+        NOT_OURS,
+        ("mine",),
+    ),
+    SafetyCase(
+        "evaluate --overwrite of a user's folder",
+        _previous_output({"notes.txt": "mine"}, marker=False),
+        (*EVALUATE, "-o", "{tmp}/out", "--overwrite"),
+        2,
+        NOT_OURS,
+        ("out",),
+    ),
+    SafetyCase(
+        "evaluate --overwrite of its own output",
+        _previous_output({"summary.json": "{}"}, marker=True),
+        (*EVALUATE, "-o", "{tmp}/out", "--overwrite"),
+        0,
+        "written:",
+        ("pred", "ref"),
+    ),
+    SafetyCase(
+        "evaluate --overwrite of an output without marker",
+        _previous_output({"summary.json": "{}", "metrics.csv": "", "outliers.csv": ""}, marker=False),
+        (*EVALUATE, "-o", "{tmp}/out", "--overwrite"),
+        0,
+        "written:",
+        ("pred", "ref"),
+    ),
+    SafetyCase(
+        "evaluate --overwrite of a marker-less output with extra files",
+        _previous_output({"summary.json": "{}", "metrics.csv": "", "thesis.docx": "mine"}, marker=False),
+        (*EVALUATE, "-o", "{tmp}/out", "--overwrite"),
+        2,
+        NOT_OURS,
+        ("out",),
+    ),
+    SafetyCase(
+        "ef --overwrite of a user's folder",
+        lambda tmp: (_masks(tmp / "ref"), _user_files(tmp / "mine")),
+        ("ef", "--ref", "{tmp}/ref", "-o", "{tmp}/mine", "--overwrite"),
+        2,
+        NOT_OURS,
+        ("mine", "ref"),
+    ),
+    SafetyCase(
+        "phantom --overwrite of a user's folder",
+        lambda tmp: _user_files(tmp / "mine"),
+        ("phantom", "{tmp}/mine", "-n", "2", "--size", "32", "--overwrite"),
+        2,
+        NOT_OURS,
+        ("mine",),
+        covers="phantom",
+    ),
+    SafetyCase(
+        "phantom --overwrite of its own output",
+        lambda tmp: _phantom(tmp / "ph"),
+        ("phantom", "{tmp}/ph", "-n", "2", "--size", "32", "--overwrite"),
+        0,
+        "phantom: 2 patients",
+    ),
+    SafetyCase(
+        "ablation run --overwrite of a user's folder",
+        lambda tmp: (_preprocessed_dataset(tmp), _user_files(tmp / "mine")),
+        ("ablation", "run", "-d", "Dataset555_Tiny", "-o", "{tmp}/mine", "--overwrite"),
+        2,
+        "holds no ablation",
+        ("mine",),
+    ),
+    SafetyCase(
+        "demo in a user's folder",
+        lambda tmp: _user_files(tmp / "mine"),
+        ("demo", "-o", "{tmp}/mine"),
+        2,
+        "is not a demo folder",
+        ("mine",),
+    ),
     # export-onnx writes a file: a folder, a file it did not write, a bad opset are refused before the export
-    SafetyCase("export-onnx -o DIR --overwrite", _folder_and_file,
-               ("export-onnx", "-m", "{tmp}/model", "-o", "{tmp}/onnx_dir", "--overwrite"), 2, "is a folder",
-               ("onnx_dir",), covers="export-onnx"),
-    SafetyCase("export-onnx --overwrite of a file it did not write", _folder_and_file,
-               ("export-onnx", "-m", "{tmp}/model", "-o", "{tmp}/files/notes.txt", "--overwrite"), 2,
-               "not an ONNX file written by lightecho", ("files",)),
-    SafetyCase("export-onnx --opset 8", _nothing, ("export-onnx", "-m", "{tmp}/model", "-o", "{tmp}/m.onnx",
-                                                    "--opset", "8"), 2, "at least 9"),
+    SafetyCase(
+        "export-onnx -o DIR --overwrite",
+        _folder_and_file,
+        ("export-onnx", "-m", "{tmp}/model", "-o", "{tmp}/onnx_dir", "--overwrite"),
+        2,
+        "is a folder",
+        ("onnx_dir",),
+        covers="export-onnx",
+    ),
+    SafetyCase(
+        "export-onnx --overwrite of a file it did not write",
+        _folder_and_file,
+        ("export-onnx", "-m", "{tmp}/model", "-o", "{tmp}/files/notes.txt", "--overwrite"),
+        2,
+        "not an ONNX file written by lightecho",
+        ("files",),
+    ),
+    SafetyCase(
+        "export-onnx --opset 8",
+        _nothing,
+        ("export-onnx", "-m", "{tmp}/model", "-o", "{tmp}/m.onnx", "--opset", "8"),
+        2,
+        "at least 9",
+    ),
     # item 6: an output folder that cannot be written is one line, before any work
-    SafetyCase("evaluate -o unwritable", _pred_and_ref, (*EVALUATE, "-o", "{unwritable}/out"), 2, "cannot write",
-               ("pred", "ref")),
-    SafetyCase("convert --raw unwritable", lambda tmp: _phantom(tmp / "ph"),
-               ("convert-camus", "{tmp}/ph", "-d", "9", "--raw", "{unwritable}/raw"), 2, "cannot write", ("ph",)),
-    SafetyCase("convert --overlay unwritable", lambda tmp: _phantom(tmp / "ph"),
-               ("convert-camus", "{tmp}/ph", "-d", "9", "--raw", "{tmp}/raw", "--overlay", "{unwritable}/o.png"), 2,
-               "cannot write", ("ph",)),
-    SafetyCase("export-onnx -o unwritable", _nothing,
-               ("export-onnx", "-m", "{tmp}/model", "-o", "{unwritable}/m.onnx"), 2, "cannot write"),
+    SafetyCase(
+        "evaluate -o unwritable",
+        _pred_and_ref,
+        (*EVALUATE, "-o", "{unwritable}/out"),
+        2,
+        "cannot write",
+        ("pred", "ref"),
+    ),
+    SafetyCase(
+        "convert --raw unwritable",
+        lambda tmp: _phantom(tmp / "ph"),
+        ("convert-camus", "{tmp}/ph", "-d", "9", "--raw", "{unwritable}/raw"),
+        2,
+        "cannot write",
+        ("ph",),
+    ),
+    SafetyCase(
+        "convert --overlay unwritable",
+        lambda tmp: _phantom(tmp / "ph"),
+        ("convert-camus", "{tmp}/ph", "-d", "9", "--raw", "{tmp}/raw", "--overlay", "{unwritable}/o.png"),
+        2,
+        "cannot write",
+        ("ph",),
+    ),
+    SafetyCase(
+        "export-onnx -o unwritable",
+        _nothing,
+        ("export-onnx", "-m", "{tmp}/model", "-o", "{unwritable}/m.onnx"),
+        2,
+        "cannot write",
+    ),
     # item 6: bad inputs are one line, not a traceback
-    SafetyCase("convert-generic Latin-1 CSV", _latin1_csv,
-               ("convert-generic", "{tmp}/raw/Dataset007_Echo/source/frames.csv", "-d", "9", "--raw", "{tmp}/out"), 2,
-               "is not UTF-8 text", ("raw",)),
-    SafetyCase("convert-generic --label-map JSON list", _label_map_list,
-               ("convert-generic", "{tmp}/raw/Dataset007_Echo/source/frames.csv", "-d", "9", "--raw", "{tmp}/out",
-                "--label-map", "{tmp}/map.json"), 2, "must be a JSON object", ("raw", "map.json")),
-    SafetyCase("predict with a dataset.json without labels", _model_without_labels,
-               ("predict", "-m", "{tmp}/model", "-i", "{tmp}/in", "-o", "{tmp}/out"), 2, "lacks labels",
-               ("in", "model")),
-    SafetyCase("plan with a dataset.json without labels", _raw_dataset_without_labels, ("plan", "-d", "9"), 2,
-               "lacks labels", ("nnUNet_raw",)),
-    SafetyCase("plan --preset bogus", _raw_dataset_without_labels, ("plan", "-d", "9", "--preset", "bogus"), 2,
-               "unknown architecture preset 'bogus'", ("nnUNet_raw",)),
-    SafetyCase("predict -o under a file", lambda tmp: _user_files(tmp / "files"),
-               ("predict", "-m", "{tmp}/model", "-i", "{tmp}/in", "-o", "{tmp}/files/notes.txt/out"), 2,
-               "is not a folder", ("files",)),
+    SafetyCase(
+        "convert-generic Latin-1 CSV",
+        _latin1_csv,
+        ("convert-generic", "{tmp}/raw/Dataset007_Echo/source/frames.csv", "-d", "9", "--raw", "{tmp}/out"),
+        2,
+        "is not UTF-8 text",
+        ("raw",),
+    ),
+    SafetyCase(
+        "convert-generic --label-map JSON list",
+        _label_map_list,
+        (
+            "convert-generic",
+            "{tmp}/raw/Dataset007_Echo/source/frames.csv",
+            "-d",
+            "9",
+            "--raw",
+            "{tmp}/out",
+            "--label-map",
+            "{tmp}/map.json",
+        ),
+        2,
+        "must be a JSON object",
+        ("raw", "map.json"),
+    ),
+    SafetyCase(
+        "predict with a dataset.json without labels",
+        _model_without_labels,
+        ("predict", "-m", "{tmp}/model", "-i", "{tmp}/in", "-o", "{tmp}/out"),
+        2,
+        "lacks labels",
+        ("in", "model"),
+    ),
+    SafetyCase(
+        "plan with a dataset.json without labels",
+        _raw_dataset_without_labels,
+        ("plan", "-d", "9"),
+        2,
+        "lacks labels",
+        ("nnUNet_raw",),
+    ),
+    SafetyCase(
+        "plan --preset bogus",
+        _raw_dataset_without_labels,
+        ("plan", "-d", "9", "--preset", "bogus"),
+        2,
+        "unknown architecture preset 'bogus'",
+        ("nnUNet_raw",),
+    ),
+    SafetyCase(
+        "predict -o under a file",
+        lambda tmp: _user_files(tmp / "files"),
+        ("predict", "-m", "{tmp}/model", "-i", "{tmp}/in", "-o", "{tmp}/files/notes.txt/out"),
+        2,
+        "is not a folder",
+        ("files",),
+    ),
 ]
 
 
@@ -332,8 +611,12 @@ def _start_paused(function: str, argv: list[str], folder: Path, name: str) -> tu
     """`lightecho argv` in its own process, returned once it paused after `function` (MODULE:FUNCTION); touching
     the returned path lets it go on."""
     ready, go = folder / f"{name}.ready", folder / f"{name}.go"
-    process = subprocess.Popen([sys.executable, str(PAUSED_CLI), function, str(ready), str(go), *argv],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(PAUSED_CLI), function, str(ready), str(go), *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 180
     while not ready.exists():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -343,10 +626,13 @@ def _start_paused(function: str, argv: list[str], folder: Path, name: str) -> tu
     return process, go
 
 
-@pytest.mark.parametrize("command, function", [
-    ("postprocess", "nnunet_lightweight.evaluation.postprocessing:postprocess_segmentation"),
-    ("convert-camus", "nnunet_lightweight.conversion.dataset:_convert_frame"),
-])
+@pytest.mark.parametrize(
+    "command, function",
+    [
+        ("postprocess", "nnunet_lightweight.evaluation.postprocessing:postprocess_segmentation"),
+        ("convert-camus", "nnunet_lightweight.conversion.dataset:_convert_frame"),
+    ],
+)
 def test_ctrl_c_exits_130_and_removes_the_staged_output(command, function, tmp_path) -> None:
     work = tmp_path / "work"
     work.mkdir()
@@ -362,8 +648,10 @@ def test_ctrl_c_exits_130_and_removes_the_staged_output(command, function, tmp_p
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
-    assert stderr.strip().splitlines()[-1] == (f"lightecho {command}: interrupted (Ctrl-C): unfinished outputs were "
-                                               "removed; inputs and outputs written before are kept")
+    assert stderr.strip().splitlines()[-1] == (
+        f"lightecho {command}: interrupted (Ctrl-C): unfinished outputs were "
+        "removed; inputs and outputs written before are kept"
+    )
     assert list(work.iterdir()) == [], "staged output left behind"
     assert {kept: _snapshot_of(tmp_path / kept) for kept in before} == before
 
@@ -381,8 +669,9 @@ def test_concurrent_conversions_cannot_both_take_a_dataset_id(second_name, tmp_p
     _phantom(tmp_path / "ph")
     raw = tmp_path / "raw"
     convert = ["convert-camus", str(tmp_path / "ph"), "-d", "760", "--raw", str(raw), "--no-verify"]
-    first, go = _start_paused("nnunet_lightweight.conversion.dataset:_patient_metadata", [*convert, "--name", "A"], tmp_path,
-                              "first")
+    first, go = _start_paused(
+        "nnunet_lightweight.conversion.dataset:_patient_metadata", [*convert, "--name", "A"], tmp_path, "first"
+    )
     assert main([*convert, "--name", second_name, "--seed", "1"]) == 0
     go.touch()
     _, stderr = first.communicate(timeout=120)

@@ -5,6 +5,7 @@ Rows of the tables run in-process through `lightecho`'s `main(argv)` with the `r
 what they would (the real ones take minutes on 2 CPU cores and run in the training fixtures): what they check is
 what `lightecho plan` decides to redo, to keep or to refuse.
 """
+
 import json
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def _label_map(seed: int = 0) -> np.ndarray:
 def _cut(path: Path, fraction: float) -> None:
     """Keep only the first `fraction` of the file's bytes (an interrupted copy or download)."""
     data = path.read_bytes()
-    path.write_bytes(data[:int(len(data) * fraction)])
+    path.write_bytes(data[: int(len(data) * fraction)])
 
 
 def _truncated_prediction(tmp: Path) -> None:
@@ -70,8 +71,9 @@ def write_video(path: Path, n_frames: int) -> None:
     import imageio.v3 as iio
 
     cols = np.arange(32)[None, :]
-    frames = np.stack([np.repeat(((np.sin((cols + 3 * t) / 5) + 1) * 120).astype(np.uint8), 32, axis=0)
-                       for t in range(n_frames)])
+    frames = np.stack(
+        [np.repeat(((np.sin((cols + 3 * t) / 5) + 1) * 120).astype(np.uint8), 32, axis=0) for t in range(n_frames)]
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     iio.imwrite(path, np.repeat(frames[..., None], 3, axis=-1), plugin="pyav", codec="mpeg4", fps=25)
 
@@ -100,6 +102,7 @@ def _label_map_json(text: str):
     def build(tmp: Path) -> None:
         _frames_csv(tmp)
         (tmp / "map.json").write_text(text)
+
     return build
 
 
@@ -120,6 +123,7 @@ def _phantom(n_patients: int):
         from nnunet_lightweight.conversion.phantom import generate_phantom
 
         generate_phantom(tmp / "ph", n_patients=n_patients, size=32, progress=False)
+
     return build
 
 
@@ -132,55 +136,169 @@ CONVERT_ONE = ("convert-camus", "{tmp}/ph", "-d", "12", "--raw", "{tmp}/raw", "-
 
 CASES = [
     # item 3: truncated files and NaN/Inf pixels are an error naming the file, never a silently wrong result
-    SafetyCase("postprocess of a .nii.gz cut in half", _truncated_prediction,
-               ("postprocess", "-i", "{tmp}/pred", "-o", "{tmp}/out"), 2, "pred/patient0001_2CH_ED.nii.gz (unreadable or truncated file)",
-               ("pred",)),
-    SafetyCase("evaluate of a prediction with NaN", _nan_prediction_and_reference,
-               ("evaluate", "--pred", "{tmp}/pred", "--ref", "{tmp}/ref", "-o", "{tmp}/out"), 2,
-               "pred/patient0001_2CH_ED.nii.gz has 1 NaN or infinite pixel value(s)", ("pred", "ref")),
-    SafetyCase("ef of a mask with NaN", _nan_masks, ("ef", "--ref", "{tmp}/masks", "-o", "{tmp}/out"), 2,
-               "patient0001_4CH_ES.nii.gz has 1 NaN or infinite", ("masks",)),
-    SafetyCase("cine of a sequence with inf", _nan_sequence, ("cine", "--2ch", "{tmp}/loops/loop.nii.gz", "-o",
-                                                             "{tmp}/out"), 2,
-               "loop.nii.gz has 1 NaN or infinite", ("loops",)),
-    SafetyCase("cine of an AVI cut to a third", _truncated_video,
-               ("cine", "--2ch", "{tmp}/loops/loop.avi", "-o", "{tmp}/out"), 2, "loops/loop.avi (", ("loops",)),
+    SafetyCase(
+        "postprocess of a .nii.gz cut in half",
+        _truncated_prediction,
+        ("postprocess", "-i", "{tmp}/pred", "-o", "{tmp}/out"),
+        2,
+        "pred/patient0001_2CH_ED.nii.gz (unreadable or truncated file)",
+        ("pred",),
+    ),
+    SafetyCase(
+        "evaluate of a prediction with NaN",
+        _nan_prediction_and_reference,
+        ("evaluate", "--pred", "{tmp}/pred", "--ref", "{tmp}/ref", "-o", "{tmp}/out"),
+        2,
+        "pred/patient0001_2CH_ED.nii.gz has 1 NaN or infinite pixel value(s)",
+        ("pred", "ref"),
+    ),
+    SafetyCase(
+        "ef of a mask with NaN",
+        _nan_masks,
+        ("ef", "--ref", "{tmp}/masks", "-o", "{tmp}/out"),
+        2,
+        "patient0001_4CH_ES.nii.gz has 1 NaN or infinite",
+        ("masks",),
+    ),
+    SafetyCase(
+        "cine of a sequence with inf",
+        _nan_sequence,
+        ("cine", "--2ch", "{tmp}/loops/loop.nii.gz", "-o", "{tmp}/out"),
+        2,
+        "loop.nii.gz has 1 NaN or infinite",
+        ("loops",),
+    ),
+    SafetyCase(
+        "cine of an AVI cut to a third",
+        _truncated_video,
+        ("cine", "--2ch", "{tmp}/loops/loop.avi", "-o", "{tmp}/out"),
+        2,
+        "loops/loop.avi (",
+        ("loops",),
+    ),
     # item 5: bad numbers are refused by the argument parser, naming the option
-    SafetyCase("compare --alpha 7", _nothing, ("compare", "--pred", "a={tmp}/a", "--ref", "{tmp}/r", "-o",
-                                               "{tmp}/out", "--alpha", "7"), 2,
-               "argument --alpha: must be greater than 0 and at most 0.5, got 7"),
-    SafetyCase("predict --batch-size 0", _nothing, ("predict", "-m", "{tmp}/m", "-i", "{tmp}/i", "-o", "{tmp}/o",
-                                                    "--batch-size", "0"), 2, "argument --batch-size: must be at least 1"),
-    SafetyCase("predict --threads 0", _nothing, ("predict", "-m", "{tmp}/m", "-i", "{tmp}/i", "-o", "{tmp}/o",
-                                                 "--threads", "0"), 2, "argument --threads: must be at least 1"),
-    SafetyCase("postprocess --radius 200", _nothing, ("postprocess", "-i", "{tmp}/p", "-o", "{tmp}/o", "--radius",
-                                                      "200"), 2, "argument --radius: must be at least 1 and at most 50"),
-    SafetyCase("export-onnx --opset 5", _nothing, ("export-onnx", "-m", "{tmp}/m", "-o", "{tmp}/m.onnx", "--opset",
-                                                   "5"), 2, "argument --opset: must be at least 9"),
-    SafetyCase("cine --spacing nan", _nothing, ("cine", "--2ch", "{tmp}/x.nii.gz", "-o", "{tmp}/o", "--spacing",
-                                                "nan", "1"), 2, "argument --spacing: 'nan' is not a finite number"),
-    SafetyCase("convert -d 1000", _nothing, ("convert-camus", "{tmp}/ph", "-d", "1000"), 2,
-               "argument -d/--dataset-id: must be at least 1 and at most 999, got 1000"),
-    SafetyCase("convert-generic spacing nan", lambda tmp: _frames_csv(tmp, spacing="nan"), GENERIC, 2,
-               "frames.csv, line 2: spacing 'nan' must be one or two positive numbers", ("src",)),
-    SafetyCase("convert-generic spacing inf", lambda tmp: _frames_csv(tmp, spacing="0.3xinf"), GENERIC, 2,
-               "spacing '0.3xinf' must be one or two positive numbers", ("src",)),
-    SafetyCase("convert-generic --label-map JSON with a repeated key", _label_map_json('{"1": "LV", "1": "LA"}'),
-               (*GENERIC, "--label-map", "{tmp}/map.json"), 2, "key(s) ['1'] appear more than once", ("src", "map.json")),
-    SafetyCase("convert-generic --label-map value mapped twice", _frames_csv,
-               (*GENERIC, "--label-map", "0=background,1=LV,1=LA"), 2, "source value 1 is mapped twice", ("src",)),
-    SafetyCase("convert-generic CSV with a UTF-8 BOM", lambda tmp: _frames_csv(tmp, bom=True), GENERIC, 0,
-               "5 frames of    5 patients", ("src",)),
-    SafetyCase("ef counts the measured patients", _ef_one_unmeasurable,
-               ("ef", "--ref", "{tmp}/masks", "-o", "{tmp}/out", "--pixel-units"), 0,
-               "2/2 patients read, 1 measured", ("masks",)),
+    SafetyCase(
+        "compare --alpha 7",
+        _nothing,
+        ("compare", "--pred", "a={tmp}/a", "--ref", "{tmp}/r", "-o", "{tmp}/out", "--alpha", "7"),
+        2,
+        "argument --alpha: must be greater than 0 and at most 0.5, got 7",
+    ),
+    SafetyCase(
+        "predict --batch-size 0",
+        _nothing,
+        ("predict", "-m", "{tmp}/m", "-i", "{tmp}/i", "-o", "{tmp}/o", "--batch-size", "0"),
+        2,
+        "argument --batch-size: must be at least 1",
+    ),
+    SafetyCase(
+        "predict --threads 0",
+        _nothing,
+        ("predict", "-m", "{tmp}/m", "-i", "{tmp}/i", "-o", "{tmp}/o", "--threads", "0"),
+        2,
+        "argument --threads: must be at least 1",
+    ),
+    SafetyCase(
+        "postprocess --radius 200",
+        _nothing,
+        ("postprocess", "-i", "{tmp}/p", "-o", "{tmp}/o", "--radius", "200"),
+        2,
+        "argument --radius: must be at least 1 and at most 50",
+    ),
+    SafetyCase(
+        "export-onnx --opset 5",
+        _nothing,
+        ("export-onnx", "-m", "{tmp}/m", "-o", "{tmp}/m.onnx", "--opset", "5"),
+        2,
+        "argument --opset: must be at least 9",
+    ),
+    SafetyCase(
+        "cine --spacing nan",
+        _nothing,
+        ("cine", "--2ch", "{tmp}/x.nii.gz", "-o", "{tmp}/o", "--spacing", "nan", "1"),
+        2,
+        "argument --spacing: 'nan' is not a finite number",
+    ),
+    SafetyCase(
+        "convert -d 1000",
+        _nothing,
+        ("convert-camus", "{tmp}/ph", "-d", "1000"),
+        2,
+        "argument -d/--dataset-id: must be at least 1 and at most 999, got 1000",
+    ),
+    SafetyCase(
+        "convert-generic spacing nan",
+        lambda tmp: _frames_csv(tmp, spacing="nan"),
+        GENERIC,
+        2,
+        "frames.csv, line 2: spacing 'nan' must be one or two positive numbers",
+        ("src",),
+    ),
+    SafetyCase(
+        "convert-generic spacing inf",
+        lambda tmp: _frames_csv(tmp, spacing="0.3xinf"),
+        GENERIC,
+        2,
+        "spacing '0.3xinf' must be one or two positive numbers",
+        ("src",),
+    ),
+    SafetyCase(
+        "convert-generic --label-map JSON with a repeated key",
+        _label_map_json('{"1": "LV", "1": "LA"}'),
+        (*GENERIC, "--label-map", "{tmp}/map.json"),
+        2,
+        "key(s) ['1'] appear more than once",
+        ("src", "map.json"),
+    ),
+    SafetyCase(
+        "convert-generic --label-map value mapped twice",
+        _frames_csv,
+        (*GENERIC, "--label-map", "0=background,1=LV,1=LA"),
+        2,
+        "source value 1 is mapped twice",
+        ("src",),
+    ),
+    SafetyCase(
+        "convert-generic CSV with a UTF-8 BOM",
+        lambda tmp: _frames_csv(tmp, bom=True),
+        GENERIC,
+        0,
+        "5 frames of    5 patients",
+        ("src",),
+    ),
+    SafetyCase(
+        "ef counts the measured patients",
+        _ef_one_unmeasurable,
+        ("ef", "--ref", "{tmp}/masks", "-o", "{tmp}/out", "--pixel-units"),
+        0,
+        "2/2 patients read, 1 measured",
+        ("masks",),
+    ),
     # item 8: a single patient is a valid test set; a split that needs more patients says how many
-    SafetyCase("convert one patient --split none", _phantom(1), (*CONVERT_ONE, "--split", "none"), 0,
-               "no training cases, every patient held out in imagesTs", ("ph",)),
-    SafetyCase("convert one patient --split cv5", _phantom(1), CONVERT_ONE, 2,
-               "5-fold cross-validation needs at least 5 patients, got 1 labelled (--split none", ("ph",)),
-    SafetyCase("convert three patients --split paper", _phantom(3), (*CONVERT_ONE, "--split", "paper"), 2,
-               "needs at least 6 patients, got 3 labelled", ("ph",)),
+    SafetyCase(
+        "convert one patient --split none",
+        _phantom(1),
+        (*CONVERT_ONE, "--split", "none"),
+        0,
+        "no training cases, every patient held out in imagesTs",
+        ("ph",),
+    ),
+    SafetyCase(
+        "convert one patient --split cv5",
+        _phantom(1),
+        CONVERT_ONE,
+        2,
+        "5-fold cross-validation needs at least 5 patients, got 1 labelled (--split none",
+        ("ph",),
+    ),
+    SafetyCase(
+        "convert three patients --split paper",
+        _phantom(3),
+        (*CONVERT_ONE, "--split", "paper"),
+        2,
+        "needs at least 6 patients, got 3 labelled",
+        ("ph",),
+    ),
 ]
 
 
@@ -251,7 +369,7 @@ def _reader_only_predictor():
     predictor.reader_writer = SimpleITKIO()
     predictor.model = SimpleNamespace(plans_manager=SimpleNamespace(transpose_forward=[0, 1, 2]))
     predictor.preprocess = lambda data, properties: data
-    predictor.prepare = lambda stack, spacing: [stack[:, z:z + 1] for z in range(stack.shape[1])]
+    predictor.prepare = lambda stack, spacing: [stack[:, z : z + 1] for z in range(stack.shape[1])]
     return predictor
 
 
@@ -319,8 +437,10 @@ def fake_nnunet(monkeypatch) -> list[str]:
 
     def raw_cases() -> dict[str, list[float]]:
         raw, _ = folders()
-        return {p.name[:-len("_0000.nii.gz")]: [999.0, *reversed(sitk.ReadImage(str(p)).GetSpacing())]
-                for p in sorted((raw / "imagesTr").glob("*_0000.nii.gz"))}
+        return {
+            p.name[: -len("_0000.nii.gz")]: [999.0, *reversed(sitk.ReadImage(str(p)).GetSpacing())]
+            for p in sorted((raw / "imagesTr").glob("*_0000.nii.gz"))
+        }
 
     def shape_seen() -> list[int]:
         raw, _ = folders()
@@ -372,22 +492,34 @@ def _raw_dataset(tmp: Path, size: int = 16, patients: int = 5, splits: bool = Tr
     for case in cases:
         write_frame(np.full((size, size), 50, np.uint8), (1.0, 1.0), folder / "imagesTr" / f"{case}_0000.nii.gz")
         write_frame(np.ones((size, size), np.uint8), (1.0, 1.0), folder / "labelsTr" / f"{case}.nii.gz")
-    generate_dataset_json(str(folder), {0: "echo"}, {"background": 0, "LV": 1, "MYO": 2, "LA": 3}, len(cases),
-                          ".nii.gz", dataset_name=PLAN_NAME)
+    generate_dataset_json(
+        str(folder),
+        {0: "echo"},
+        {"background": 0, "LV": 1, "MYO": 2, "LA": 3},
+        len(cases),
+        ".nii.gz",
+        dataset_name=PLAN_NAME,
+    )
     if splits:
-        folds = [{"train": [c for c in cases if not c.startswith(f"p{k}_")], "val": [c for c in cases
-                                                                              if c.startswith(f"p{k}_")]}
-                 for k in range(patients)]
+        folds = [
+            {
+                "train": [c for c in cases if not c.startswith(f"p{k}_")],
+                "val": [c for c in cases if c.startswith(f"p{k}_")],
+            }
+            for k in range(patients)
+        ]
         (folder / "splits_final.json").write_text(json.dumps(folds))
 
 
 def _planned(*steps):
     """A builder: the raw dataset, then `steps` in order (functions of tmp; `_plan` runs lightecho plan)."""
+
     def build(tmp: Path) -> None:
         _raw_dataset(tmp)
         for step in steps:
             step(tmp)
         CALLS.append(BUILT)
+
     return build
 
 
@@ -441,32 +573,92 @@ ALL_STEPS = ["fingerprint", "plans", "preprocessing", "lightecho"]
 PLAN_CASES = [
     (SafetyCase("plan from scratch", _planned(), PLAN, 0, "LightEcho plans:"), ALL_STEPS),
     (SafetyCase("plan again, nothing changed", _planned(_plan), PLAN, 0, "LightEcho plans:", (USERS,)), ["lightecho"]),
-    (SafetyCase("plan after re-converting with --resize", _planned(_plan, _resized), PLAN, 0,
-                "changed shape (e.g. p0_2CH_ED: 16x16 -> 12x12)): planning and preprocessing again"), ALL_STEPS),
-    (SafetyCase("plan after re-converting with other patients", _planned(_plan, _other_patients), PLAN, 0,
-                "2 new case(s) (p5_2CH_ED, p5_2CH_ES)"), ALL_STEPS),
-    (SafetyCase("plan after Ctrl-C in the preprocessing", _planned(_interrupted_preprocessing), PLAN, 0,
-                "redoing preprocessing (not finished last time)"), ["preprocessing", "lightecho"]),
-    (SafetyCase("plan reuses the user's own planning", _planned(_users_own_planning), PLAN, 0, "LightEcho plans:",
-                (f"{USERS}/nnUNetPlans.json", f"{USERS}/nnUNetPlans_2d", f"{USERS}/dataset_fingerprint.json")),
-     ["lightecho"]),
-    (SafetyCase("plan stops at the user's own stale planning", _planned(_users_own_planning, _other_patients), PLAN,
-                2, "that lightecho plan did not write (e.g. from nnUNetv2_plan_and_preprocess) and they no longer "
-                   "match", (USERS,)), []),
-    (SafetyCase("plan --force replaces the user's stale planning", _planned(_users_own_planning, _resized),
-                (*PLAN, "--force"), 0, "redoing plans, preprocessing (--force)"), ALL_STEPS),
-    (SafetyCase("plan --preset bogus", _planned(), (*PLAN, "--preset", "bogus"), 2,
-                "unknown architecture preset 'bogus'"), []),
+    (
+        SafetyCase(
+            "plan after re-converting with --resize",
+            _planned(_plan, _resized),
+            PLAN,
+            0,
+            "changed shape (e.g. p0_2CH_ED: 16x16 -> 12x12)): planning and preprocessing again",
+        ),
+        ALL_STEPS,
+    ),
+    (
+        SafetyCase(
+            "plan after re-converting with other patients",
+            _planned(_plan, _other_patients),
+            PLAN,
+            0,
+            "2 new case(s) (p5_2CH_ED, p5_2CH_ES)",
+        ),
+        ALL_STEPS,
+    ),
+    (
+        SafetyCase(
+            "plan after Ctrl-C in the preprocessing",
+            _planned(_interrupted_preprocessing),
+            PLAN,
+            0,
+            "redoing preprocessing (not finished last time)",
+        ),
+        ["preprocessing", "lightecho"],
+    ),
+    (
+        SafetyCase(
+            "plan reuses the user's own planning",
+            _planned(_users_own_planning),
+            PLAN,
+            0,
+            "LightEcho plans:",
+            (f"{USERS}/nnUNetPlans.json", f"{USERS}/nnUNetPlans_2d", f"{USERS}/dataset_fingerprint.json"),
+        ),
+        ["lightecho"],
+    ),
+    (
+        SafetyCase(
+            "plan stops at the user's own stale planning",
+            _planned(_users_own_planning, _other_patients),
+            PLAN,
+            2,
+            "that lightecho plan did not write (e.g. from nnUNetv2_plan_and_preprocess) and they no longer match",
+            (USERS,),
+        ),
+        [],
+    ),
+    (
+        SafetyCase(
+            "plan --force replaces the user's stale planning",
+            _planned(_users_own_planning, _resized),
+            (*PLAN, "--force"),
+            0,
+            "redoing plans, preprocessing (--force)",
+        ),
+        ALL_STEPS,
+    ),
+    (
+        SafetyCase(
+            "plan --preset bogus", _planned(), (*PLAN, "--preset", "bogus"), 2, "unknown architecture preset 'bogus'"
+        ),
+        [],
+    ),
     (SafetyCase("plan -d 1000", _nothing, ("plan", "-d", "1000"), 2, "dataset id must be between 1 and 999"), []),
-    (SafetyCase("plan of a test-only dataset", lambda tmp: _raw_dataset(tmp, splits=False, test_only=True), PLAN, 2,
-                "has no training cases"), []),
+    (
+        SafetyCase(
+            "plan of a test-only dataset",
+            lambda tmp: _raw_dataset(tmp, splits=False, test_only=True),
+            PLAN,
+            2,
+            "has no training cases",
+        ),
+        [],
+    ),
 ]
 
 
 @pytest.mark.parametrize("case, steps", PLAN_CASES, ids=[case.id for case, _ in PLAN_CASES])
 def test_plan_case(case: SafetyCase, steps: list[str], run_safety_case, fake_nnunet, tmp_path) -> None:
     run_safety_case(case)
-    assert CALLS[CALLS.index(BUILT) + 1 if BUILT in CALLS else 0:] == steps
+    assert CALLS[CALLS.index(BUILT) + 1 if BUILT in CALLS else 0 :] == steps
     if case.exit_code != 0:
         return  # what must survive untouched is in the case's `kept`
     preprocessed = tmp_path / "nnUNet_preprocessed" / PLAN_NAME
@@ -475,7 +667,7 @@ def test_plan_case(case: SafetyCase, steps: list[str], run_safety_case, fake_nnu
     size = sitk.ReadImage(str(next((tmp_path / "nnUNet_raw" / PLAN_NAME / "imagesTr").glob("*")))).GetSize()
     # the plans and every preprocessed case are made from the raw data as it is now
     assert json.loads((preprocessed / "nnUNetPlans.json").read_text())["shape"] == list(size)
-    raw_cases = {p.name[:-len("_0000.nii.gz")] for p in (tmp_path / "nnUNet_raw" / PLAN_NAME / "imagesTr").iterdir()}
+    raw_cases = {p.name[: -len("_0000.nii.gz")] for p in (tmp_path / "nnUNet_raw" / PLAN_NAME / "imagesTr").iterdir()}
     assert {p.stem for p in (preprocessed / "nnUNetPlans_2d").glob("*.pkl")} == raw_cases
     installed = json.loads((preprocessed / "splits_final.json").read_text())
     assert installed == json.loads((tmp_path / "nnUNet_raw" / PLAN_NAME / "splits_final.json").read_text())

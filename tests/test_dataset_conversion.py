@@ -1,4 +1,5 @@
 """CAMUS and generic conversion: every layout, metadata, splits, resizing, and every kind of bad input."""
+
 import json
 import shutil
 from pathlib import Path
@@ -26,9 +27,9 @@ def synthetic_frame(rng: np.random.Generator, shape=(40, 32)) -> tuple[np.ndarra
     """A uint8 image and a CAMUS-like label map (MYO around LV, LA below)."""
     rows, cols = shape
     label = np.zeros(shape, np.uint8)
-    label[rows // 8:rows // 2, cols // 4:3 * cols // 4] = 2
-    label[rows // 8 + 2:rows // 2, cols // 4 + 2:3 * cols // 4 - 2] = 1
-    label[rows // 2:3 * rows // 4, cols // 3:2 * cols // 3] = 3
+    label[rows // 8 : rows // 2, cols // 4 : 3 * cols // 4] = 2
+    label[rows // 8 + 2 : rows // 2, cols // 4 + 2 : 3 * cols // 4 - 2] = 1
+    label[rows // 2 : 3 * rows // 4, cols // 3 : 2 * cols // 3] = 3
     image = (rng.integers(0, 60, shape) + 120 * (label == 2) + 50 * (label == 0)).astype(np.uint8)
     return image, label
 
@@ -41,9 +42,17 @@ def write_image(array: np.ndarray, path: Path, spacing=(0.3, 0.3), singleton: bo
     sitk.WriteImage(image, str(path))
 
 
-def make_camus(root: Path, layout: str = "nifti", n_patients: int = 6, shape=(40, 32), spacing=(0.3, 0.3),
-               info: bool = True, sequences: bool = False, groups: dict | None = None,
-               unlabelled: tuple = ()) -> Path:
+def make_camus(
+    root: Path,
+    layout: str = "nifti",
+    n_patients: int = 6,
+    shape=(40, 32),
+    spacing=(0.3, 0.3),
+    info: bool = True,
+    sequences: bool = False,
+    groups: dict | None = None,
+    unlabelled: tuple = (),
+) -> Path:
     """A small CAMUS download: `nifti` (database_nifti/) or `legacy` (training/ + testing/ with .mhd/.raw)."""
     rng = np.random.default_rng(0)
     suffix = ".nii.gz" if layout == "nifti" else ".mhd"
@@ -85,9 +94,13 @@ def assert_nothing_written(raw: Path) -> None:
 # Layouts
 # ------------------------------------------------------------------------------------------------------------
 
+
 def test_nifti_release_with_info_subgroups_and_sequences(tmp_path, nnunet_dirs):
-    groups = {"training": [f"patient{i:04d}" for i in range(1, 6)], "validation": ["patient0006"],
-              "testing": ["patient0007"]}
+    groups = {
+        "training": [f"patient{i:04d}" for i in range(1, 6)],
+        "validation": ["patient0006"],
+        "testing": ["patient0007"],
+    }
     source = make_camus(tmp_path / "CAMUS_public", n_patients=7, sequences=True, groups=groups)
     raw = nnunet_dirs["nnUNet_raw"]
     out = convert_camus(source, 500, export_sequences=True, verify=True, num_processes=1, progress=False)
@@ -101,12 +114,22 @@ def test_nifti_release_with_info_subgroups_and_sequences(tmp_path, nnunet_dirs):
     assert all(CASE_ID_PATTERN.match(name.removesuffix("_0000.nii.gz")) for name in train_images)
     # the official testing subgroup never enters training, with the default cv5 split too
     assert sorted(p.name for p in (out / "labelsTs").iterdir()) == [
-        f"patient0007_{v}_{p}.nii.gz" for v in VIEWS for p in PHASES]
+        f"patient0007_{v}_{p}.nii.gz" for v in VIEWS for p in PHASES
+    ]
     metadata = load_metadata(out)
     patient = metadata["patients"]["patient0001"]
     assert patient["spacing_is_physical"] and patient["official_subgroup"] == "training"
-    assert patient["views"]["4CH"]["info"] == {"ED": 1, "ES": 4, "NbFrame": 5, "Sex": "M", "Age": 61,
-                                               "ImageQuality": "Medium", "LVedv": 100.5, "LVesv": 45.25, "LVef": 55}
+    assert patient["views"]["4CH"]["info"] == {
+        "ED": 1,
+        "ES": 4,
+        "NbFrame": 5,
+        "Sex": "M",
+        "Age": 61,
+        "ImageQuality": "Medium",
+        "LVedv": 100.5,
+        "LVesv": 45.25,
+        "LVef": 55,
+    }
     assert patient["views"]["2CH"]["source_spacing_mm"] == pytest.approx([0.3, 0.3])
     assert metadata["cases"]["patient0001_2CH_ES"]["frame"] == 4
     sequence = metadata["sequences"]["patient0003_4CH"]
@@ -138,8 +161,14 @@ def test_official_split_rejects_patients_listed_but_missing(tmp_path, nnunet_dir
 
 
 def test_legacy_mhd_release_keeps_spacing_and_puts_testing_into_imagests(tmp_path, nnunet_dirs):
-    source = make_camus(tmp_path / "camus", layout="legacy", n_patients=6, spacing=(0.2, 0.3), sequences=True,
-                        unlabelled=("patient0006",))
+    source = make_camus(
+        tmp_path / "camus",
+        layout="legacy",
+        n_patients=6,
+        spacing=(0.2, 0.3),
+        sequences=True,
+        unlabelled=("patient0006",),
+    )
     out = convert(source, None, export_sequences=True)
     assert len(list((out / "imagesTr").iterdir())) == 20
     assert sorted(p.name for p in (out / "imagesTs").iterdir())[0] == "patient0006_2CH_ED_0000.nii.gz"
@@ -180,11 +209,19 @@ def test_real_camus_patients_convert(tmp_path, nnunet_dirs, camus_root):
 # Metadata, splits, resizing
 # ------------------------------------------------------------------------------------------------------------
 
+
 def test_parse_info_file_types_and_errors(tmp_path):
     path = tmp_path / "Info_2CH.cfg"
     path.write_text("ED: 1\nES: 15\n\nNbFrame: 15\nSex: F\nAge: 47\nImageQuality: Good\nEF: 38.33\n")
-    assert parse_info_file(path) == {"ED": 1, "ES": 15, "NbFrame": 15, "Sex": "F", "Age": 47,
-                                     "ImageQuality": "Good", "EF": 38.33}
+    assert parse_info_file(path) == {
+        "ED": 1,
+        "ES": 15,
+        "NbFrame": 15,
+        "Sex": "F",
+        "Age": 47,
+        "ImageQuality": "Good",
+        "EF": 38.33,
+    }
     path.write_text("ED: 1\nthis is not a key value line\n")
     with pytest.raises(InputError, match="Info_2CH.cfg, line 2"):
         parse_info_file(path)
@@ -214,7 +251,8 @@ def test_splits_file_keeps_every_patient_in_one_fold_and_installs(tmp_path, nnun
     assert len(splits) == 5
     val_patients = [{case.split("_")[0] for case in fold["val"]} for fold in splits]
     assert sum(len(v) for v in val_patients) == 12 and set.union(*val_patients) == {
-        f"patient{i:04d}" for i in range(1, 13)}
+        f"patient{i:04d}" for i in range(1, 13)
+    }
     for fold, patients in zip(splits, val_patients):
         assert len(fold["val"]) == 4 * len(patients)
         assert not {case.split("_")[0] for case in fold["train"]} & patients
@@ -262,6 +300,7 @@ def test_converted_resize_writes_scaled_spacing(tmp_path, nnunet_dirs):
 # Bad input: an InputError naming the file, and nothing written
 # ------------------------------------------------------------------------------------------------------------
 
+
 def _break_missing_label(folder):
     (folder / "patient0002" / "patient0002_4CH_ES_gt.nii.gz").unlink()
     return "patient0002_4CH_ES_gt"
@@ -301,8 +340,18 @@ def _break_info(folder):
     return "Info_4CH.cfg, line 1"
 
 
-@pytest.mark.parametrize("breaker", [_break_missing_label, _break_label_values, _break_shape, _break_truncated,
-                                     _break_3d, _break_missing_image, _break_info])
+@pytest.mark.parametrize(
+    "breaker",
+    [
+        _break_missing_label,
+        _break_label_values,
+        _break_shape,
+        _break_truncated,
+        _break_3d,
+        _break_missing_image,
+        _break_info,
+    ],
+)
 def test_bad_input_is_rejected_without_partial_output(tmp_path, nnunet_dirs, breaker):
     source = make_camus(tmp_path / "src")
     message = breaker(source / "database_nifti")
@@ -366,8 +415,24 @@ def test_cli_reports_errors_and_succeeds(tmp_path, nnunet_dirs, capsys):
     assert main(["convert-camus", str(tmp_path / "missing"), "-d", "500"]) == 2
     assert "CAMUS source folder not found" in capsys.readouterr().err
     source = make_camus(tmp_path / "src", n_patients=5)
-    assert main(["convert-camus", str(source), "-d", "500", "--resize", "48", "--no-verify", "--split", "cv5",
-                 "--overlay", str(tmp_path / "o.png")]) == 0
+    assert (
+        main(
+            [
+                "convert-camus",
+                str(source),
+                "-d",
+                "500",
+                "--resize",
+                "48",
+                "--no-verify",
+                "--split",
+                "cv5",
+                "--overlay",
+                str(tmp_path / "o.png"),
+            ]
+        )
+        == 0
+    )
     output = capsys.readouterr().out
     assert "20 frames of    5 patients" in output and (tmp_path / "o.png").is_file()
 
@@ -375,6 +440,7 @@ def test_cli_reports_errors_and_succeeds(tmp_path, nnunet_dirs, capsys):
 # ------------------------------------------------------------------------------------------------------------
 # Generic input (HUNT4-style)
 # ------------------------------------------------------------------------------------------------------------
+
 
 def make_generic(root: Path, n_patients: int = 5, label_values=(0, 60, 120, 180)) -> Path:
     """PNG frames and labels (LV/MYO/LA stored as 60/120/180) with a CSV; the last patient is a test patient."""
@@ -391,16 +457,19 @@ def make_generic(root: Path, n_patients: int = 5, label_values=(0, 60, 120, 180)
                 sitk.WriteImage(sitk.GetImageFromArray(image), str(root / "img" / f"{patient}_{view}_{phase}.png"))
                 sitk.WriteImage(sitk.GetImageFromArray(stored), str(root / "lab" / f"{patient}_{view}_{phase}.png"))
                 subset = "test" if index == n_patients - 1 else ""
-                rows.append(f"{patient},{view},{phase},img/{patient}_{view}_{phase}.png,"
-                            f"lab/{patient}_{view}_{phase}.png,0.25x0.5,{subset}")
+                rows.append(
+                    f"{patient},{view},{phase},img/{patient}_{view}_{phase}.png,"
+                    f"lab/{patient}_{view}_{phase}.png,0.25x0.5,{subset}"
+                )
     (root / "frames.csv").write_text("\n".join(rows) + "\n")
     return root / "frames.csv"
 
 
 def test_generic_csv_with_label_map(tmp_path, nnunet_dirs):
     csv_path = make_generic(tmp_path / "hunt", n_patients=6)
-    out = convert_generic(csv_path, 501, "HUNT4", label_map="0=background,60=LV,120=MYO,180=LA", verify=False,
-                          progress=False)
+    out = convert_generic(
+        csv_path, 501, "HUNT4", label_map="0=background,60=LV,120=MYO,180=LA", verify=False, progress=False
+    )
     assert out.name == "Dataset501_HUNT4"
     assert len(list((out / "imagesTr").iterdir())) == 20 and len(list((out / "labelsTs").iterdir())) == 4
     label, spacing = read_frame(out / "labelsTr" / "hunt000_4CH_ES.nii.gz")

@@ -1,4 +1,5 @@
 """Issues 9 and 16: `lightecho demo` end to end on a tiny phantom, and the figures in its report."""
+
 import math
 import re
 
@@ -17,9 +18,15 @@ from nnunet_lightweight.evaluation.compare import (
 from nnunet_lightweight.workflows.demo import Demo, DemoSettings, demo_settings
 from nnunet_lightweight.workflows.demo_report import plateau_note, real_loop_lines
 
-TINY = DemoSettings(data="phantom", phantom_patients=8, phantom_size=64,
-                    light_trainer="nnUNetTrainerLightEcho_BudgetTest", default_trainer="nnUNetTrainer_BudgetTest",
-                    split="official", device="cpu")
+TINY = DemoSettings(
+    data="phantom",
+    phantom_patients=8,
+    phantom_size=64,
+    light_trainer="nnUNetTrainerLightEcho_BudgetTest",
+    default_trainer="nnUNetTrainer_BudgetTest",
+    split="official",
+    device="cpu",
+)
 MODELS = ("LightEcho", "nnU-Net default")
 
 
@@ -52,8 +59,13 @@ def test_demo_end_to_end_report(tmp_path, demo_env):
 
     # the claim table: measured figures, the ratio column is their quotient
     claim = {}
-    for name in ("parameters", "GMACs per frame", "inference ms per frame (one pass)",
-                 "training time per epoch (s; same frames per epoch)", "epochs trained"):
+    for name in (
+        "parameters",
+        "GMACs per frame",
+        "inference ms per frame (one pass)",
+        "training time per epoch (s; same frames per epoch)",
+        "epochs trained",
+    ):
         cells = re.search(rf"^\| {re.escape(name)} \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", text, re.MULTILINE)
         assert cells, name
         light, default, ratio = (_number(c.strip()) for c in cells.groups())
@@ -70,12 +82,17 @@ def test_demo_end_to_end_report(tmp_path, demo_env):
     differences = pd.read_csv(work_dir / "report" / "differences.csv")
     metrics = pd.read_csv(work_dir / "report" / "comparison" / "metrics.csv")
     expected = paired_difference_table(metrics, *MODELS)
-    rows = re.findall(r"^\| (LV|MYO|LA) \| (Dice|HD \(px\)) \| [^|]+ \| [^|]+ \| ([^|]+) \| ([^|]+) \| ±([\d.]+) \| "
-                      r"(\w+) \|$", text, re.MULTILINE)
+    rows = re.findall(
+        r"^\| (LV|MYO|LA) \| (Dice|HD \(px\)) \| [^|]+ \| [^|]+ \| ([^|]+) \| ([^|]+) \| ±([\d.]+) \| "
+        r"(\w+) \|$",
+        text,
+        re.MULTILINE,
+    )
     assert len(rows) == 6 == len(differences) == len(expected)
     verdicts = []
     for (structure, metric, interval, p_value, margin, verdict), saved, recomputed in zip(
-            rows, differences.itertuples(), expected.itertuples()):
+        rows, differences.itertuples(), expected.itertuples()
+    ):
         key = "dice" if metric == "Dice" else "hd"
         assert (saved.structure, saved.metric) == (structure, key) == (recomputed.structure, recomputed.metric)
         # differences.csv holds 6 significant digits
@@ -83,14 +100,17 @@ def test_demo_end_to_end_report(tmp_path, demo_env):
         assert saved.difference == pytest.approx(saved.mean_a - saved.mean_b, rel=2e-5, abs=1e-5)
         assert saved.p_value == pytest.approx(recomputed.p_value, rel=1e-4)
         assert float(margin) == EQUIVALENCE_MARGINS[key]
-        assert verdict == saved.verdict == equivalence_verdict(saved.ci_low, saved.ci_high, saved.margin,
-                                                               HIGHER_IS_BETTER[key])
+        assert (
+            verdict
+            == saved.verdict
+            == equivalence_verdict(saved.ci_low, saved.ci_high, saved.margin, HIGHER_IS_BETTER[key])
+        )
         assert float(p_value) == pytest.approx(saved.p_value, rel=6e-3, abs=1e-6)
         stated = re.fullmatch(r"([+-][\d.]+) \[([+-][\d.]+), ([+-][\d.]+)\]", interval.strip())
         assert stated, interval
         decimals = 4 if key == "dice" else 3
         for value, exact in zip(stated.groups(), (saved.difference, saved.ci_low, saved.ci_high)):
-            assert float(value) == pytest.approx(exact, rel=2e-5, abs=0.6 * 10 ** -decimals)
+            assert float(value) == pytest.approx(exact, rel=2e-5, abs=0.6 * 10**-decimals)
         assert saved.ci_low <= saved.difference <= saved.ci_high
         verdicts.append(f"{structure} {verdict}")
     verdict_line = re.search(r"^\*\*Verdict for LightEcho against nnU-Net default\*\* — (.+)\.$", text, re.MULTILINE)
@@ -114,8 +134,10 @@ def test_demo_end_to_end_report(tmp_path, demo_env):
     # a second run resumes (nothing is retrained) and settings from another run are refused
     checkpoint = next((work_dir / "nnUNet_results").rglob("checkpoint_final.pth"))
     modified = checkpoint.stat().st_mtime
-    assert Demo(work_dir, TINY).run().read_text().split("Demo wall time")[1].split("\n", 1)[1] == \
-        text.split("Demo wall time")[1].split("\n", 1)[1]
+    assert (
+        Demo(work_dir, TINY).run().read_text().split("Demo wall time")[1].split("\n", 1)[1]
+        == text.split("Demo wall time")[1].split("\n", 1)[1]
+    )
     assert checkpoint.stat().st_mtime == modified
     with pytest.raises(InputError, match="other settings"):
         Demo(work_dir, DemoSettings(**{**TINY.__dict__, "phantom_patients": 9})).run()
@@ -142,8 +164,10 @@ def test_plateau_note_and_skipped_real_loop(tmp_path):
     assert plateau_note([0.5, 0.9, 0.9, 0.901, 0.903]).endswith("0.903, +0.003 over the last 3 epochs: still rising")
     assert plateau_note([0.5, 0.8, 0.9, 0.9, 0.9005, 0.901]).endswith("plateaued")
     assert "too few to judge" in plateau_note([0.5, 0.6])
-    assert real_loop_lines({"skipped": "no shipped model in this installation"}, tmp_path, tmp_path) == \
-        ["Skipped: no shipped model in this installation", ""]
+    assert real_loop_lines({"skipped": "no shipped model in this installation"}, tmp_path, tmp_path) == [
+        "Skipped: no shipped model in this installation",
+        "",
+    ]
 
 
 def test_demo_schedules_meet_the_issue():
@@ -194,4 +218,4 @@ def test_wall_clock_budget_stops_before_overrunning_and_decays_the_learning_rate
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
     scheduler = BudgetPolyLR(optimizer, 0.01, probe, exponent=0.9)
     scheduler.step(7)  # nnU-Net passes the epoch; the clock decides
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 0.5 ** 0.9)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 0.5**0.9)

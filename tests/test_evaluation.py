@@ -1,4 +1,5 @@
 """Evaluation on hand-checkable synthetic masks: metrics, plausibility criteria, post-processing, folders and CLI."""
+
 import json
 import math
 from pathlib import Path
@@ -162,13 +163,19 @@ def test_case_ids_and_labels_are_parsed():
 
 def test_metadata_sidecar_of_the_converter_and_a_plain_layout(tmp_path):
     sidecar = tmp_path / "camus_metadata.json"
-    sidecar.write_text(json.dumps({
-        "format_version": 1,
-        "patients": {
-            "patient0001": {"views": {"2CH": {"info": {"ImageQuality": "Good", "ED": 1}}, "4CH": {"info": None}}},
-        },
-        "cases": {"case_17": {"patient": "patient0001", "view": "2CH", "phase": "ES"}},
-    }))
+    sidecar.write_text(
+        json.dumps(
+            {
+                "format_version": 1,
+                "patients": {
+                    "patient0001": {
+                        "views": {"2CH": {"info": {"ImageQuality": "Good", "ED": 1}}, "4CH": {"info": None}}
+                    },
+                },
+                "cases": {"case_17": {"patient": "patient0001", "view": "2CH", "phase": "ES"}},
+            }
+        )
+    )
     metadata = load_metadata(sidecar)
     info, quality = metadata.describe("case_17")
     assert (info.patient, info.view, info.phase, quality) == ("patient0001", "2CH", "ES", "Good")
@@ -217,8 +224,9 @@ def test_evaluate_folder_writes_metrics_outliers_and_summary(folders, tmp_path):
     shifted = table[(table["case"] == "p1_4CH_ES") & (table["structure"] == "LV")].iloc[0]
     assert shifted["hd"] <= 2 and shifted["hd_mm"] == pytest.approx(0.3 * shifted["hd"]) and shifted["dice"] < 1
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["n_cases"] == 4 and summary["metrics"]["MYO"]["dice"]["mean"] == pytest.approx(table.query(
-        "structure == 'MYO'")["dice"].mean())
+    assert summary["n_cases"] == 4 and summary["metrics"]["MYO"]["dice"]["mean"] == pytest.approx(
+        table.query("structure == 'MYO'")["dice"].mean()
+    )
     outliers = pd.read_csv(tmp_path / "out" / "outliers.csv")
     assert len(outliers) == 4 and summary["anatomical_outliers"]["count"] == int(outliers["outlier"].sum())
     # The shifted LV pokes into the myocardium on one side and leaves a gap on the other.
@@ -271,10 +279,29 @@ def test_cli_evaluate_and_postprocess(folders, tmp_path, capsys):
     assert {"metrics.csv", "outliers.csv", "summary.json"} <= {p.name for p in out.iterdir()}
     assert main(["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "-o", str(out)]) == 2
     assert "exists" in capsys.readouterr().err
-    assert main(["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "-o", str(out), "--overwrite",
-                 "--postprocess", "cca+morph", "--labels", "LV=1,MYO=2,LA=3"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--pred",
+                str(pred_dir),
+                "--ref",
+                str(ref_dir),
+                "-o",
+                str(out),
+                "--overwrite",
+                "--postprocess",
+                "cca+morph",
+                "--labels",
+                "LV=1,MYO=2,LA=3",
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "summary.json").read_text())["postprocess"] == "cca+morph"
-    assert main(["evaluate", "--pred", str(tmp_path / "nowhere"), "--ref", str(ref_dir), "-o", str(tmp_path / "x")]) == 2
+    assert (
+        main(["evaluate", "--pred", str(tmp_path / "nowhere"), "--ref", str(ref_dir), "-o", str(tmp_path / "x")]) == 2
+    )
     assert "nowhere" in capsys.readouterr().err
     assert main(["postprocess", "-i", str(pred_dir), "-o", str(tmp_path / "pp"), "--method", "morph"]) == 0
     assert len(list((tmp_path / "pp").glob("*.nii.gz"))) == 4

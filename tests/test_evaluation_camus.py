@@ -1,4 +1,5 @@
 """Evaluation on a few real CAMUS expert masks: self-comparison, a shifted copy, plausibility of expert masks."""
+
 import shutil
 
 import numpy as np
@@ -53,5 +54,7 @@ def test_expert_masks_are_anatomically_plausible(camus_root):
 
 
 def test_overlay_from_camus_layout(camus_reference, camus_root, tmp_path):
-    out = save_overlays(camus_root / "database_nifti", None, camus_reference, ["patient0001_2CH_ED"], tmp_path / "o.png")
+    out = save_overlays(
+        camus_root / "database_nifti", None, camus_reference, ["patient0001_2CH_ED"], tmp_path / "o.png"
+    )
     assert out.stat().st_size > 5_000

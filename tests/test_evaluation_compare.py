@@ -1,4 +1,5 @@
 """`compare_models` / `lightecho compare` on synthetic prediction folders: tables, Wilcoxon, strata, boxplots."""
+
 import json
 from pathlib import Path
 
@@ -33,8 +34,10 @@ def dataset(tmp_path) -> dict[str, Path]:
             if name == "worse":
                 pred[60:62, 2:4] = 3
             write_seg(folders[name] / f"{case}.nii.gz", pred)
-    patients = {f"patient{p:04d}": {"views": {"2CH": {"info": {"ImageQuality": q}}, "4CH": {"info": {"ImageQuality": "Good"}}}}
-                for p, q in ((1, "Good"), (2, "Medium"), (3, "Poor"), (4, "Good"))}
+    patients = {
+        f"patient{p:04d}": {"views": {"2CH": {"info": {"ImageQuality": q}}, "4CH": {"info": {"ImageQuality": "Good"}}}}
+        for p, q in ((1, "Good"), (2, "Medium"), (3, "Poor"), (4, "Good"))
+    }
     (raw / "camus_metadata.json").write_text(json.dumps({"format_version": 1, "patients": patients}))
     return folders
 
@@ -63,11 +66,23 @@ def test_compare_tables_tests_and_strata(dataset, tmp_path):
     assert set(result["stratified"]) == {"view", "phase", "quality"}
     by_quality = result["stratified"]["quality"]["summary"]
     assert set(by_quality["quality"]) == {"Good", "Medium", "Poor"}
-    assert by_quality.query("quality == 'Poor' and model == 'good' and structure == 'LV' and metric == 'dice'")[
-        "n"].item() == 2
+    assert (
+        by_quality.query("quality == 'Poor' and model == 'good' and structure == 'LV' and metric == 'dice'")["n"].item()
+        == 2
+    )
     written = {p.name for p in (tmp_path / "cmp").iterdir()}
-    assert {"comparison.md", "comparison.csv", "wilcoxon.csv", "outliers.csv", "metrics.csv", "boxplot_dice.png",
-            "boxplot_hd.png", "comparison_by_view.csv", "comparison_by_phase.csv", "comparison_by_quality.csv"} <= written
+    assert {
+        "comparison.md",
+        "comparison.csv",
+        "wilcoxon.csv",
+        "outliers.csv",
+        "metrics.csv",
+        "boxplot_dice.png",
+        "boxplot_hd.png",
+        "comparison_by_view.csv",
+        "comparison_by_phase.csv",
+        "comparison_by_quality.csv",
+    } <= written
     csv = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
     assert {"model", "structure", "metric", "mean", "std"} <= set(csv.columns)
     report = (tmp_path / "cmp" / "comparison.md").read_text()
@@ -86,14 +101,41 @@ def test_compare_needs_matching_cases_and_two_models(dataset, tmp_path):
 
 def test_cli_compare(dataset, tmp_path, capsys):
     out = tmp_path / "cli_cmp"
-    code = main(["compare", "--pred", f"A={dataset['good']}", "--pred", str(dataset["worse"]), "--ref",
-                 str(dataset["ref"]), "-o", str(out), "--postprocess", "cca"])
+    code = main(
+        [
+            "compare",
+            "--pred",
+            f"A={dataset['good']}",
+            "--pred",
+            str(dataset["worse"]),
+            "--ref",
+            str(dataset["ref"]),
+            "-o",
+            str(out),
+            "--postprocess",
+            "cca",
+        ]
+    )
     assert code == 0
     wilcoxon = pd.read_csv(out / "wilcoxon.csv")
     assert set(zip(wilcoxon["model_a"], wilcoxon["model_b"])) == {("A", "worse")}
     # With CCA on the fly the stray LA speck is gone, so LA no longer differs between the models.
     la_dice = wilcoxon.query("structure == 'LA' and metric == 'dice'")["p_value"].item()
     assert la_dice == 1.0
-    assert main(["compare", "--pred", f"A={dataset['good']}", "--pred", f"A={dataset['worse']}", "--ref",
-                 str(dataset["ref"]), "-o", str(tmp_path / "dup")]) == 2
+    assert (
+        main(
+            [
+                "compare",
+                "--pred",
+                f"A={dataset['good']}",
+                "--pred",
+                f"A={dataset['worse']}",
+                "--ref",
+                str(dataset["ref"]),
+                "-o",
+                str(tmp_path / "dup"),
+            ]
+        )
+        == 2
+    )
     assert "given twice" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 A tiny synthetic model folder (LightEcho network, random weights, 64x64 patch) stands in for a trained model: the
 question here is whether the fast path gives nnU-Net's answer, not whether the answer is good.
 """
+
 import json
 import os
 import platform
@@ -91,8 +92,10 @@ def test_fold_batch_norm_keeps_the_function():
         torch.testing.assert_close(folded(images), network(images), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("backend", ["eager", "torch", pytest.param("onnx", marks=needs_onnx),
-                                     pytest.param("openvino", marks=needs_openvino)])
+@pytest.mark.parametrize(
+    "backend",
+    ["eager", "torch", pytest.param("onnx", marks=needs_onnx), pytest.param("openvino", marks=needs_openvino)],
+)
 def test_engines_give_the_network_logits(backend):
     network = _network_with_batch_statistics(1)
     images = torch.randn(3, 1, PATCH, PATCH)
@@ -102,8 +105,9 @@ def test_engines_give_the_network_logits(backend):
     assert isinstance(engine, ENGINE_CLASSES[backend])
     torch.testing.assert_close(engine(images), expected, rtol=1e-4, atol=1e-4)
     # Dynamic batch and frame size.
-    torch.testing.assert_close(engine(images[:1, :, :32, :32]), network(images[:1, :, :32, :32]).detach(),
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        engine(images[:1, :, :32, :32]), network(images[:1, :, :32, :32]).detach(), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_one_exponential_mish_is_mish():
@@ -149,8 +153,9 @@ def test_cpu_engines_keep_freed_memory_for_reuse():
     from nnunet_lightweight.inference.engines import retain_freed_memory
 
     retain_freed_memory.cache_clear()  # the cache is process-wide: another test's engine may have filled it
-    build_engine(_network_with_batch_statistics(5), "torch", torch.device("cpu"), "fp32", (1, 1, PATCH, PATCH),
-                 log=None)
+    build_engine(
+        _network_with_batch_statistics(5), "torch", torch.device("cpu"), "fp32", (1, 1, PATCH, PATCH), log=None
+    )
     assert retain_freed_memory.cache_info().currsize == 1  # this CPU engine applied it
     assert retain_freed_memory() is True
 
@@ -158,8 +163,14 @@ def test_cpu_engines_keep_freed_memory_for_reuse():
 def test_engine_output_is_not_overwritten_by_the_next_call():
     # An OpenVINO request reuses its output buffer between calls; the engine must hand out a copy.
     network = _network_with_batch_statistics(4)
-    engine = build_engine(network, resolve_backend("auto", torch.device("cpu")), torch.device("cpu"), "fp32",
-                          (1, 1, PATCH, PATCH), log=None)
+    engine = build_engine(
+        network,
+        resolve_backend("auto", torch.device("cpu")),
+        torch.device("cpu"),
+        "fp32",
+        (1, 1, PATCH, PATCH),
+        log=None,
+    )
     first_images, second_images = torch.randn(1, 1, PATCH, PATCH), torch.randn(1, 1, PATCH, PATCH)
     first = engine(first_images)
     kept = first.clone()
@@ -169,27 +180,51 @@ def test_engine_output_is_not_overwritten_by_the_next_call():
 
 # --- a synthetic trained model folder -------------------------------------------------------------------------------
 
+
 def _plans() -> dict:
     from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLightEcho
 
     resampling = {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None}
     configuration = {
-        "data_identifier": "nnUNetPlans_2d", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
-        "patch_size": [PATCH, PATCH], "median_image_size_in_voxels": [PATCH, PATCH], "spacing": [1.0, 1.0],
-        "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [False],
-        "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
-        "resampling_fn_data_kwargs": resampling, "resampling_fn_seg_kwargs": {**resampling, "is_seg": True, "order": 1},
+        "data_identifier": "nnUNetPlans_2d",
+        "preprocessor_name": "DefaultPreprocessor",
+        "batch_size": 2,
+        "patch_size": [PATCH, PATCH],
+        "median_image_size_in_voxels": [PATCH, PATCH],
+        "spacing": [1.0, 1.0],
+        "normalization_schemes": ["ZScoreNormalization"],
+        "use_mask_for_norm": [False],
+        "resampling_fn_data": "resample_data_or_seg_to_shape",
+        "resampling_fn_seg": "resample_data_or_seg_to_shape",
+        "resampling_fn_data_kwargs": resampling,
+        "resampling_fn_seg_kwargs": {**resampling, "is_seg": True, "order": 1},
         "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-        "resampling_fn_probabilities_kwargs": {**resampling, "order": 1}, "batch_dice": True,
+        "resampling_fn_probabilities_kwargs": {**resampling, "order": 1},
+        "batch_dice": True,
     }
-    plans = {"dataset_name": "Dataset990_Synthetic", "plans_name": "nnUNetPlans",
-             "original_median_spacing_after_transp": [999.0, 1.0, 1.0],
-             "original_median_shape_after_transp": [1, PATCH, PATCH], "image_reader_writer": "SimpleITKIO",
-             "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2], "configurations": {"2d": configuration},
-             "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
-             "foreground_intensity_properties_per_channel": {"0": {"max": 255.0, "mean": 90.0, "median": 88.0,
-                                                                   "min": 0.0, "percentile_00_5": 0.0,
-                                                                   "percentile_99_5": 250.0, "std": 50.0}}}
+    plans = {
+        "dataset_name": "Dataset990_Synthetic",
+        "plans_name": "nnUNetPlans",
+        "original_median_spacing_after_transp": [999.0, 1.0, 1.0],
+        "original_median_shape_after_transp": [1, PATCH, PATCH],
+        "image_reader_writer": "SimpleITKIO",
+        "transpose_forward": [0, 1, 2],
+        "transpose_backward": [0, 1, 2],
+        "configurations": {"2d": configuration},
+        "experiment_planner_used": "ExperimentPlanner",
+        "label_manager": "LabelManager",
+        "foreground_intensity_properties_per_channel": {
+            "0": {
+                "max": 255.0,
+                "mean": 90.0,
+                "median": 88.0,
+                "min": 0.0,
+                "percentile_00_5": 0.0,
+                "percentile_99_5": 250.0,
+                "std": 50.0,
+            }
+        },
+    }
     return nnUNetTrainerLightEcho.lightecho_plans(plans, "2d")
 
 
@@ -200,8 +235,12 @@ def model_folder(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("results") / "Dataset990_Synthetic" / "nnUNetTrainerLightEcho__nnUNetPlans__2d"
     plans = _plans()
-    dataset_json = {"channel_names": {"0": "echo"}, "labels": {"background": 0, **LABELS}, "numTraining": 4,
-                    "file_ending": ".nii.gz"}
+    dataset_json = {
+        "channel_names": {"0": "echo"},
+        "labels": {"background": 0, **LABELS},
+        "numTraining": 4,
+        "file_ending": ".nii.gz",
+    }
     for fold in (0, 1):
         (folder / f"fold_{fold}").mkdir(parents=True)
         torch.manual_seed(fold)
@@ -210,9 +249,15 @@ def model_folder(tmp_path_factory) -> Path:
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 2.0)
-        torch.save({"network_weights": network.state_dict(), "trainer_name": "nnUNetTrainerLightEcho",
-                    "init_args": {"configuration": "2d", "fold": fold}, "inference_allowed_mirroring_axes": None},
-                   folder / f"fold_{fold}" / "checkpoint_final.pth")
+        torch.save(
+            {
+                "network_weights": network.state_dict(),
+                "trainer_name": "nnUNetTrainerLightEcho",
+                "init_args": {"configuration": "2d", "fold": fold},
+                "inference_allowed_mirroring_axes": None,
+            },
+            folder / f"fold_{fold}" / "checkpoint_final.pth",
+        )
     (folder / "plans.json").write_text(json.dumps(plans))
     (folder / "dataset.json").write_text(json.dumps(dataset_json))
     return folder
@@ -283,13 +328,19 @@ def test_load_trained_model(model_folder):
         load_trained_model(model_folder / "fold_0")
 
 
-@pytest.mark.parametrize("backend", ["torch", pytest.param("onnx", marks=needs_onnx),
-                                     pytest.param("openvino", marks=needs_openvino)])
+@pytest.mark.parametrize(
+    "backend", ["torch", pytest.param("onnx", marks=needs_onnx), pytest.param("openvino", marks=needs_openvino)]
+)
 def test_fast_predictor_matches_nnunet(model_folder, frames_folder, tmp_path, backend):
     reference = _nnunet_reference(model_folder, frames_folder, tmp_path / "nnunet")
-    summary = predict(model_folder, frames_folder, tmp_path / "fast",
-                      PredictorSettings(device="cpu", backend=backend, batch_size=3, cca=False), folds=[0],
-                      verbose=False)
+    summary = predict(
+        model_folder,
+        frames_folder,
+        tmp_path / "fast",
+        PredictorSettings(device="cpu", backend=backend, batch_size=3, cca=False),
+        folds=[0],
+        verbose=False,
+    )
     assert summary["timing"]["frames"] == 5 and summary["backend"] == backend
     cases = [f"case{i}" for i in range(5)]
     _assert_same_masks(reference, tmp_path / "fast", cases)
@@ -299,8 +350,13 @@ def test_fast_predictor_matches_nnunet(model_folder, frames_folder, tmp_path, ba
 
 def test_fold_ensemble_and_cca_match_nnunet(model_folder, frames_folder, tmp_path):
     reference = _nnunet_reference(model_folder, frames_folder, tmp_path / "nnunet", folds=(0, 1))
-    predict(model_folder, frames_folder, tmp_path / "fast", PredictorSettings(device="cpu", backend="torch", cca=True),
-            verbose=False)
+    predict(
+        model_folder,
+        frames_folder,
+        tmp_path / "fast",
+        PredictorSettings(device="cpu", backend="torch", cca=True),
+        verbose=False,
+    )
     cca_reference = tmp_path / "nnunet_cca"
     cca_reference.mkdir()
     for path in sorted(reference.glob("*.nii.gz")):
@@ -332,8 +388,9 @@ def test_cine_loop_is_segmented_frame_by_frame(model_folder, tmp_path):
 @needs_openvino
 def test_openvino_predictor_runs_short_batches_unpadded(model_folder):
     # One compiled model serves every batch size; only torch.compile and CUDA graphs need a fixed batch.
-    predictor = FastPredictor(load_trained_model(model_folder, [0]),
-                              PredictorSettings(device="cpu", batch_size=4, cca=False), log=None)
+    predictor = FastPredictor(
+        load_trained_model(model_folder, [0]), PredictorSettings(device="cpu", batch_size=4, cca=False), log=None
+    )
     assert predictor.backend == "openvino" and not predictor.fixed_batch
     frames = np.random.default_rng(0).uniform(0, 255, (3, 48, 56)).astype(np.float32)
     reference = FastPredictor(load_trained_model(model_folder, [0]), EAGER_CPU, log=None)
@@ -350,7 +407,9 @@ def test_find_cases(tmp_path):
     (tmp_path / "b_0001.nii.gz").touch()
     cases = find_cases(tmp_path, ".nii.gz", num_channels=2)
     assert [(c.name, [p.name for p in c.files]) for c in cases] == [
-        ("a", ["a_0000.nii.gz", "a_0001.nii.gz"]), ("b", ["b_0000.nii.gz", "b_0001.nii.gz"])]
+        ("a", ["a_0000.nii.gz", "a_0001.nii.gz"]),
+        ("b", ["b_0000.nii.gz", "b_0001.nii.gz"]),
+    ]
     single = find_cases(tmp_path / "a_0000.nii.gz", ".nii.gz")
     assert [(c.name, len(c.files)) for c in single] == [("a", 1)]
     plain = tmp_path / "plain"
@@ -408,8 +467,23 @@ def test_export_onnx(model_folder, tmp_path):
 def test_cli_predict(model_folder, frames_folder, tmp_path, capsys):
     from nnunet_lightweight.cli import main
 
-    argv = ["predict", "-m", str(model_folder), "-i", str(frames_folder), "-o", str(tmp_path / "out"), "-f", "0",
-            "--device", "cpu", "--backend", "eager", "--batch-size", "2"]
+    argv = [
+        "predict",
+        "-m",
+        str(model_folder),
+        "-i",
+        str(frames_folder),
+        "-o",
+        str(tmp_path / "out"),
+        "-f",
+        "0",
+        "--device",
+        "cpu",
+        "--backend",
+        "eager",
+        "--batch-size",
+        "2",
+    ]
     assert main(argv) == 0
     assert len(list((tmp_path / "out").glob("case*.nii.gz"))) == 5
     assert main(argv) == 2  # existing output without --overwrite

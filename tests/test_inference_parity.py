@@ -3,6 +3,7 @@
 Both run as the user would run them (separate processes, through nnU-Net's own results folder), via the
 end-to-end timing function, which also compares the two mask folders.
 """
+
 import shutil
 
 from nnunet_lightweight.workflows.end_to_end import benchmark_end_to_end, mask_agreement
@@ -18,9 +19,18 @@ def test_lightecho_predict_matches_nnunetv2_predict(trained_lightecho, tmp_path,
     for path in sorted(trained_lightecho["images_dir"].glob("*_0000.nii.gz"))[-8:]:
         shutil.copy(path, frames / path.name)
     # The default CPU engine (OpenVINO where installed) and, as a variant, the optimised torch engine.
-    result = benchmark_end_to_end(trained_lightecho["results_folder"], frames, tmp_path / "e2e", folds=["0"],
-                                  device="cpu", include_tta=False, include_cca=False,
-                                  variants={"torch": ["--backend", "torch"]}, keep_outputs=True, log=None)
+    result = benchmark_end_to_end(
+        trained_lightecho["results_folder"],
+        frames,
+        tmp_path / "e2e",
+        folds=["0"],
+        device="cpu",
+        include_tta=False,
+        include_cca=False,
+        variants={"torch": ["--backend", "torch"]},
+        keep_outputs=True,
+        log=None,
+    )
     assert result["frames"] == 8 and all(seconds > 0 for seconds in result["seconds"].values())
     assert (tmp_path / "e2e" / "end_to_end.json").is_file()
     variant = result["variants"]["lightecho predict --no-cca (torch)"]
@@ -29,13 +39,15 @@ def test_lightecho_predict_matches_nnunetv2_predict(trained_lightecho, tmp_path,
     # A model trained for one epoch has near-tied logits, and nnU-Net keeps its logits in fp16: a structure of a
     # few pixels can lose one. Dice >= 0.99 is required of every structure of at least 100 pixels, and at most
     # 0.1 % of all pixels may differ.
-    agreement = mask_agreement(tmp_path / "e2e" / "nnunet_no_tta", tmp_path / "e2e" / "lightecho_no_cca", [1, 2, 3],
-                               min_pixels=100)
+    agreement = mask_agreement(
+        tmp_path / "e2e" / "nnunet_no_tta", tmp_path / "e2e" / "lightecho_no_cca", [1, 2, 3], min_pixels=100
+    )
     assert agreement["cases"] == 8
     compared = {label: dice for label, dice in agreement["min_dice"].items() if dice is not None}
     assert compared, "the model predicted no structure of 100 pixels: nothing to compare"
     assert all(dice >= 0.99 for dice in compared.values()), agreement
     assert agreement["differing_pixels"] <= 0.001 * 8 * 224 * 224, agreement
-    torch_engine = mask_agreement(tmp_path / "e2e" / "nnunet_no_tta", tmp_path / "e2e" / "lightecho_no_cca_torch",
-                                  [1, 2, 3], min_pixels=100)
+    torch_engine = mask_agreement(
+        tmp_path / "e2e" / "nnunet_no_tta", tmp_path / "e2e" / "lightecho_no_cca_torch", [1, 2, 3], min_pixels=100
+    )
     assert torch_engine["differing_pixels"] <= 0.001 * 8 * 224 * 224, torch_engine

@@ -1,4 +1,5 @@
 """The model's input convention: sector box found, frames of any size brought to it, masks back at input size."""
+
 import json
 
 import numpy as np

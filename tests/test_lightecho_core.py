@@ -1,4 +1,5 @@
 """Issue 2: the LightEcho network, its trainer and planner, driven by the stock nnU-Net commands."""
+
 import json
 import math
 import os
@@ -46,20 +47,38 @@ def test_deep_supervision_switch():
     assert network(torch.randn(1, 1, 224, 224)).shape == (1, 4, 224, 224)
 
 
-@pytest.mark.parametrize("overrides", [{"upsampling": "transpconv"}, {"residual": True},
-                                       {"norm_op": nn.InstanceNorm2d, "nonlin": nn.GELU, "nonlin_kwargs": {}}])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"upsampling": "transpconv"},
+        {"residual": True},
+        {"norm_op": nn.InstanceNorm2d, "nonlin": nn.GELU, "nonlin_kwargs": {}},
+    ],
+)
 def test_network_is_configured_not_rewritten(overrides):
-    kwargs = {**load_preset("lightecho")["arch_kwargs"], "conv_op": nn.Conv2d, "norm_op": nn.BatchNorm2d,
-              "nonlin": nn.Mish, **overrides}
+    kwargs = {
+        **load_preset("lightecho")["arch_kwargs"],
+        "conv_op": nn.Conv2d,
+        "norm_op": nn.BatchNorm2d,
+        "nonlin": nn.Mish,
+        **overrides,
+    }
     network = LightEchoUNet(input_channels=1, num_classes=4, **kwargs)
     assert network(torch.randn(1, 1, 64, 64)).shape == (1, 4, 64, 64)
     assert n_parameters(network) != n_parameters(build_lightecho_network(1, 4)) or "norm_op" in overrides
 
 
 def test_trainer_plans_use_lightecho_on_whole_frames():
-    plans = {"configurations": {"2d": {"batch_size": 49, "patch_size": [224, 224],
-                                       "median_image_size_in_voxels": [223, 250],
-                                       "architecture": {"network_class_name": "PlainConvUNet"}}}}
+    plans = {
+        "configurations": {
+            "2d": {
+                "batch_size": 49,
+                "patch_size": [224, 224],
+                "median_image_size_in_voxels": [223, 250],
+                "architecture": {"network_class_name": "PlainConvUNet"},
+            }
+        }
+    }
     config = nnUNetTrainerLightEcho.lightecho_plans(plans, "2d")["configurations"]["2d"]
     assert config["batch_size"] == 32
     assert config["patch_size"] == [224, 256]
@@ -68,13 +87,21 @@ def test_trainer_plans_use_lightecho_on_whole_frames():
 
 
 def test_trainer_found_by_nnunet_lookup_in_clean_environment(tmp_path):
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "nnUNet_raw": str(tmp_path),
-           "nnUNet_preprocessed": str(tmp_path), "nnUNet_results": str(tmp_path)}
-    code = ("from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as find;"
-            "c = find('nnUNetTrainerLightEcho'); print(c.__module__, c.__name__)")
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "nnUNet_raw": str(tmp_path),
+        "nnUNet_preprocessed": str(tmp_path),
+        "nnUNet_results": str(tmp_path),
+    }
+    code = (
+        "from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as find;"
+        "c = find('nnUNetTrainerLightEcho'); print(c.__module__, c.__name__)"
+    )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == (
-        "nnunet_lightweight.training.nnUNetTrainerLightEcho nnUNetTrainerLightEcho")
+        "nnunet_lightweight.training.nnUNetTrainerLightEcho nnUNetTrainerLightEcho"
+    )
 
 
 def test_trainer_lookup_shortcut_agrees_with_nnunet():
@@ -90,7 +117,8 @@ def test_trainer_lookup_shortcut_agrees_with_nnunet():
     for name, cls in trainers.items():
         assert find_trainer_class(name) is cls is recursive_find_trainer_class_by_name(name), name
     assert find_trainer_class("nnUNetTrainer_100epochs") is recursive_find_trainer_class_by_name(
-        "nnUNetTrainer_100epochs")
+        "nnUNetTrainer_100epochs"
+    )
 
 
 def _marker_sample() -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,8 +175,10 @@ def test_nnunet_train_predict_and_resume(trained_lightecho):
     checkpoint = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert checkpoint["inference_allowed_mirroring_axes"] is None and checkpoint["current_epoch"] == 1
     saved_plans = json.loads((info["results_folder"] / "plans.json").read_text())
-    assert saved_plans["configurations"]["2d"]["architecture"]["network_class_name"] == \
-        "nnunet_lightweight.network.LightEchoUNet"
+    assert (
+        saved_plans["configurations"]["2d"]["architecture"]["network_class_name"]
+        == "nnunet_lightweight.network.LightEchoUNet"
+    )
     assert "Restored the weights of checkpoint_best.pth" in info["train_log"]
     assert len(list((fold / "validation").glob("*.nii.gz"))) == 8  # 2 held-out patients x 4 frames
 
@@ -157,17 +187,45 @@ def test_nnunet_train_predict_and_resume(trained_lightecho):
     for image in sorted(info["images_dir"].glob("patient0007_*"))[:2]:
         (predict_in / image.name).symlink_to(image)
     predict_out = predict_in.parent / "predict_out"
-    subprocess.run(["nnUNetv2_predict", "-i", str(predict_in), "-o", str(predict_out), "-d", str(info["dataset_id"]),
-                    "-c", "2d", "-f", "0", "-tr", info["trainer"], "-device", "cpu", "-npp", "1", "-nps", "1"],
-                   env=env, check=True, capture_output=True)
+    subprocess.run(
+        [
+            "nnUNetv2_predict",
+            "-i",
+            str(predict_in),
+            "-o",
+            str(predict_out),
+            "-d",
+            str(info["dataset_id"]),
+            "-c",
+            "2d",
+            "-f",
+            "0",
+            "-tr",
+            info["trainer"],
+            "-device",
+            "cpu",
+            "-npp",
+            "1",
+            "-nps",
+            "1",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     import SimpleITK as sitk
+
     for image in predict_in.iterdir():
         mask = sitk.GetArrayFromImage(sitk.ReadImage(str(predict_out / image.name.replace("_0000", ""))))
         assert mask.shape == sitk.GetArrayFromImage(sitk.ReadImage(str(image))).shape
         assert set(np.unique(mask)) <= {0, 1, 2, 3}
 
-    resumed = subprocess.run(["nnUNetv2_train", str(info["dataset_id"]), "2d", "0", "-tr", info["trainer"], "-device",
-                              "cpu", "--c"], env={**env, "LIGHTECHO_TEST_EPOCHS": "2"}, capture_output=True, text=True)
+    resumed = subprocess.run(
+        ["nnUNetv2_train", str(info["dataset_id"]), "2d", "0", "-tr", info["trainer"], "-device", "cpu", "--c"],
+        env={**env, "LIGHTECHO_TEST_EPOCHS": "2"},
+        capture_output=True,
+        text=True,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Epoch 1" in resumed.stdout and "Epoch 0" not in resumed.stdout
     checkpoint = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)

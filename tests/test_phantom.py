@@ -1,4 +1,5 @@
 """The synthetic echo phantom: analytic volumes, rendered cross-sections, sequences, and conversion like CAMUS."""
+
 import math
 
 import numpy as np
@@ -24,9 +25,9 @@ from nnunet_lightweight.core.metadata import load_metadata
 
 @pytest.mark.parametrize("a, b, c, h", [(50, 22, 24, 30), (45, 15, 18, 0), (40, 20, 20, 40), (48, 20, 23, -10)])
 def test_truncated_ellipsoid_formulas_match_numeric_integration(a, b, c, h):
-    disks, _ = integrate.quad(lambda u: math.pi * b * c * (1 - u ** 2 / a ** 2), -a, h)
+    disks, _ = integrate.quad(lambda u: math.pi * b * c * (1 - u**2 / a**2), -a, h)
     assert truncated_ellipsoid_volume_mm3(a, b, c, h) == pytest.approx(disks, rel=1e-9)
-    strip, _ = integrate.quad(lambda u: 2 * b * math.sqrt(max(0.0, 1 - u ** 2 / a ** 2)), -a, h)
+    strip, _ = integrate.quad(lambda u: 2 * b * math.sqrt(max(0.0, 1 - u**2 / a**2)), -a, h)
     assert truncated_ellipse_area_mm2(a, b, h) == pytest.approx(strip, rel=1e-6)
     # independent check: count 0.5 mm voxels inside the truncated ellipsoid
     step = 0.5
@@ -34,7 +35,7 @@ def test_truncated_ellipsoid_formulas_match_numeric_integration(a, b, c, h):
     y = np.arange(-b, b, step) + step / 2
     w = np.arange(-c, c, step) + step / 2
     inside = (u[:, None, None] / a) ** 2 + (y[None, :, None] / b) ** 2 + (w[None, None, :] / c) ** 2 <= 1
-    assert inside.sum() * step ** 3 == pytest.approx(truncated_ellipsoid_volume_mm3(a, b, c, h), rel=0.01)
+    assert inside.sum() * step**3 == pytest.approx(truncated_ellipsoid_volume_mm3(a, b, c, h), rel=0.01)
 
 
 def test_patient_volumes_ef_and_volume_curve():
@@ -46,15 +47,15 @@ def test_patient_volumes_ef_and_volume_curve():
         assert len(curve) == acquisition.n_frames
         assert curve[0] == pytest.approx(patient.edv_ml) and max(curve) == curve[0]
         assert curve[acquisition.es_frame - 1] == pytest.approx(patient.esv_ml) and min(curve) == pytest.approx(
-            patient.esv_ml)
-        assert all(x >= y for x, y in zip(curve[:acquisition.es_frame], curve[1:acquisition.es_frame]))
+            patient.esv_ml
+        )
+        assert all(x >= y for x, y in zip(curve[: acquisition.es_frame], curve[1 : acquisition.es_frame]))
 
 
 def test_rendered_masks_are_the_analytic_cross_sections():
     """LV areas match the truncated ellipses, and a disk summation over both views gives the analytic volume."""
     patient = sample_patient(1)
-    upright = {view: ViewAcquisition(acq.n_frames, acq.es_frame, 0.0, 0.0, 22.0) for view, acq in
-               patient.views.items()}
+    upright = {view: ViewAcquisition(acq.n_frames, acq.es_frame, 0.0, 0.0, 22.0) for view, acq in patient.views.items()}
     patient = type(patient)(**{**patient.__dict__, "views": upright})
     for frame_of in (lambda acq: 1, lambda acq: acq.es_frame):
         widths, spacing = {}, None
@@ -63,7 +64,7 @@ def test_rendered_masks_are_the_analytic_cross_sections():
             _, label, spacing = render_frame(patient, view, frame, size=512, depth_mm=160)
             lv = label == 1
             shape = patient.shape(view, frame)
-            assert lv.sum() * spacing ** 2 == pytest.approx(shape.lv_area_mm2(view), rel=0.01)
+            assert lv.sum() * spacing**2 == pytest.approx(shape.lv_area_mm2(view), rel=0.01)
             widths[view] = lv.sum(axis=1) * spacing
             assert lv.any(axis=1).sum() * spacing == pytest.approx(shape.length_mm, abs=2 * spacing)
         disks = math.pi / 4 * np.sum(widths["2CH"] * widths["4CH"]) * spacing / 1000
@@ -96,9 +97,10 @@ def test_generate_phantom_writes_camus_layout_and_converts(tmp_path, nnunet_dirs
     assert sequence.shape == (info["NbFrame"], 96, 96)
     es, spacing = read_frame(folder / "patient0002_4CH_ES.nii.gz")
     assert np.array_equal(es, sequence[info["ES"] - 1]) and spacing == pytest.approx((160 / 96, 160 / 96))
-    assert len(truth["patient0002"]["views"]["2CH"]["volumes_ml"]) == parse_info_file(
-        folder / "Info_2CH.cfg")["NbFrame"]
-    assert (root / "database_split" / "subgroup_testing.txt").read_text() .count("patient") == 1
+    assert (
+        len(truth["patient0002"]["views"]["2CH"]["volumes_ml"]) == parse_info_file(folder / "Info_2CH.cfg")["NbFrame"]
+    )
+    assert (root / "database_split" / "subgroup_testing.txt").read_text().count("patient") == 1
 
     out = convert_camus(root, 502, export_sequences=True, verify=False, progress=False)
     metadata = load_metadata(out)

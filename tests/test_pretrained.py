@@ -1,4 +1,5 @@
 """Shipping a model: packaging (weights only), nnU-Net's zip format, and the shipped LightEcho used by default."""
+
 import json
 import zipfile
 
@@ -36,8 +37,9 @@ def packaged(trained_lightecho, tmp_path_factory):
 def test_package_keeps_only_what_prediction_reads(packaged, trained_lightecho):
     checkpoint = torch.load(packaged / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert set(checkpoint) <= set(INFERENCE_CHECKPOINT_KEYS) and "optimizer_state" not in checkpoint
-    original = torch.load(trained_lightecho["results_folder"] / "fold_0" / "checkpoint_final.pth",
-                          map_location="cpu", weights_only=False)
+    original = torch.load(
+        trained_lightecho["results_folder"] / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False
+    )
     for key, value in original["network_weights"].items():
         torch.testing.assert_close(checkpoint["network_weights"][key], value)
     assert InputConvention.of_model_folder(packaged) == InputConvention((224, 224))
@@ -66,8 +68,7 @@ def test_export_installs_with_nnunet_and_predicts(packaged, trained_lightecho, t
     monkeypatch.setenv("nnUNet_results", str(installed_results))
     install_model_from_zip_file(str(archive))
     predictor = nnUNetPredictor(use_mirroring=False, device=torch.device("cpu"), allow_tqdm=False)
-    predictor.initialize_from_trained_model_folder(str(installed_results / packaged.parent.name / packaged.name),
-                                                   (0,))
+    predictor.initialize_from_trained_model_folder(str(installed_results / packaged.parent.name / packaged.name), (0,))
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
 
     image = sorted(trained_lightecho["images_dir"].glob("*_0000.nii.gz"))[0]
@@ -112,8 +113,11 @@ def test_model_folders_made_before_the_layer_move_still_load(tmp_path):
         architectures = [c["architecture"] for c in text.get("configurations", {}).values() if "architecture" in c]
         for architecture in architectures or [text]:
             names.add(architecture["network_class_name"])
-            names.update(architecture["arch_kwargs"][key] for key in architecture.get("_kw_requires_import", ())
-                         if architecture["arch_kwargs"].get(key))
+            names.update(
+                architecture["arch_kwargs"][key]
+                for key in architecture.get("_kw_requires_import", ())
+                if architecture["arch_kwargs"].get(key)
+            )
     assert "nnunet_lightweight.network.LightEchoUNet" in names
     for name in sorted(names):
         assert pydoc.locate(name) is not None, name  # what nnU-Net's get_network_from_plans calls
@@ -130,15 +134,18 @@ def test_predict_uses_the_shipped_model_by_default(camus_root, tmp_path):
     for patient in patients:
         for view in ("2CH", "4CH"):
             case = f"{patient}_{view}_ED"
-            sitk.WriteImage(sitk.ReadImage(str(camus_root / "database_nifti" / patient / f"{case}.nii.gz")),
-                            str(inputs / f"{case}_0000.nii.gz"))
+            sitk.WriteImage(
+                sitk.ReadImage(str(camus_root / "database_nifti" / patient / f"{case}.nii.gz")),
+                str(inputs / f"{case}_0000.nii.gz"),
+            )
             cases.append(case)
     assert main(["predict", "-i", str(inputs), "-o", str(tmp_path / "out"), "--device", "cpu"]) == 0
     for case in cases:
         patient = case.split("_")[0]
         prediction = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / f"{case}.nii.gz")))
-        reference = sitk.GetArrayFromImage(sitk.ReadImage(
-            str(camus_root / "database_nifti" / patient / f"{case}_gt.nii.gz")))
+        reference = sitk.GetArrayFromImage(
+            sitk.ReadImage(str(camus_root / "database_nifti" / patient / f"{case}_gt.nii.gz"))
+        )
         assert dice_score(prediction == 1, reference == 1) >= 0.85, case
         assert dice_score(prediction == 3, reference == 3) >= 0.6, case
 

@@ -1,4 +1,5 @@
 """Issue 8: the published ResNet34 U-Net + SCSE and Improved ResUNet models as nnU-Net trainer variants."""
+
 import json
 import warnings
 
@@ -34,8 +35,9 @@ def test_resnet34_unet_scse_size_and_deep_supervision():
     assert n_parameters(network.encoder) == 21_278_400
     x = torch.randn(2, 1, SIZE, SIZE)
     outputs = network(x)
-    assert isinstance(outputs, list) and len(outputs) == len(load_preset("resnet34_unet_scse")["arch_kwargs"][
-        "features_per_stage_decoder"])
+    assert isinstance(outputs, list) and len(outputs) == len(
+        load_preset("resnet34_unet_scse")["arch_kwargs"]["features_per_stage_decoder"]
+    )
     assert all(o.shape == (2, 4, SIZE, SIZE) for o in outputs)  # auxiliary logits upsampled to full size
     network.decoder.deep_supervision = False  # what nnU-Net's set_deep_supervision_enabled does
     network.eval()
@@ -51,8 +53,13 @@ def test_improved_resunet_follows_table_1():
     assert n_parameters(network) == 52_201_392
     assert n_parameters(network.clahe) == 0
     skips = network.encoder(torch.randn(1, 1, SIZE, SIZE))
-    assert [tuple(s.shape[1:]) for s in skips] == [(64, 64, 64), (128, 32, 32), (256, 16, 16), (512, 8, 8),
-                                                    (1024, 4, 4)]
+    assert [tuple(s.shape[1:]) for s in skips] == [
+        (64, 64, 64),
+        (128, 32, 32),
+        (256, 16, 16),
+        (512, 8, 8),
+        (1024, 4, 4),
+    ]
     activations = {type(m) for m in network.modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.Mish, nn.GELU))}
     assert activations == {nn.LeakyReLU}
     x = torch.randn(2, 1, SIZE, SIZE)
@@ -95,7 +102,8 @@ def test_cosine_schedule_driven_by_epoch_calls():
     assert lrs[50] == pytest.approx([(3e-4 + 1e-6) / 2, (3e-5 + 1e-6) / 2])
     assert lrs[100] == pytest.approx([1e-6, 1e-6])
     torch_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=3e-4), T_max=100, eta_min=1e-6)
+        torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=3e-4), T_max=100, eta_min=1e-6
+    )
     for _ in range(25):
         torch_scheduler.optimizer.step()
         torch_scheduler.step()
@@ -104,16 +112,22 @@ def test_cosine_schedule_driven_by_epoch_calls():
 
 def test_trainers_registered_with_complete_architectures():
     trainers = discover_trainers()
-    plans = {"configurations": {"2d": {"batch_size": 49, "patch_size": [224, 224],
-                                       "median_image_size_in_voxels": [223, 223],
-                                       "architecture": {"network_class_name": "PlainConvUNet"}}}}
+    plans = {
+        "configurations": {
+            "2d": {
+                "batch_size": 49,
+                "patch_size": [224, 224],
+                "median_image_size_in_voxels": [223, 223],
+                "architecture": {"network_class_name": "PlainConvUNet"},
+            }
+        }
+    }
     for trainer, batch in ((nnUNetTrainerResNet34UNetSCSE, 4), (nnUNetTrainerImprovedResUNet, 16)):
         assert trainers[trainer.__name__] is trainer
         config = trainer.lightecho_plans(plans, "2d")["configurations"]["2d"]
         assert config["patch_size"] == [224, 224] and config["batch_size"] == batch
         network = build_network_from_preset(trainer.architecture(), 1, 4)  # what the benchmark builds
-        assert type(network).__module__ + "." + type(network).__name__ == \
-            trainer.architecture()["network_class_name"]
+        assert type(network).__module__ + "." + type(network).__name__ == trainer.architecture()["network_class_name"]
 
 
 def test_encoder_weights_from_local_file(tmp_path):
@@ -137,6 +151,7 @@ def test_encoder_weights_from_local_file(tmp_path):
 
 
 # --- Training and prediction through nnU-Net on a tiny synthetic dataset -------------------------------------
+
 
 def _synthetic_frame(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A 64x64 'apical view': LV ellipse inside a myocardium ring, LA below, speckle-like intensities."""
@@ -172,15 +187,25 @@ def synthetic_dataset(tmp_path_factory, nnunet_environment):
             image, seg = _synthetic_frame(rng)
             sitk.WriteImage(sitk.GetImageFromArray(image), str(raw / "imagesTr" / f"{case}_0000.nii.gz"))
             sitk.WriteImage(sitk.GetImageFromArray(seg), str(raw / "labelsTr" / f"{case}.nii.gz"))
-        generate_dataset_json(str(raw), {0: "echo"}, {"background": 0, "LV": 1, "MYO": 2, "LA": 3}, len(cases),
-                              ".nii.gz", dataset_name=raw.name)
+        generate_dataset_json(
+            str(raw),
+            {0: "echo"},
+            {"background": 0, "LV": 1, "MYO": 2, "LA": 3},
+            len(cases),
+            ".nii.gz",
+            dataset_name=raw.name,
+        )
         preprocessed = base / "nnUNet_preprocessed" / raw.name
         preprocessed.mkdir()
         (preprocessed / "splits_final.json").write_text(json.dumps([{"train": cases[:4], "val": cases[4:]}]))
         plan(SYNTHETIC_ID, num_processes=1)
-        yield {"raw": raw, "preprocessed": preprocessed, "monkeypatch": monkeypatch,
-               "plans": json.loads((preprocessed / "nnUNetPlans.json").read_text()),
-               "dataset_json": json.loads((preprocessed / "dataset.json").read_text())}
+        yield {
+            "raw": raw,
+            "preprocessed": preprocessed,
+            "monkeypatch": monkeypatch,
+            "plans": json.loads((preprocessed / "nnUNetPlans.json").read_text()),
+            "dataset_json": json.loads((preprocessed / "dataset.json").read_text()),
+        }
 
 
 class _ResNet34UNetSCSE_Tiny(nnUNetTrainerResNet34UNetSCSE):
@@ -262,11 +287,25 @@ def test_clahe_identical_in_training_and_prediction(synthetic_dataset):
     network.train()
     network(torch.from_numpy(np.asarray(data[:, 0]))[None].float())  # 2d: (channels, 1, y, x) on disk
 
-    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
-                                perform_everything_on_device=False, device=torch.device("cpu"), verbose=False,
-                                verbose_preprocessing=False, allow_tqdm=False)
-    predictor.manual_initialization(network, trainer.plans_manager, trainer.configuration_manager,
-                                    [network.state_dict()], trainer.dataset_json, type(trainer).__name__, None)
+    predictor = nnUNetPredictor(
+        tile_step_size=0.5,
+        use_gaussian=True,
+        use_mirroring=False,
+        perform_everything_on_device=False,
+        device=torch.device("cpu"),
+        verbose=False,
+        verbose_preprocessing=False,
+        allow_tqdm=False,
+    )
+    predictor.manual_initialization(
+        network,
+        trainer.plans_manager,
+        trainer.configuration_manager,
+        [network.state_dict()],
+        trainer.dataset_json,
+        type(trainer).__name__,
+        None,
+    )
     image, properties = SimpleITKIO().read_images([str(synthetic_dataset["raw"] / "imagesTr" / "case0_0000.nii.gz")])
     segmentation = predictor.predict_single_npy_array(image, {"spacing": properties["spacing"]})
     assert segmentation.shape == image.shape[1:]
@@ -275,5 +314,6 @@ def test_clahe_identical_in_training_and_prediction(synthetic_dataset):
     (train_input, train_clahe), (predict_input, predict_clahe) = seen
     torch.testing.assert_close(predict_input, train_input, atol=1e-5, rtol=1e-5)  # same nnU-Net preprocessing
     torch.testing.assert_close(predict_clahe, train_clahe, atol=1e-5, rtol=1e-5)
-    assert (train_clahe - (train_input - train_input.min()) / (train_input.max() - train_input.min())).abs().mean() \
-        > 0.05  # CLAHE changes the frame, it is not an identity
+    assert (
+        train_clahe - (train_input - train_input.min()) / (train_input.max() - train_input.min())
+    ).abs().mean() > 0.05  # CLAHE changes the frame, it is not an identity

@@ -4,6 +4,7 @@ Each module defines `register(subparsers)`, which adds its parser and sets `func
 library function. Modules import heavy dependencies (torch, nnU-Net) inside their handlers so that
 `lightecho --help` stays fast.
 """
+
 import argparse
 import errno
 import importlib
@@ -21,11 +22,13 @@ USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUO
 INTERRUPTED_NOTE = "unfinished outputs were removed; inputs and outputs written before are kept"
 
 
-def bounded(kind: Callable[[str], float], low: float | None = None, high: float | None = None,
-            *, low_open: bool = False) -> Callable[[str], float]:
+def bounded(
+    kind: Callable[[str], float], low: float | None = None, high: float | None = None, *, low_open: bool = False
+) -> Callable[[str], float]:
     """An argparse `type` converting with `kind` (int or float) and refusing values outside [low, high] (low
     excluded where `low_open`), and NaN/inf: the parser then names the option, so a bad number never reaches the
     library code as a silent wrong value or a traceback."""
+
     def convert(text: str) -> float:
         try:
             value = kind(text)
@@ -44,8 +47,10 @@ def bounded(kind: Callable[[str], float], low: float | None = None, high: float 
 
 
 def _describe_range(low: float | None, high: float | None, low_open: bool) -> str:
-    parts = [f"{'greater than' if low_open else 'at least'} {low}" if low is not None else "",
-             f"at most {high}" if high is not None else ""]
+    parts = [
+        f"{'greater than' if low_open else 'at least'} {low}" if low is not None else "",
+        f"at most {high}" if high is not None else "",
+    ]
     return " and ".join(part for part in parts if part)
 
 
@@ -89,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lightecho {args.command}: error: {error.filename or 'output'}: {error.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"lightecho {args.command}: interrupted (Ctrl-C): {getattr(args, 'interrupted_note', INTERRUPTED_NOTE)}",
-              file=sys.stderr)
+        print(
+            f"lightecho {args.command}: interrupted (Ctrl-C): {getattr(args, 'interrupted_note', INTERRUPTED_NOTE)}",
+            file=sys.stderr,
+        )
         return 130
     return int(result or 0)
 

@@ -1,4 +1,5 @@
 """lightecho benchmark: params, GMACs and ms per frame of LightEcho and nnU-Net's default network, per path."""
+
 import argparse
 import json
 from pathlib import Path
@@ -8,43 +9,76 @@ from nnunet_lightweight.cli import bounded
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "benchmark", help="speed of LightEcho vs nnU-Net's default 2d network (params, GMACs, ms/frame, frames/s)",
+        "benchmark",
+        help="speed of LightEcho vs nnU-Net's default 2d network (params, GMACs, ms/frame, frames/s)",
         description="Builds each model's network with its trainer (random weights: speed does not depend on "
-                    "them), counts parameters and GMACs per frame, then times every execution path (eager fp32, "
-                    "optimised torch fp32/bf16 on CPU or fp16/bf16 with CUDA graphs on GPU, ONNX Runtime, "
-                    "OpenVINO fp32/bf16 on CPU, torch.compile) at each batch size: warm-up, then up to "
-                    "--iterations runs or --max-seconds, median and 10th/90th percentiles in ms per frame. Prints "
-                    "a table; the last line is JSON with light_ms_per_frame, default_ms_per_frame (batch 1, "
-                    "fastest path of each, timed head to head in alternating rounds) and speedup. Other processes "
-                    "on the machine slow it down: the JSON records the load average. With --train it times real "
-                    "nnU-Net training steps instead (see --train).")
+        "them), counts parameters and GMACs per frame, then times every execution path (eager fp32, "
+        "optimised torch fp32/bf16 on CPU or fp16/bf16 with CUDA graphs on GPU, ONNX Runtime, "
+        "OpenVINO fp32/bf16 on CPU, torch.compile) at each batch size: warm-up, then up to "
+        "--iterations runs or --max-seconds, median and 10th/90th percentiles in ms per frame. Prints "
+        "a table; the last line is JSON with light_ms_per_frame, default_ms_per_frame (batch 1, "
+        "fastest path of each, timed head to head in alternating rounds) and speedup. Other processes "
+        "on the machine slow it down: the JSON records the load average. With --train it times real "
+        "nnU-Net training steps instead (see --train).",
+    )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="device (default cpu)")
-    parser.add_argument("--models", nargs="+", default=["nnUNetTrainerLightEcho", "nnUNetTrainer"],
-                        help="trainer class names (default: nnUNetTrainerLightEcho nnUNetTrainer); LightEcho "
-                             "trainers use their architecture, stock nnU-Net trainers the default 2d plan for "
-                             "256x256 frames (plans/nnunet_default_2d_256.json)")
-    parser.add_argument("--size", type=bounded(int, 32, 4096), default=None,
-                        help="frame size in pixels (square; default 256, with --train 224 as in the CAMUS copy)")
-    parser.add_argument("--batch-sizes", type=bounded(int, 1, 4096), nargs="+", default=[1, 32],
-                        help="batch sizes: latency at 1, throughput at the others (default 1 32)")
-    parser.add_argument("--paths", nargs="+", default=None,
-                        help="execution paths backend-precision[-graphs] (default: all for the device, e.g. "
-                             "eager-fp32 torch-fp32 torch-bf16 onnx-fp32 openvino-fp32 openvino-bf16 on CPU)")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
-                        help="also time torch.compile paths (default on; each takes tens of seconds to compile)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["nnUNetTrainerLightEcho", "nnUNetTrainer"],
+        help="trainer class names (default: nnUNetTrainerLightEcho nnUNetTrainer); LightEcho "
+        "trainers use their architecture, stock nnU-Net trainers the default 2d plan for "
+        "256x256 frames (plans/nnunet_default_2d_256.json)",
+    )
+    parser.add_argument(
+        "--size",
+        type=bounded(int, 32, 4096),
+        default=None,
+        help="frame size in pixels (square; default 256, with --train 224 as in the CAMUS copy)",
+    )
+    parser.add_argument(
+        "--batch-sizes",
+        type=bounded(int, 1, 4096),
+        nargs="+",
+        default=[1, 32],
+        help="batch sizes: latency at 1, throughput at the others (default 1 32)",
+    )
+    parser.add_argument(
+        "--paths",
+        nargs="+",
+        default=None,
+        help="execution paths backend-precision[-graphs] (default: all for the device, e.g. "
+        "eager-fp32 torch-fp32 torch-bf16 onnx-fp32 openvino-fp32 openvino-bf16 on CPU)",
+    )
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time torch.compile paths (default on; each takes tens of seconds to compile)",
+    )
     parser.add_argument("--warmup", type=bounded(int, 0), default=3, help="untimed runs per measurement (default 3)")
-    parser.add_argument("--iterations", type=bounded(int, 1), default=50,
-                        help="most timed runs per measurement (default 50)")
+    parser.add_argument(
+        "--iterations", type=bounded(int, 1), default=50, help="most timed runs per measurement (default 50)"
+    )
     parser.add_argument("--min-iterations", type=bounded(int, 1), default=5, help="fewest timed runs (default 5)")
-    parser.add_argument("--max-seconds", type=bounded(float, 0, low_open=True), default=10.0,
-                        help="stop timing a measurement after this long once --min-iterations ran (default 10)")
-    parser.add_argument("--rounds", type=bounded(int, 0), default=5,
-                        help="after the sweep, time the fastest batch-1 path of LightEcho and of the default network "
-                             "in this many alternating rounds; the summary's light/default ms and speedup come from "
-                             "them, so that drifting machine speed does not bias the ratio (default 5; 0: from the "
-                             "sweep)")
-    parser.add_argument("--threads", type=bounded(int, 1), default=None,
-                        help="CPU threads (default: all available cores)")
+    parser.add_argument(
+        "--max-seconds",
+        type=bounded(float, 0, low_open=True),
+        default=10.0,
+        help="stop timing a measurement after this long once --min-iterations ran (default 10)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=bounded(int, 0),
+        default=5,
+        help="after the sweep, time the fastest batch-1 path of LightEcho and of the default network "
+        "in this many alternating rounds; the summary's light/default ms and speedup come from "
+        "them, so that drifting machine speed does not bias the ratio (default 5; 0: from the "
+        "sweep)",
+    )
+    parser.add_argument(
+        "--threads", type=bounded(int, 1), default=None, help="CPU threads (default: all available cores)"
+    )
     parser.add_argument("--output-json", type=Path, default=None, help="also write every row and the summary here")
     train = parser.add_argument_group(
         "training speed (--train)",
@@ -54,12 +88,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "plain fp32, channels_last, bf16 autocast where the CPU has native bf16, and with --compile "
         "torch.compile (its compile time is reported as warm-up). The two trainers alternate step by step. The "
         "last line is JSON with train_light_frames_per_s, train_default_frames_per_s, train_speedup and the "
-        "CPU model and flags. --models, --batch-sizes, --paths, --rounds and --device do not apply.")
+        "CPU model and flags. --models, --batch-sizes, --paths, --rounds and --device do not apply.",
+    )
     train.add_argument("--train", action="store_true", help="benchmark training steps instead of inference")
-    train.add_argument("--train-batch-size", type=bounded(int, 1, 4096), default=32,
-                       help="frames per training step (default 32)")
-    train.add_argument("--train-steps", type=bounded(int, 1), default=3,
-                       help="timed steps per trainer and path, after one warm-up step (default 3)")
+    train.add_argument(
+        "--train-batch-size", type=bounded(int, 1, 4096), default=32, help="frames per training step (default 32)"
+    )
+    train.add_argument(
+        "--train-steps",
+        type=bounded(int, 1),
+        default=3,
+        help="timed steps per trainer and path, after one warm-up step (default 3)",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -68,9 +108,20 @@ def _run(args: argparse.Namespace) -> int:
         return _run_training(args)
     from nnunet_lightweight.inference.benchmark import benchmark, format_table, summary_json
 
-    result = benchmark(args.models, args.device, args.size or 256, args.batch_sizes, args.paths, args.compile,
-                       args.warmup, args.iterations, args.max_seconds, args.min_iterations, args.threads,
-                       rounds=args.rounds)
+    result = benchmark(
+        args.models,
+        args.device,
+        args.size or 256,
+        args.batch_sizes,
+        args.paths,
+        args.compile,
+        args.warmup,
+        args.iterations,
+        args.max_seconds,
+        args.min_iterations,
+        args.threads,
+        rounds=args.rounds,
+    )
     print(format_table(result))
     if args.output_json:
         args.output_json.parent.mkdir(parents=True, exist_ok=True)
@@ -82,8 +133,13 @@ def _run(args: argparse.Namespace) -> int:
 def _run_training(args: argparse.Namespace) -> int:
     from nnunet_lightweight.training.benchmark import benchmark_training
 
-    result = benchmark_training(size=args.size or 224, batch_size=args.train_batch_size, steps=args.train_steps,
-                                compile=args.compile, num_threads=args.threads)
+    result = benchmark_training(
+        size=args.size or 224,
+        batch_size=args.train_batch_size,
+        steps=args.train_steps,
+        compile=args.compile,
+        num_threads=args.threads,
+    )
     if args.output_json:
         args.output_json.parent.mkdir(parents=True, exist_ok=True)
         args.output_json.write_text(json.dumps(result, indent=2) + "\n")

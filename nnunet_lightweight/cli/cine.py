@@ -1,4 +1,5 @@
 """lightecho cine: LV area and volume curves of whole cine loops, automatic ED/ES frames and EF."""
+
 import argparse
 from pathlib import Path
 
@@ -8,43 +9,76 @@ from nnunet_lightweight.cli.predict import add_predictor_options, predictor_sett
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "cine", help="volume curve, automatic ED/ES frames and EF of a 2CH and/or 4CH cine loop",
+        "cine",
+        help="volume curve, automatic ED/ES frames and EF of a 2CH and/or 4CH cine loop",
         description="Segments every frame of a cine loop with a trained nnU-Net/LightEcho model (or reads a "
-                    "label-map sequence such as CAMUS _half_sequence_gt.nii.gz when no --model is given), measures "
-                    "the LV area and single-plane Simpson volume of every frame, picks ED (largest volume) and ES "
-                    "(smallest), and with both views computes the biplane EDV, ESV and EF from each view's ED and "
-                    "ES frames. Sequences: 2D+t NIfTI/MHA (CAMUS half-sequences), a quoted glob of 2D frame files "
-                    "(e.g. 'sequences/images/patient0001_2CH_frame*_0000.nii.gz'), or AVI/MP4 video. Writes "
-                    "OUT/cine.json (frames 1-based, volumes, EF, Info_<view>.cfg reference ED/ES where found "
-                    "beside the sequence), OUT/curves.csv, OUT/volume_curve.png and, when segmenting, "
-                    "OUT/<view>_masks.nii.gz.",
+        "label-map sequence such as CAMUS _half_sequence_gt.nii.gz when no --model is given), measures "
+        "the LV area and single-plane Simpson volume of every frame, picks ED (largest volume) and ES "
+        "(smallest), and with both views computes the biplane EDV, ESV and EF from each view's ED and "
+        "ES frames. Sequences: 2D+t NIfTI/MHA (CAMUS half-sequences), a quoted glob of 2D frame files "
+        "(e.g. 'sequences/images/patient0001_2CH_frame*_0000.nii.gz'), or AVI/MP4 video. Writes "
+        "OUT/cine.json (frames 1-based, volumes, EF, Info_<view>.cfg reference ED/ES where found "
+        "beside the sequence), OUT/curves.csv, OUT/volume_curve.png and, when segmenting, "
+        "OUT/<view>_masks.nii.gz.",
     )
-    parser.add_argument("--2ch", dest="sequence_2ch", metavar="SEQUENCE", default=None,
-                        help="apical 2-chamber sequence (file, quoted glob of frames, or video)")
-    parser.add_argument("--4ch", dest="sequence_4ch", metavar="SEQUENCE", default=None,
-                        help="apical 4-chamber sequence (file, quoted glob of frames, or video)")
-    parser.add_argument("--model", type=Path, default=None,
-                        help="trained nnU-Net model folder (e.g. $nnUNet_results/DatasetXXX/"
-                             "nnUNetTrainerLightEcho__nnUNetPlans__2d); without it, label-map sequences are "
-                             "measured as they are and grey-level sequences are segmented by the shipped LightEcho "
-                             "model (CAMUS, 400 patients), which brings frames of any size to its convention")
-    parser.add_argument("--fold", default="0", help="fold of the model to use (default 0; 'all' for a model "
-                                                    "trained on all data)")
-    parser.add_argument("--checkpoint", default="checkpoint_final.pth", help="checkpoint file name "
-                                                                             "(default checkpoint_final.pth)")
+    parser.add_argument(
+        "--2ch",
+        dest="sequence_2ch",
+        metavar="SEQUENCE",
+        default=None,
+        help="apical 2-chamber sequence (file, quoted glob of frames, or video)",
+    )
+    parser.add_argument(
+        "--4ch",
+        dest="sequence_4ch",
+        metavar="SEQUENCE",
+        default=None,
+        help="apical 4-chamber sequence (file, quoted glob of frames, or video)",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="trained nnU-Net model folder (e.g. $nnUNet_results/DatasetXXX/"
+        "nnUNetTrainerLightEcho__nnUNetPlans__2d); without it, label-map sequences are "
+        "measured as they are and grey-level sequences are segmented by the shipped LightEcho "
+        "model (CAMUS, 400 patients), which brings frames of any size to its convention",
+    )
+    parser.add_argument(
+        "--fold", default="0", help="fold of the model to use (default 0; 'all' for a model trained on all data)"
+    )
+    parser.add_argument(
+        "--checkpoint", default="checkpoint_final.pth", help="checkpoint file name (default checkpoint_final.pth)"
+    )
     # The predictor's options, as in `lightecho predict` (the same predictor segments both); mirroring stays on
     # by default as nnU-Net's own test-time augmentation was before (the LightEcho trainers allow no mirroring).
     add_predictor_options(parser, mirroring_default=True)
-    parser.add_argument("--spacing", type=bounded(float, 0, low_open=True), nargs=2, metavar=("ROW", "COL"), default=None,
-                        help="pixel size in mm (rows, columns) for measuring, overriding the file's (videos carry "
-                             "none); volumes are then in mL. It does not change what the model sees: models that "
-                             "record an input convention (the shipped one) bring frames of any size to it, others "
-                             "see the file's own pixel size")
+    parser.add_argument(
+        "--spacing",
+        type=bounded(float, 0, low_open=True),
+        nargs=2,
+        metavar=("ROW", "COL"),
+        default=None,
+        help="pixel size in mm (rows, columns) for measuring, overriding the file's (videos carry "
+        "none); volumes are then in mL. It does not change what the model sees: models that "
+        "record an input convention (the shipped one) bring frames of any size to it, others "
+        "see the file's own pixel size",
+    )
     units = parser.add_mutually_exclusive_group()
-    units.add_argument("--pixel-units", dest="units", action="store_const", const="px",
-                       help="measure in pixels (volumes in px^3) whatever the spacing")
-    units.add_argument("--mm-units", dest="units", action="store_const", const="mm",
-                       help="trust the file's spacing as mm even where it is exactly 1 x 1")
+    units.add_argument(
+        "--pixel-units",
+        dest="units",
+        action="store_const",
+        const="px",
+        help="measure in pixels (volumes in px^3) whatever the spacing",
+    )
+    units.add_argument(
+        "--mm-units",
+        dest="units",
+        action="store_const",
+        const="mm",
+        help="trust the file's spacing as mm even where it is exactly 1 x 1",
+    )
     parser.set_defaults(units="auto")
     parser.add_argument("--disks", type=DISKS, default=20, help="number of Simpson disks (default 20)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created)")
@@ -64,26 +98,39 @@ def _run(args: argparse.Namespace) -> int:
     segmenter = None
     if args.model is not None:
         print(f"loading {args.model} (fold {args.fold})")
-        segmenter = FastPredictor(load_trained_model(args.model, [args.fold], args.checkpoint),
-                                  predictor_settings(args), log=None)
+        segmenter = FastPredictor(
+            load_trained_model(args.model, [args.fold], args.checkpoint), predictor_settings(args), log=None
+        )
     elif not all(is_label_sequence(s) for s in (args.sequence_2ch, args.sequence_4ch) if s is not None):
         model_folder = shipped_model_folder()
         print(f"segmenting with the shipped model {model_folder.name}")
         segmenter = FastPredictor(load_trained_model(model_folder), predictor_settings(args), log=None)
-    report = cine(args.output, args.sequence_2ch, args.sequence_4ch, segmenter, args.spacing, args.units, args.disks,
-                  args.overwrite)
+    report = cine(
+        args.output,
+        args.sequence_2ch,
+        args.sequence_4ch,
+        segmenter,
+        args.spacing,
+        args.units,
+        args.disks,
+        args.overwrite,
+    )
     for view, entry in report["views"].items():
         reference = ""
         if entry["reference_ed_frame"] is not None:
             reference = f" (Info: ED {entry['reference_ed_frame']}, ES {entry['reference_es_frame']})"
-        print(f"{view}: {entry['n_frames']} frames, ED frame {entry['ed_frame']}, ES frame {entry['es_frame']}"
-              f"{reference}; single-plane EDV {entry['edv']:.4g}, ESV {entry['esv']:.4g} {entry['volume_unit']}, "
-              f"EF {entry['ef_single_plane']:.1f} %")
+        print(
+            f"{view}: {entry['n_frames']} frames, ED frame {entry['ed_frame']}, ES frame {entry['es_frame']}"
+            f"{reference}; single-plane EDV {entry['edv']:.4g}, ESV {entry['esv']:.4g} {entry['volume_unit']}, "
+            f"EF {entry['ef_single_plane']:.1f} %"
+        )
         for warning in entry["warnings"]:
             print(f"  warning: {warning}")
     if "biplane" in report:
         biplane = report["biplane"]
-        print(f"biplane: EDV {biplane['edv']:.4g}, ESV {biplane['esv']:.4g} {biplane['volume_unit']}, "
-              f"EF {biplane['ef']:.1f} %")
+        print(
+            f"biplane: EDV {biplane['edv']:.4g}, ESV {biplane['esv']:.4g} {biplane['volume_unit']}, "
+            f"EF {biplane['ef']:.1f} %"
+        )
     print(f"written: {args.output}/cine.json, curves.csv, volume_curve.png")
     return 0

@@ -3,6 +3,7 @@
 Differences are measured - reference; the limits of agreement are bias +- 1.96 SD of the differences (Bland and
 Altman). Volumes are compared only where both sides share a unit (mL with mL, px^3 with px^3).
 """
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,15 @@ def agreement_statistics(measured, reference) -> dict:
     measured, reference = measured[valid], reference[valid]
     n = int(valid.sum())
     difference = measured - reference
-    stats = {"n": n, "pearson_r": None, "bias": None, "sd_difference": None, "loa_low": None, "loa_high": None,
-             "mae": None}
+    stats = {
+        "n": n,
+        "pearson_r": None,
+        "bias": None,
+        "sd_difference": None,
+        "loa_low": None,
+        "loa_high": None,
+        "mae": None,
+    }
     if n == 0:
         return stats
     stats["bias"] = float(difference.mean())
@@ -60,8 +68,11 @@ def ef_distribution(table: pd.DataFrame) -> dict:
     ef = table["ef"].astype(float)
     return {
         "n": int(len(table)),
-        "ef_mean": float(ef.mean()), "ef_sd": float(ef.std(ddof=1)) if len(ef) > 1 else None,
-        "ef_min": float(ef.min()), "ef_median": float(ef.median()), "ef_max": float(ef.max()),
+        "ef_mean": float(ef.mean()),
+        "ef_sd": float(ef.std(ddof=1)) if len(ef) > 1 else None,
+        "ef_min": float(ef.min()),
+        "ef_median": float(ef.median()),
+        "ef_max": float(ef.max()),
         "n_ef_outside_10_90": int(((ef < 10) | (ef > 90)).sum()),
         "n_esv_not_below_edv": int((table["esv"] >= table["edv"]).sum()),
         "methods": {str(k): int(v) for k, v in table["method"].value_counts().items()},
@@ -99,8 +110,13 @@ def save_agreement_plots(table: pd.DataFrame, output_dir: Path) -> list[Path]:
         if stats["loa_low"] is not None:
             for limit in (stats["loa_low"], stats["loa_high"]):
                 axes.axhline(limit, color="tab:red", linestyle="--")
-            axes.plot([], [], color="tab:red", linestyle="--",
-                      label=f"95% LoA [{stats['loa_low']:.2f}, {stats['loa_high']:.2f}]")
+            axes.plot(
+                [],
+                [],
+                color="tab:red",
+                linestyle="--",
+                label=f"95% LoA [{stats['loa_low']:.2f}, {stats['loa_high']:.2f}]",
+            )
         axes.axhline(0, color="grey", linewidth=0.8)
         axes.set_xlabel(_label(f"mean of measured and reference {name}", unit))
         axes.set_ylabel(_label(f"measured - reference {name}", unit))
@@ -116,8 +132,9 @@ def save_agreement_plots(table: pd.DataFrame, output_dir: Path) -> list[Path]:
         axes.scatter(reference, measured, s=14, alpha=0.7, color="tab:blue")
         low, high = float(min(reference.min(), measured.min())), float(max(reference.max(), measured.max()))
         margin = 0.05 * (high - low or 1.0)
-        axes.plot([low - margin, high + margin], [low - margin, high + margin], color="grey", linestyle="--",
-                  label="identity")
+        axes.plot(
+            [low - margin, high + margin], [low - margin, high + margin], color="grey", linestyle="--", label="identity"
+        )
         axes.set_xlim(low - margin, high + margin)
         axes.set_ylim(low - margin, high + margin)
         axes.set_aspect("equal")
@@ -143,22 +160,34 @@ def agreement_markdown(stats: dict, distribution: dict, problems: list[str], sou
     lines = ["# Ejection fraction and LV volumes", ""]
     lines += [f"- {name}: `{value}`" for name, value in sources.items() if value]
     units = ", ".join(distribution["volume_units"])
-    lines += ["", f"## Measured values ({distribution['n']} patients, volumes in {units})", "",
-              f"EF mean {_format(distribution['ef_mean'], 1)} % (SD {_format(distribution['ef_sd'], 1)}), "
-              f"median {_format(distribution['ef_median'], 1)}, range {_format(distribution['ef_min'], 1)} to "
-              f"{_format(distribution['ef_max'], 1)} %; EF outside 10-90 %: {distribution['n_ef_outside_10_90']}; "
-              f"ESV not below EDV: {distribution['n_esv_not_below_edv']}. Methods: "
-              + ", ".join(f"{method} {count}" for method, count in distribution["methods"].items()) + ".", ""]
+    lines += [
+        "",
+        f"## Measured values ({distribution['n']} patients, volumes in {units})",
+        "",
+        f"EF mean {_format(distribution['ef_mean'], 1)} % (SD {_format(distribution['ef_sd'], 1)}), "
+        f"median {_format(distribution['ef_median'], 1)}, range {_format(distribution['ef_min'], 1)} to "
+        f"{_format(distribution['ef_max'], 1)} %; EF outside 10-90 %: {distribution['n_ef_outside_10_90']}; "
+        f"ESV not below EDV: {distribution['n_esv_not_below_edv']}. Methods: "
+        + ", ".join(f"{method} {count}" for method, count in distribution["methods"].items())
+        + ".",
+        "",
+    ]
     if any(entry["n"] for entry in stats.values()):
-        lines += ["## Agreement (measured - reference)", "",
-                  "| | n | Pearson r | bias | SD of differences | 95% limits of agreement | MAE | unit |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Agreement (measured - reference)",
+            "",
+            "| | n | Pearson r | bias | SD of differences | 95% limits of agreement | MAE | unit |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for name, entry in stats.items():
-            loa = (f"{_format(entry['loa_low'])} to {_format(entry['loa_high'])}"
-                   if entry["loa_low"] is not None else "–")
-            lines.append(f"| {name} | {entry['n']} | {_format(entry['pearson_r'], 3)} | {_format(entry['bias'])} | "
-                         f"{_format(entry['sd_difference'])} | {loa} | {_format(entry['mae'])} | "
-                         f"{entry['unit'] or '–'} |")
+            loa = (
+                f"{_format(entry['loa_low'])} to {_format(entry['loa_high'])}" if entry["loa_low"] is not None else "–"
+            )
+            lines.append(
+                f"| {name} | {entry['n']} | {_format(entry['pearson_r'], 3)} | {_format(entry['bias'])} | "
+                f"{_format(entry['sd_difference'])} | {loa} | {_format(entry['mae'])} | "
+                f"{entry['unit'] or '–'} |"
+            )
         lines.append("")
     else:
         lines += ["No reference values: no agreement statistics.", ""]

@@ -12,6 +12,7 @@ the frame of smallest volume. With both views, the biplane EDV and ESV combine e
 (the two views are separate acquisitions); where both have the same number of frames, a biplane curve is also
 drawn, assuming the two loops are synchronised (CAMUS half-sequences both run from ED to ES).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -106,15 +107,17 @@ def segment_sequence(frames: np.ndarray, segmenter: Segmenter, spacing=None) -> 
     if frames.ndim != 3:
         raise InputError(f"expected (frames, rows, cols), got shape {frames.shape}")
     takes_spacing = "spacing" in inspect.signature(segmenter).parameters
-    masks = np.asarray(segmenter(frames, spacing=spacing) if takes_spacing and spacing is not None
-                       else segmenter(frames))
+    masks = np.asarray(
+        segmenter(frames, spacing=spacing) if takes_spacing and spacing is not None else segmenter(frames)
+    )
     if masks.shape != frames.shape:
         raise InputError(f"the segmenter returned shape {masks.shape} for frames of shape {frames.shape}")
     return check_label_sequence(masks, "segmenter output")
 
 
-def cine_volume_curve(masks: np.ndarray, spacing, view: str = "", n_disks: int = N_DISKS,
-                      volume_unit: str = UNIT_ML) -> VolumeCurve:
+def cine_volume_curve(
+    masks: np.ndarray, spacing, view: str = "", n_disks: int = N_DISKS, volume_unit: str = UNIT_ML
+) -> VolumeCurve:
     """Area and single-plane volume of every frame of a label-map sequence; ED = largest, ES = smallest volume.
 
     Volumes are in mL for mm spacing (`volume_unit="mL"`) or in px^3 (pass spacing (1, 1) and "px^3"). Frames
@@ -139,35 +142,57 @@ def cine_volume_curve(masks: np.ndarray, spacing, view: str = "", n_disks: int =
         volumes.append(scale * single_plane_volume_from_disks(measurement))
     volumes = np.asarray(volumes)
     if np.isfinite(volumes).sum() < 2:
-        raise InputError(f"{view or 'sequence'}: fewer than two frames with a measurable LV "
-                         f"({'; '.join(problems[:2])})")
-    return VolumeCurve(view, np.asarray(areas), volumes, disks, volume_unit, int(np.nanargmax(volumes)),
-                       int(np.nanargmin(volumes)), problems)
+        raise InputError(
+            f"{view or 'sequence'}: fewer than two frames with a measurable LV ({'; '.join(problems[:2])})"
+        )
+    return VolumeCurve(
+        view,
+        np.asarray(areas),
+        volumes,
+        disks,
+        volume_unit,
+        int(np.nanargmax(volumes)),
+        int(np.nanargmin(volumes)),
+        problems,
+    )
 
 
 def biplane_volume_curve(curve_2ch: VolumeCurve, curve_4ch: VolumeCurve) -> np.ndarray:
     """Biplane volume of every frame of two synchronised loops (same frame count); NaN where a view failed."""
     if len(curve_2ch.volumes) != len(curve_4ch.volumes):
-        raise InputError(f"the 2CH and 4CH loops have {len(curve_2ch.volumes)} and {len(curve_4ch.volumes)} frames; "
-                         "a biplane curve needs synchronised loops")
+        raise InputError(
+            f"the 2CH and 4CH loops have {len(curve_2ch.volumes)} and {len(curve_4ch.volumes)} frames; "
+            "a biplane curve needs synchronised loops"
+        )
     scale = 1e-3 if curve_2ch.volume_unit == UNIT_ML else 1.0
-    return np.array([scale * biplane_volume_from_disks(d2, d4) if d2 is not None and d4 is not None else np.nan
-                     for d2, d4 in zip(curve_2ch.disks, curve_4ch.disks)])
+    return np.array(
+        [
+            scale * biplane_volume_from_disks(d2, d4) if d2 is not None and d4 is not None else np.nan
+            for d2, d4 in zip(curve_2ch.disks, curve_4ch.disks)
+        ]
+    )
 
 
 def biplane_from_curves(curve_2ch: VolumeCurve, curve_4ch: VolumeCurve) -> dict:
     """Biplane EDV, ESV and EF from each view's own ED and ES frames."""
     if curve_2ch.volume_unit != curve_4ch.volume_unit:
-        raise InputError(f"the 2CH loop is measured in {curve_2ch.volume_unit} and the 4CH loop in "
-                         f"{curve_4ch.volume_unit}; give both views physical spacing or both pixel units")
+        raise InputError(
+            f"the 2CH loop is measured in {curve_2ch.volume_unit} and the 4CH loop in "
+            f"{curve_4ch.volume_unit}; give both views physical spacing or both pixel units"
+        )
     scale = 1e-3 if curve_2ch.volume_unit == UNIT_ML else 1.0
     edv = scale * biplane_volume_from_disks(curve_2ch.disks[curve_2ch.ed_index], curve_4ch.disks[curve_4ch.ed_index])
     esv = scale * biplane_volume_from_disks(curve_2ch.disks[curve_2ch.es_index], curve_4ch.disks[curve_4ch.es_index])
     return {"edv": edv, "esv": esv, "ef": ejection_fraction(edv, esv), "volume_unit": curve_2ch.volume_unit}
 
 
-def plot_volume_curves(curves: list[VolumeCurve], path: Path, biplane: np.ndarray | None = None,
-                       frame_rates: dict[str, float | None] | None = None, title: str = "") -> None:
+def plot_volume_curves(
+    curves: list[VolumeCurve],
+    path: Path,
+    biplane: np.ndarray | None = None,
+    frame_rates: dict[str, float | None] | None = None,
+    title: str = "",
+) -> None:
     """PNG of each view's volume (and area) curve with the ED and ES frames marked."""
     import matplotlib
 
@@ -183,8 +208,14 @@ def plot_volume_curves(curves: list[VolumeCurve], path: Path, biplane: np.ndarra
         axes.plot(time, curve.volumes, "o-", color="tab:blue", markersize=3, label="single-plane volume")
         for index, name, colour in ((curve.ed_index, "ED", "tab:red"), (curve.es_index, "ES", "tab:green")):
             axes.axvline(time[index], color=colour, linestyle="--", linewidth=1)
-            axes.plot(time[index], curve.volumes[index], "s", color=colour, markersize=8,
-                      label=f"{name}: frame {index + 1}, {curve.volumes[index]:.4g} {curve.volume_unit}")
+            axes.plot(
+                time[index],
+                curve.volumes[index],
+                "s",
+                color=colour,
+                markersize=8,
+                label=f"{name}: frame {index + 1}, {curve.volumes[index]:.4g} {curve.volume_unit}",
+            )
         axes.set_xlabel("time (s)" if rate else "frame")
         if not rate:
             axes.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -201,8 +232,9 @@ def plot_volume_curves(curves: list[VolumeCurve], path: Path, biplane: np.ndarra
         ed, es = int(np.nanargmax(biplane)), int(np.nanargmin(biplane))
         for index, name, colour in ((ed, "ED", "tab:red"), (es, "ES", "tab:green")):
             axes.axvline(frames[index], color=colour, linestyle="--", linewidth=1)
-            axes.plot(frames[index], biplane[index], "s", color=colour, markersize=8,
-                      label=f"{name}: frame {index + 1}")
+            axes.plot(
+                frames[index], biplane[index], "s", color=colour, markersize=8, label=f"{name}: frame {index + 1}"
+            )
         axes.set_xlabel("frame")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel(f"LV volume ({curves[0].volume_unit})")
@@ -225,9 +257,17 @@ def _camus_info_beside(path: Path, view: str) -> dict:
     return parse_info_file(info_path) if info_path.is_file() else {}
 
 
-def cine(output_dir: str | Path, sequence_2ch: str | Path | None = None, sequence_4ch: str | Path | None = None,
-         segmenter: Segmenter | None = None, spacing: tuple[float, float] | None = None, units: str = "auto",
-         n_disks: int = N_DISKS, overwrite: bool = False, save_masks: bool = True) -> dict:
+def cine(
+    output_dir: str | Path,
+    sequence_2ch: str | Path | None = None,
+    sequence_4ch: str | Path | None = None,
+    segmenter: Segmenter | None = None,
+    spacing: tuple[float, float] | None = None,
+    units: str = "auto",
+    n_disks: int = N_DISKS,
+    overwrite: bool = False,
+    save_masks: bool = True,
+) -> dict:
     """Measure one or two cine loops and write `cine.json`, `curves.csv`, `volume_curve.png` (+ masks) to a folder.
 
     Without a `segmenter` the sequences must be label maps; a segmenter sees the frames with the file's own pixel
@@ -242,8 +282,12 @@ def cine(output_dir: str | Path, sequence_2ch: str | Path | None = None, sequenc
     if units not in ("auto", "mm", "px"):
         raise InputError(f"units must be auto, mm or px, got {units!r}")
     output_dir = Path(output_dir)
-    target = check_output_dir(output_dir, overwrite, layout=CINE_LAYOUT, inputs=[
-        sequence_2ch, sequence_4ch, getattr(segmenter, "model_folder", None)])  # a FastPredictor's model
+    target = check_output_dir(
+        output_dir,
+        overwrite,
+        layout=CINE_LAYOUT,
+        inputs=[sequence_2ch, sequence_4ch, getattr(segmenter, "model_folder", None)],
+    )  # a FastPredictor's model
     curves, sequences, masks_by_view, report_views = [], {}, {}, {}
     for view, path in (("2CH", sequence_2ch), ("4CH", sequence_4ch)):
         if path is None:
@@ -253,27 +297,41 @@ def cine(output_dir: str | Path, sequence_2ch: str | Path | None = None, sequenc
         if sequence.frame_rate is None and isinstance(info.get("FrameRate"), (int, float)):
             sequence.frame_rate = float(info["FrameRate"])
         # The model sees the file's own pixel size (its training convention); `spacing` only changes the measuring.
-        masks = (segment_sequence(sequence.frames, segmenter, sequence.spacing) if segmenter is not None
-                 else check_label_sequence(sequence.frames, str(path)))
+        masks = (
+            segment_sequence(sequence.frames, segmenter, sequence.spacing)
+            if segmenter is not None
+            else check_label_sequence(sequence.frames, str(path))
+        )
         if spacing is not None:
             sequence.spacing, sequence.spacing_source = tuple(check_spacing(spacing, "spacing")), "given"
         # As for `lightecho ef`: CAMUS Info files beside the sequence mean a native release with spacing in mm.
-        physical = units == "mm" or (units == "auto" and sequence.spacing_source != "video (no spacing)"
-                                     and (sequence.spacing_source == "given" or bool(info)
-                                          or not np.allclose(sequence.spacing, 1.0)))
+        physical = units == "mm" or (
+            units == "auto"
+            and sequence.spacing_source != "video (no spacing)"
+            and (sequence.spacing_source == "given" or bool(info) or not np.allclose(sequence.spacing, 1.0))
+        )
         measure_spacing, unit = (sequence.spacing, UNIT_ML) if physical else ((1.0, 1.0), UNIT_PX)
         curve = cine_volume_curve(masks, measure_spacing, view, n_disks, unit)
         curves.append(curve)
         sequences[view], masks_by_view[view] = sequence, masks
         report_views[view] = {
-            "source": str(path), "n_frames": len(curve.volumes), "spacing": list(sequence.spacing),
-            "spacing_source": sequence.spacing_source, "frame_rate": sequence.frame_rate,
-            "volume_unit": unit, "ed_frame": curve.ed_index + 1, "es_frame": curve.es_index + 1,
-            "edv": curve.edv, "esv": curve.esv, "ef_single_plane": curve.ef,
-            "reference_ed_frame": info.get("ED"), "reference_es_frame": info.get("ES"),
-            "reference_ef": info.get("EF"), "warnings": curve.problems}
-    report = {"views": report_views, "frames_are_1_based": True, "n_disks": n_disks,
-              "segmented": segmenter is not None}
+            "source": str(path),
+            "n_frames": len(curve.volumes),
+            "spacing": list(sequence.spacing),
+            "spacing_source": sequence.spacing_source,
+            "frame_rate": sequence.frame_rate,
+            "volume_unit": unit,
+            "ed_frame": curve.ed_index + 1,
+            "es_frame": curve.es_index + 1,
+            "edv": curve.edv,
+            "esv": curve.esv,
+            "ef_single_plane": curve.ef,
+            "reference_ed_frame": info.get("ED"),
+            "reference_es_frame": info.get("ES"),
+            "reference_ef": info.get("EF"),
+            "warnings": curve.problems,
+        }
+    report = {"views": report_views, "frames_are_1_based": True, "n_disks": n_disks, "segmented": segmenter is not None}
     biplane = None
     if len(curves) == 2:
         report["biplane"] = biplane_from_curves(*curves)
@@ -283,16 +341,29 @@ def cine(output_dir: str | Path, sequence_2ch: str | Path | None = None, sequenc
     for curve in curves:
         rate = sequences[curve.view].frame_rate
         for index, (area, volume) in enumerate(zip(curve.areas, curve.volumes)):
-            rows.append({"view": curve.view, "frame": index + 1, "time_s": index / rate if rate else np.nan,
-                         "lv_area": area, "area_unit": curve.area_unit, "volume_single_plane": volume,
-                         "volume_biplane": biplane[index] if biplane is not None else np.nan,
-                         "volume_unit": curve.volume_unit})
+            rows.append(
+                {
+                    "view": curve.view,
+                    "frame": index + 1,
+                    "time_s": index / rate if rate else np.nan,
+                    "lv_area": area,
+                    "area_unit": curve.area_unit,
+                    "volume_single_plane": volume,
+                    "volume_biplane": biplane[index] if biplane is not None else np.nan,
+                    "volume_unit": curve.volume_unit,
+                }
+            )
     with staged_output(target) as staging:
         pd.DataFrame(rows).to_csv(staging / "curves.csv", index=False, float_format="%.4f")
         (staging / "cine.json").write_text(json.dumps(report, indent=1, default=float))
         ef_text = f"biplane EF {report['biplane']['ef']:.1f} %" if "biplane" in report else ""
-        plot_volume_curves(curves, staging / "volume_curve.png", biplane,
-                           {view: s.frame_rate for view, s in sequences.items()}, ef_text)
+        plot_volume_curves(
+            curves,
+            staging / "volume_curve.png",
+            biplane,
+            {view: s.frame_rate for view, s in sequences.items()},
+            ef_text,
+        )
         if save_masks and segmenter is not None:
             import SimpleITK as sitk
 

@@ -10,6 +10,7 @@ the masks (native release) mean mm; otherwise a header spacing of exactly 1 x 1 
 224 x 224 CAMUS copy) and any other spacing mm.
 EF = 100 (EDV - ESV) / EDV is unit-free.
 """
+
 from __future__ import annotations
 
 import json
@@ -139,15 +140,21 @@ def reference_from_info(info: dict[str, dict]) -> dict[str, float]:
     return values
 
 
-def _resolve_spacings(patient: str, spacings: dict[tuple[str, str], tuple[float, float]], files: dict,
-                      units: str, physical: bool | None) -> tuple[dict[tuple[str, str], tuple[float, float]], str]:
+def _resolve_spacings(
+    patient: str, spacings: dict[tuple[str, str], tuple[float, float]], files: dict, units: str, physical: bool | None
+) -> tuple[dict[tuple[str, str], tuple[float, float]], str]:
     """The spacings to measure with and the volume unit, after checking they are consistent within the patient."""
     for view in VIEWS:
-        if (view, "ED") in spacings and (view, "ES") in spacings and not np.allclose(
-                spacings[view, "ED"], spacings[view, "ES"], rtol=1e-3):
-            raise InputError(f"{patient}: inconsistent spacing between {files[view, 'ED']} {spacings[view, 'ED']} and "
-                             f"{files[view, 'ES']} {spacings[view, 'ES']} (ED and ES of one view share a "
-                             "sequence)")
+        if (
+            (view, "ED") in spacings
+            and (view, "ES") in spacings
+            and not np.allclose(spacings[view, "ED"], spacings[view, "ES"], rtol=1e-3)
+        ):
+            raise InputError(
+                f"{patient}: inconsistent spacing between {files[view, 'ED']} {spacings[view, 'ED']} and "
+                f"{files[view, 'ES']} {spacings[view, 'ES']} (ED and ES of one view share a "
+                "sequence)"
+            )
     unit_spacing = {key: bool(np.allclose(value, 1.0, rtol=0, atol=1e-9)) for key, value in spacings.items()}
     if units == "px" or (units == "auto" and physical is False):
         return {key: (1.0, 1.0) for key in spacings}, UNIT_PX
@@ -157,14 +164,21 @@ def _resolve_spacings(patient: str, spacings: dict[tuple[str, str], tuple[float,
         return {key: (1.0, 1.0) for key in spacings}, UNIT_PX
     if any(unit_spacing.values()):
         ones = [str(files[key]) for key, is_one in unit_spacing.items() if is_one]
-        raise InputError(f"{patient}: some masks have a 1 x 1 header spacing ({ones[0]}) and others not; say "
-                         "which units apply (metadata sidecar, or units='mm' / 'px')")
+        raise InputError(
+            f"{patient}: some masks have a 1 x 1 header spacing ({ones[0]}) and others not; say "
+            "which units apply (metadata sidecar, or units='mm' / 'px')"
+        )
     return spacings, UNIT_ML
 
 
-def patient_volumes(patient: str, files: dict[tuple[str, str], Path], units: str = "auto",
-                    physical: bool | None = None, n_disks: int = N_DISKS, camus_exact: bool = False
-                    ) -> PatientVolumes:
+def patient_volumes(
+    patient: str,
+    files: dict[tuple[str, str], Path],
+    units: str = "auto",
+    physical: bool | None = None,
+    n_disks: int = N_DISKS,
+    camus_exact: bool = False,
+) -> PatientVolumes:
     """EDV, ESV and EF of one patient from its mask files (biplane, or single-plane where one view is absent).
 
     `units`: "auto" (metadata's `physical`, else 1 x 1 spacing means pixels), "mm" or "px".
@@ -185,8 +199,10 @@ def patient_volumes(patient: str, files: dict[tuple[str, str], Path], units: str
         for phase in PHASES:
             if (view, phase) not in files:
                 present = files[view, "ES" if phase == "ED" else "ED"]
-                raise InputError(f"{patient}: {view} {phase} mask missing (found {present.name} but no "
-                                 f"{patient}_{view}_{phase} mask beside it)")
+                raise InputError(
+                    f"{patient}: {view} {phase} mask missing (found {present.name} but no "
+                    f"{patient}_{view}_{phase} mask beside it)"
+                )
     masks, spacings = {}, {}
     for key, path in files.items():
         masks[key], spacings[key] = read_mask(path)
@@ -203,8 +219,7 @@ def patient_volumes(patient: str, files: dict[tuple[str, str], Path], units: str
     if len(views) == 2:
         common_length = max(d.axis.length for d in disks.values()) if camus_exact else None
         for phase in PHASES:
-            volumes[phase] = scale * biplane_volume_from_disks(disks["2CH", phase], disks["4CH", phase],
-                                                               common_length)
+            volumes[phase] = scale * biplane_volume_from_disks(disks["2CH", phase], disks["4CH", phase], common_length)
         method = "biplane"
     else:
         view = views[0]
@@ -214,28 +229,40 @@ def patient_volumes(patient: str, files: dict[tuple[str, str], Path], units: str
         method = f"single_plane_{view}"
     if camus_exact:
         method += "_camus"
-    return PatientVolumes(patient, volumes["ED"], volumes["ES"], ejection_fraction(volumes["ED"], volumes["ES"]),
-                          method, unit)
+    return PatientVolumes(
+        patient, volumes["ED"], volumes["ES"], ejection_fraction(volumes["ED"], volumes["ES"]), method, unit
+    )
 
 
-def _measure_folder(folder: Path, units: str, physical_by_patient: dict[str, bool | None], n_disks: int,
-                    camus_exact: bool, strict: bool | None, problems: list[str], progress: bool,
-                    only: set[str] | None = None) -> dict[str, PatientVolumes]:
+def _measure_folder(
+    folder: Path,
+    units: str,
+    physical_by_patient: dict[str, bool | None],
+    n_disks: int,
+    camus_exact: bool,
+    strict: bool | None,
+    problems: list[str],
+    progress: bool,
+    only: set[str] | None = None,
+) -> dict[str, PatientVolumes]:
     files_by_patient = find_mask_files(folder)
     if not files_by_patient:
         raise InputError(f"no <patient>_<2CH|4CH>_<ED|ES>.nii.gz masks in {folder} or its sub-folders")
     if only is not None:
         unmatched = sorted(set(files_by_patient) - only)
         if unmatched:
-            problems.append(f"{len(unmatched)} patient(s) in {folder} not measured (no measured predictions): "
-                            f"{', '.join(unmatched[:5])}{' ...' if len(unmatched) > 5 else ''}")
+            problems.append(
+                f"{len(unmatched)} patient(s) in {folder} not measured (no measured predictions): "
+                f"{', '.join(unmatched[:5])}{' ...' if len(unmatched) > 5 else ''}"
+            )
         files_by_patient = {p: files for p, files in files_by_patient.items() if p in only}
     strict = len(files_by_patient) == 1 if strict is None else strict
     results = {}
     for index, (patient, files) in enumerate(sorted(files_by_patient.items()), start=1):
         try:
-            results[patient] = patient_volumes(patient, files, units, physical_by_patient.get(patient), n_disks,
-                                               camus_exact)
+            results[patient] = patient_volumes(
+                patient, files, units, physical_by_patient.get(patient), n_disks, camus_exact
+            )
         except InputError as error:
             if strict:
                 raise
@@ -246,9 +273,17 @@ def _measure_folder(folder: Path, units: str, physical_by_patient: dict[str, boo
     return results
 
 
-def ef_table(pred_dir: Path | None, ref_dir: Path | None = None, camus_info_dir: Path | None = None,
-             metadata_path: Path | None = None, units: str = "auto", n_disks: int = N_DISKS,
-             camus_exact: bool = False, strict: bool | None = None, progress: bool = False) -> pd.DataFrame:
+def ef_table(
+    pred_dir: Path | None,
+    ref_dir: Path | None = None,
+    camus_info_dir: Path | None = None,
+    metadata_path: Path | None = None,
+    units: str = "auto",
+    n_disks: int = N_DISKS,
+    camus_exact: bool = False,
+    strict: bool | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
     """Per-patient EDV, ESV, EF (and reference values) as a DataFrame; skipped patients in `df.attrs["warnings"]`.
 
     The measured columns (`edv, esv, ef, method, volume_unit`) come from `pred_dir`, or from `ref_dir` when no
@@ -265,8 +300,9 @@ def ef_table(pred_dir: Path | None, ref_dir: Path | None = None, camus_info_dir:
         raise InputError(f"the number of disks must be at least 1, got {n_disks}")
     metadata_path = metadata_path or find_metadata(ref_dir, pred_dir)
     metadata = metadata_patients(read_metadata(metadata_path)) if metadata_path else {}
-    physical = {p: e.get("spacing_is_physical") for p, e in metadata.items()
-                if isinstance(e.get("spacing_is_physical"), bool)}
+    physical = {
+        p: e.get("spacing_is_physical") for p, e in metadata.items() if isinstance(e.get("spacing_is_physical"), bool)
+    }
     info = {patient: info_from_metadata(entry) for patient, entry in metadata.items()}
     for folder in (pred_dir, ref_dir):
         if folder is not None and Path(folder).is_dir():
@@ -280,41 +316,76 @@ def ef_table(pred_dir: Path | None, ref_dir: Path | None = None, camus_info_dir:
     problems: list[str] = []
     measured_dir = pred_dir if pred_dir is not None else ref_dir
     measured = _measure_folder(measured_dir, units, physical, n_disks, camus_exact, strict, problems, progress)
-    reference = (_measure_folder(ref_dir, units, physical, n_disks, camus_exact, False, problems, progress,
-                                 only=set(measured))
-                 if pred_dir is not None and ref_dir is not None else {})
+    reference = (
+        _measure_folder(ref_dir, units, physical, n_disks, camus_exact, False, problems, progress, only=set(measured))
+        if pred_dir is not None and ref_dir is not None
+        else {}
+    )
     rows = []
     for patient, volumes in sorted(measured.items()):
-        row = {"patient": patient, "edv": volumes.edv, "esv": volumes.esv, "ef": volumes.ef,
-               "method": volumes.method, "volume_unit": volumes.volume_unit}
+        row = {
+            "patient": patient,
+            "edv": volumes.edv,
+            "esv": volumes.esv,
+            "ef": volumes.ef,
+            "method": volumes.method,
+            "volume_unit": volumes.volume_unit,
+        }
         clinical = reference_from_info(info.get(patient, {}))
         for name in INFO_KEYS:
             row[f"{name}_info"] = clinical.get(name, np.nan)
         if patient in reference:
             ref = reference[patient]
-            row.update(edv_ref=ref.edv, esv_ref=ref.esv, ef_ref=ref.ef, volume_unit_ref=ref.volume_unit,
-                       ref_source="masks")
+            row.update(
+                edv_ref=ref.edv, esv_ref=ref.esv, ef_ref=ref.ef, volume_unit_ref=ref.volume_unit, ref_source="masks"
+            )
         elif pred_dir is not None and ref_dir is not None:
             problems.append(f"{patient}: no reference volumes (no measurable masks in {ref_dir})")
             row.update(edv_ref=np.nan, esv_ref=np.nan, ef_ref=np.nan, volume_unit_ref="", ref_source="")
         elif clinical:
-            row.update(edv_ref=clinical.get("edv", np.nan), esv_ref=clinical.get("esv", np.nan),
-                       ef_ref=clinical.get("ef", np.nan), volume_unit_ref=UNIT_ML, ref_source="info")
+            row.update(
+                edv_ref=clinical.get("edv", np.nan),
+                esv_ref=clinical.get("esv", np.nan),
+                ef_ref=clinical.get("ef", np.nan),
+                volume_unit_ref=UNIT_ML,
+                ref_source="info",
+            )
         else:
             row.update(edv_ref=np.nan, esv_ref=np.nan, ef_ref=np.nan, volume_unit_ref="", ref_source="")
         rows.append(row)
     if not rows:
         raise InputError(f"no patient could be measured in {measured_dir}: " + "; ".join(problems[:3]))
-    columns = ["patient", "edv", "esv", "ef", "method", "volume_unit", "edv_ref", "esv_ref", "ef_ref",
-               "volume_unit_ref", "ref_source", "edv_info", "esv_info", "ef_info"]
+    columns = [
+        "patient",
+        "edv",
+        "esv",
+        "ef",
+        "method",
+        "volume_unit",
+        "edv_ref",
+        "esv_ref",
+        "ef_ref",
+        "volume_unit_ref",
+        "ref_source",
+        "edv_info",
+        "esv_info",
+        "ef_info",
+    ]
     table = pd.DataFrame(rows, columns=columns)
     table.attrs["warnings"] = problems
     table.attrs["metadata"] = str(metadata_path) if metadata_path else None
     return table
 
 
-def ef_from_images(output_dir: Path, images_dir: Path, model_folder: Path | None = None, ref_dir: Path | None = None,
-                   device: str = "auto", overwrite: bool = False, **options) -> dict:
+def ef_from_images(
+    output_dir: Path,
+    images_dir: Path,
+    model_folder: Path | None = None,
+    ref_dir: Path | None = None,
+    device: str = "auto",
+    overwrite: bool = False,
+    **options,
+) -> dict:
     """`ef` on the masks a trained model (default: the shipped LightEcho) predicts for `images_dir`.
 
     The images are <patient>_<2CH|4CH>_<ED|ES>[_0000].nii.gz frames of any size (models with an input convention
@@ -334,9 +405,18 @@ def ef_from_images(output_dir: Path, images_dir: Path, model_folder: Path | None
         return ef(output_dir, masks, ref_dir, overwrite=overwrite, **options)
 
 
-def ef(output_dir: Path, pred_dir: Path | None = None, ref_dir: Path | None = None,
-       camus_info_dir: Path | None = None, metadata_path: Path | None = None, units: str = "auto",
-       n_disks: int = N_DISKS, camus_exact: bool = False, overwrite: bool = False, progress: bool = False) -> dict:
+def ef(
+    output_dir: Path,
+    pred_dir: Path | None = None,
+    ref_dir: Path | None = None,
+    camus_info_dir: Path | None = None,
+    metadata_path: Path | None = None,
+    units: str = "auto",
+    n_disks: int = N_DISKS,
+    camus_exact: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict:
     """Write `ef.csv`, `agreement.json`, `agreement.md` and the Bland-Altman/scatter PNGs into `output_dir`."""
     from nnunet_lightweight.clinical.agreement import (
         agreement,
@@ -346,18 +426,28 @@ def ef(output_dir: Path, pred_dir: Path | None = None, ref_dir: Path | None = No
     )
 
     output_dir = Path(output_dir)
-    target = check_output_dir(output_dir, overwrite, inputs=[pred_dir, ref_dir, camus_info_dir, metadata_path],
-                              layout=EF_LAYOUT)
-    table = ef_table(pred_dir, ref_dir, camus_info_dir, metadata_path, units, n_disks, camus_exact,
-                     progress=progress)
+    target = check_output_dir(
+        output_dir, overwrite, inputs=[pred_dir, ref_dir, camus_info_dir, metadata_path], layout=EF_LAYOUT
+    )
+    table = ef_table(pred_dir, ref_dir, camus_info_dir, metadata_path, units, n_disks, camus_exact, progress=progress)
     stats = agreement(table)
     distribution = ef_distribution(table)
     problems = table.attrs["warnings"]
-    sources = {"predictions": str(pred_dir) if pred_dir else None, "reference masks": str(ref_dir) if ref_dir else None,
-               "CAMUS Info files": str(camus_info_dir) if camus_info_dir else None,
-               "metadata": table.attrs["metadata"]}
-    report = {"agreement": stats, "measured": distribution, "warnings": problems, "sources": sources,
-              "n_disks": n_disks, "disk_placement": "camus" if camus_exact else "midpoint", "units": units}
+    sources = {
+        "predictions": str(pred_dir) if pred_dir else None,
+        "reference masks": str(ref_dir) if ref_dir else None,
+        "CAMUS Info files": str(camus_info_dir) if camus_info_dir else None,
+        "metadata": table.attrs["metadata"],
+    }
+    report = {
+        "agreement": stats,
+        "measured": distribution,
+        "warnings": problems,
+        "sources": sources,
+        "n_disks": n_disks,
+        "disk_placement": "camus" if camus_exact else "midpoint",
+        "units": units,
+    }
     with staged_output(target) as staging:
         table.to_csv(staging / "ef.csv", index=False, float_format="%.4f")
         (staging / "agreement.json").write_text(json.dumps(report, indent=1))

@@ -22,6 +22,7 @@ resampling:
 Volumes: biplane V = pi/4 * sum(d2CH_i * d4CH_i) * h, single-plane V = pi/4 * sum(d_i^2) * h, with h = L / n and,
 for biplane, L the longer of the two views' long axes. With spacing in mm the result is in mL.
 """
+
 from dataclasses import dataclass
 from typing import Literal
 
@@ -88,8 +89,9 @@ def check_spacing(spacing, what: str = "spacing") -> np.ndarray:
     return values
 
 
-def split_labels(mask: np.ndarray, lv_label: int | None = None, la_label: int = LA_LABEL, what: str = "mask"
-                 ) -> tuple[np.ndarray, np.ndarray | None]:
+def split_labels(
+    mask: np.ndarray, lv_label: int | None = None, la_label: int = LA_LABEL, what: str = "mask"
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Binary LV cavity and LA maps of a mask.
 
     With ``lv_label=None``: a mask whose only non-zero value is not a MYO/LA label (1, 255, True) is a binary LV
@@ -121,8 +123,9 @@ def lv_outline(lv: np.ndarray, what: str = "mask") -> np.ndarray:
     return max(contours, key=len)[:-1] - 1  # find_contours repeats the first point; remove the padding offset
 
 
-def _base_from_la(outline_px: np.ndarray, outline_mm: np.ndarray, la: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray] | None:
+def _base_from_la(
+    outline_px: np.ndarray, outline_mm: np.ndarray, la: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Mitral-plane end points from the outline points that touch the LA, or None if the contact is too short."""
     distance_to_la = ndimage.distance_transform_edt(~la)
     # Outline points lie halfway between an LV pixel and a non-LV pixel: test both neighbouring pixels.
@@ -164,7 +167,7 @@ def _base_from_hull(outline_mm: np.ndarray, spacing: np.ndarray) -> tuple[np.nda
             if normal @ ((hull_points[start] + hull_points[end]) / 2 - centre) < 0:
                 normal = -normal
             downward = max(normal[0], 0.0)  # row axis points down the image
-            score = length * downward ** 2
+            score = length * downward**2
             if score > best_score:
                 best_score, best = score, (hull_points[start], hull_points[end])
     return best
@@ -181,8 +184,9 @@ def _apex(outline_mm: np.ndarray, base_mid: np.ndarray, spacing: np.ndarray) -> 
     return candidates[np.argmin(np.linalg.norm(candidates - candidates.mean(axis=0), axis=1))]
 
 
-def find_long_axis(mask: np.ndarray, spacing, lv_label: int | None = None, la_label: int = LA_LABEL,
-                   what: str = "mask") -> LongAxis:
+def find_long_axis(
+    mask: np.ndarray, spacing, lv_label: int | None = None, la_label: int = LA_LABEL, what: str = "mask"
+) -> LongAxis:
     """Mitral-plane end points and apex (mm) of an apical LV mask (apex towards row 0)."""
     return measure_disks(mask, spacing, lv_label=lv_label, la_label=la_label, what=what).axis
 
@@ -204,8 +208,15 @@ def _section_lengths(outline_mm: np.ndarray, points: np.ndarray, axis_direction:
     return lengths
 
 
-def measure_disks(mask: np.ndarray, spacing, n_disks: int = N_DISKS, placement: Placement = "midpoint",
-                  lv_label: int | None = None, la_label: int = LA_LABEL, what: str = "mask") -> DiskMeasurement:
+def measure_disks(
+    mask: np.ndarray,
+    spacing,
+    n_disks: int = N_DISKS,
+    placement: Placement = "midpoint",
+    lv_label: int | None = None,
+    la_label: int = LA_LABEL,
+    what: str = "mask",
+) -> DiskMeasurement:
     """Long axis and the n disk diameters (mm, base to apex) of one apical view."""
     if n_disks < 1:
         raise InputError(f"n_disks must be at least 1, got {n_disks}")
@@ -234,8 +245,9 @@ def measure_disks(mask: np.ndarray, spacing, n_disks: int = N_DISKS, placement: 
     return DiskMeasurement(diameters=diameters, axis=axis, outline=outline_mm)
 
 
-def biplane_volume_from_disks(disks_2ch: DiskMeasurement, disks_4ch: DiskMeasurement,
-                              length: float | None = None) -> float:
+def biplane_volume_from_disks(
+    disks_2ch: DiskMeasurement, disks_4ch: DiskMeasurement, length: float | None = None
+) -> float:
     """Biplane Simpson volume in spacing units cubed (mm^3 for mm spacing); length defaults to the longer axis."""
     if len(disks_2ch.diameters) != len(disks_4ch.diameters):
         raise InputError("the 2CH and 4CH measurements have different numbers of disks")
@@ -248,20 +260,27 @@ def biplane_volume_from_disks(disks_2ch: DiskMeasurement, disks_4ch: DiskMeasure
 def single_plane_volume_from_disks(disks: DiskMeasurement, length: float | None = None) -> float:
     """Single-plane Simpson volume in spacing units cubed; length defaults to the view's own long axis."""
     height = (disks.axis.length if length is None else length) / len(disks.diameters)
-    return float(np.pi / 4 * np.sum(disks.diameters ** 2) * height)
+    return float(np.pi / 4 * np.sum(disks.diameters**2) * height)
 
 
-def simpson_biplane_volume(mask_2ch: np.ndarray, mask_4ch: np.ndarray, spacing_2ch, spacing_4ch,
-                           n_disks: int = N_DISKS, placement: Placement = "midpoint",
-                           lv_label: int | None = None) -> float:
+def simpson_biplane_volume(
+    mask_2ch: np.ndarray,
+    mask_4ch: np.ndarray,
+    spacing_2ch,
+    spacing_4ch,
+    n_disks: int = N_DISKS,
+    placement: Placement = "midpoint",
+    lv_label: int | None = None,
+) -> float:
     """LV volume in mL (spacing in mm) from apical 2CH and 4CH masks by Simpson's biplane method of disks."""
     disks_2ch = measure_disks(mask_2ch, spacing_2ch, n_disks, placement, lv_label, what="2CH mask")
     disks_4ch = measure_disks(mask_4ch, spacing_4ch, n_disks, placement, lv_label, what="4CH mask")
     return biplane_volume_from_disks(disks_2ch, disks_4ch) / 1000.0
 
 
-def simpson_single_plane_volume(mask: np.ndarray, spacing, n_disks: int = N_DISKS,
-                                placement: Placement = "midpoint", lv_label: int | None = None) -> float:
+def simpson_single_plane_volume(
+    mask: np.ndarray, spacing, n_disks: int = N_DISKS, placement: Placement = "midpoint", lv_label: int | None = None
+) -> float:
     """LV volume in mL (spacing in mm) from one apical view by the single-plane method of disks."""
     return single_plane_volume_from_disks(measure_disks(mask, spacing, n_disks, placement, lv_label)) / 1000.0
 

@@ -14,6 +14,7 @@ Every training patient needs all four labels; a patient of the testing subgroup 
 none at all. Patients of the official testing subgroup never enter training: they go to imagesTs/labelsTs with
 every split, so official test numbers stay clean.
 """
+
 from __future__ import annotations
 
 import logging
@@ -74,8 +75,9 @@ def read_subgroups(split_dir: Path) -> dict[str, list[str]]:
     for group, patients in groups.items():
         for patient in patients:
             if patient in seen:
-                raise InputError(f"{split_dir}: {patient} is listed in subgroup_{seen[patient]}.txt and "
-                                 f"subgroup_{group}.txt")
+                raise InputError(
+                    f"{split_dir}: {patient} is listed in subgroup_{seen[patient]}.txt and subgroup_{group}.txt"
+                )
             seen[patient] = group
     return groups
 
@@ -111,8 +113,10 @@ def find_patients(source: Path) -> tuple[str, dict[str, Path], set[str], Path | 
         if ignored and layout != "folder":
             logger.warning("ignored in %s (not patientNNNN folders): %s", root, ", ".join(ignored[:10]))
     if not patients:
-        raise InputError(f"no CAMUS patients found in {source}: expected database_nifti/patientNNNN/, "
-                         "training/patientNNNN/ or patientNNNN/ folders")
+        raise InputError(
+            f"no CAMUS patients found in {source}: expected database_nifti/patientNNNN/, "
+            "training/patientNNNN/ or patientNNNN/ folders"
+        )
     return layout, patients, legacy_testing, split_dir if split_dir and split_dir.is_dir() else None
 
 
@@ -160,16 +164,30 @@ def _patient_sequences(patient: str, folder: Path, has_labels: bool) -> list[Seq
                 sequences.append(SequenceSource(patient, view, image, label))
                 break
         else:
-            raise InputError(f"missing half-sequence file: {folder / patient}_{view}_half_sequence.nii.gz "
-                             "(or _sequence.mhd); convert without --export-sequences")
+            raise InputError(
+                f"missing half-sequence file: {folder / patient}_{view}_half_sequence.nii.gz "
+                "(or _sequence.mhd); convert without --export-sequences"
+            )
     return sequences
 
 
-def convert_camus(source: str | os.PathLike, dataset_id: int, resize: int | tuple[int, int] | None = None,
-                  overwrite: bool = False, split: str = "cv5", export_sequences: bool = False, *,
-                  name: str = "CAMUS", raw_dir: str | os.PathLike | None = None, interpolation: str = "linear",
-                  seed: int = DEFAULT_SEED, spacing_units: str = "auto", verify: bool = True,
-                  num_processes: int = 2, progress: bool = True) -> Path:
+def convert_camus(
+    source: str | os.PathLike,
+    dataset_id: int,
+    resize: int | tuple[int, int] | None = None,
+    overwrite: bool = False,
+    split: str = "cv5",
+    export_sequences: bool = False,
+    *,
+    name: str = "CAMUS",
+    raw_dir: str | os.PathLike | None = None,
+    interpolation: str = "linear",
+    seed: int = DEFAULT_SEED,
+    spacing_units: str = "auto",
+    verify: bool = True,
+    num_processes: int = 2,
+    progress: bool = True,
+) -> Path:
     """Convert a CAMUS download (any layout, see module docstring) into `$nnUNet_raw/DatasetXXX_<name>`."""
     source = Path(source).expanduser().resolve()
     mode, _ = parse_split(split)
@@ -180,8 +198,10 @@ def convert_camus(source: str | os.PathLike, dataset_id: int, resize: int | tupl
         for group, listed in groups.items():
             absent = [p for p in listed if p not in patient_folders]
             if absent:
-                raise InputError(f"{split_dir / f'subgroup_{group}.txt'} lists patients missing from {source}: "
-                                 f"{', '.join(absent[:5])}")
+                raise InputError(
+                    f"{split_dir / f'subgroup_{group}.txt'} lists patients missing from {source}: "
+                    f"{', '.join(absent[:5])}"
+                )
 
     frames: list[FrameSource] = []
     sequences: list[SequenceSource] = []
@@ -198,20 +218,37 @@ def convert_camus(source: str | os.PathLike, dataset_id: int, resize: int | tupl
         plans[patient] = PatientPlan(
             subset="train" if not held_out else ("test" if labelled else "unlabelled"),
             official_subgroup=subgroup_of.get(patient, "testing" if patient in legacy_testing else None),
-            info=info, has_physical_spacing_evidence=bool(info))
+            info=info,
+            has_physical_spacing_evidence=bool(info),
+        )
         frames.extend(patient_frames)
         if export_sequences:
             sequences.extend(_patient_sequences(patient, folder, labelled))
 
     official_groups = {g: [p for p in groups.get(g, []) if p in plans] for g in ("training", "validation")}
     return build_dataset(
-        frames, plans, dataset_id=dataset_id, name=name, raw_dir=raw_dir, split=split, seed=seed,
-        official_groups=official_groups, resize=resize, interpolation=interpolation, spacing_units=spacing_units,
-        sequences=sequences, overwrite=overwrite, verify=verify, num_processes=num_processes, progress=progress,
+        frames,
+        plans,
+        dataset_id=dataset_id,
+        name=name,
+        raw_dir=raw_dir,
+        split=split,
+        seed=seed,
+        official_groups=official_groups,
+        resize=resize,
+        interpolation=interpolation,
+        spacing_units=spacing_units,
+        sequences=sequences,
+        overwrite=overwrite,
+        verify=verify,
+        num_processes=num_processes,
+        progress=progress,
         dataset_json_extra={
             "description": "CAMUS apical 2CH/4CH echocardiography, ED and ES frames (Leclerc et al., IEEE TMI "
-                           "2019, doi:10.1109/TMI.2019.2900516)",
+            "2019, doi:10.1109/TMI.2019.2900516)",
             "reference": "https://www.creatis.insa-lyon.fr/Challenge/camus/",
-            "license": "CC BY-NC-SA 4.0", "converted_by": "lightecho convert-camus"},
-        metadata_extra={"source": str(source), "layout": layout,
-                        "official_subgroups_present": sorted(groups)})
+            "license": "CC BY-NC-SA 4.0",
+            "converted_by": "lightecho convert-camus",
+        },
+        metadata_extra={"source": str(source), "layout": layout, "official_subgroups_present": sorted(groups)},
+    )

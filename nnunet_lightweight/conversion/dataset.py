@@ -18,6 +18,7 @@ Case identifiers are `<patient>_<2CH|4CH>_<ED|ES>`; every frame is a 2D NIfTI wi
 nnU-Net's default 2d configuration applies. The dataset is built in a hidden temporary folder next to its final
 place and moved there only after nnU-Net's integrity check passed: a failed conversion leaves nothing behind.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,15 +50,20 @@ from nnunet_lightweight.core.output import OutputLayout, check_output_dir, stage
 logger = logging.getLogger(__name__)
 
 
-
 CHANNEL_NAMES = {0: "echo"}
 
 
 INTERPOLATION_ORDERS = {"linear": 1, "cubic": 3}
 
 
-def resize_frame(array: np.ndarray, spacing: tuple[float, float], shape: tuple[int, int], *, is_label: bool,
-                 interpolation: str = "linear") -> tuple[np.ndarray, tuple[float, float]]:
+def resize_frame(
+    array: np.ndarray,
+    spacing: tuple[float, float],
+    shape: tuple[int, int],
+    *,
+    is_label: bool,
+    interpolation: str = "linear",
+) -> tuple[np.ndarray, tuple[float, float]]:
     """Resize a frame to `shape` keeping its physical extent: the spacing grows by the inverse factor.
 
     Pixel edges stay aligned (grid mode), labels use nearest neighbour, images linear or cubic interpolation with
@@ -76,8 +82,9 @@ def resize_frame(array: np.ndarray, spacing: tuple[float, float], shape: tuple[i
         source = array.astype(np.float32)
         if any(s > 0 for s in smoothing):
             source = ndimage.gaussian_filter(source, smoothing, mode="nearest")
-        resized = ndimage.zoom(source, factors, order=INTERPOLATION_ORDERS[interpolation], mode="nearest",
-                               grid_mode=True)
+        resized = ndimage.zoom(
+            source, factors, order=INTERPOLATION_ORDERS[interpolation], mode="nearest", grid_mode=True
+        )
         resized = np.clip(resized, float(array.min()), float(array.max()))
         if np.issubdtype(array.dtype, np.integer):
             resized = np.round(resized)
@@ -140,18 +147,24 @@ def check_patient_ids(frames: Sequence[FrameSource]) -> None:
     seen: dict[str, FrameSource] = {}
     for frame in frames:
         if not PATIENT_ID_PATTERN.match(frame.patient):
-            raise InputError(f"patient id '{frame.patient}' ({frame.image}) may only contain letters, digits, "
-                             "'_' and '-'")
+            raise InputError(
+                f"patient id '{frame.patient}' ({frame.image}) may only contain letters, digits, '_' and '-'"
+            )
         if frame.view not in VIEWS or frame.phase not in PHASES:
-            raise InputError(f"{frame.image}: view must be one of {VIEWS} and phase one of {PHASES}, "
-                             f"got {frame.view}/{frame.phase}")
+            raise InputError(
+                f"{frame.image}: view must be one of {VIEWS} and phase one of {PHASES}, got {frame.view}/{frame.phase}"
+            )
         if frame.case in seen:
             raise InputError(f"duplicate patient frame {frame.case}: {seen[frame.case].image} and {frame.image}")
         seen[frame.case] = frame
 
 
-def plan_subsets(patients: Mapping[str, PatientPlan], split: str, seed: int,
-                 official_groups: Mapping[str, Sequence[str]] | None = None) -> list[dict[str, list[str]]]:
+def plan_subsets(
+    patients: Mapping[str, PatientPlan],
+    split: str,
+    seed: int,
+    official_groups: Mapping[str, Sequence[str]] | None = None,
+) -> list[dict[str, list[str]]]:
     """Assign held-out patients to `test` (in place) and return patient-level folds [{train, val}, ...]."""
     mode, n_folds = parse_split(split)
     trainable = sorted(p for p, plan in patients.items() if plan.subset == "train")
@@ -161,21 +174,27 @@ def plan_subsets(patients: Mapping[str, PatientPlan], split: str, seed: int,
             patients[patient].subset = "test"
         return []
     if mode == "cv":
-        return [{"train": sorted(set(trainable) - set(fold)), "val": fold}
-                for fold in patient_folds(trainable, n_folds, seed)]
+        return [
+            {"train": sorted(set(trainable) - set(fold)), "val": fold}
+            for fold in patient_folds(trainable, n_folds, seed)
+        ]
     if mode == "paper":
         holdout = holdout_split(trainable, seed=seed)
         for patient in holdout["test"]:
             patients[patient].subset = "test"
         return [{"train": holdout["train"], "val": holdout["val"]}]
     if not official_groups or not official_groups.get("training") or not official_groups.get("validation"):
-        raise InputError("--split official needs database_split/subgroup_training.txt and "
-                         "subgroup_validation.txt (CAMUS NIfTI release)")
+        raise InputError(
+            "--split official needs database_split/subgroup_training.txt and "
+            "subgroup_validation.txt (CAMUS NIfTI release)"
+        )
     grouped = set(official_groups["training"]) | set(official_groups["validation"])
     if grouped != set(trainable):
         stray = sorted(grouped.symmetric_difference(trainable))
-        raise InputError(f"the official training/validation subgroups do not match the labelled patients: "
-                         f"{stray[:5]}{' ...' if len(stray) > 5 else ''}")
+        raise InputError(
+            f"the official training/validation subgroups do not match the labelled patients: "
+            f"{stray[:5]}{' ...' if len(stray) > 5 else ''}"
+        )
     return [{"train": sorted(official_groups["training"]), "val": sorted(official_groups["validation"])}]
 
 
@@ -184,8 +203,9 @@ def _cases_of(patients: Iterable[str], cases_by_patient: Mapping[str, list[str]]
 
 
 # What `build_dataset` writes: how a dataset converted before the marker file existed is recognised.
-DATASET_LAYOUT = OutputLayout(METADATA_FILE, ("dataset.json", SPLITS_FILE, "imagesTr", "labelsTr", "imagesTs",
-                                              "labelsTs", SEQUENCES_FOLDER))
+DATASET_LAYOUT = OutputLayout(
+    METADATA_FILE, ("dataset.json", SPLITS_FILE, "imagesTr", "labelsTr", "imagesTs", "labelsTs", SEQUENCES_FOLDER)
+)
 
 
 def verify_dataset(folder: Path, num_processes: int) -> None:
@@ -198,19 +218,27 @@ def verify_dataset(folder: Path, num_processes: int) -> None:
         raise InputError(f"nnU-Net's dataset integrity check failed for {folder}: {error}") from None
 
 
-def _convert_frame(frame: FrameSource, plan: PatientPlan, folder: Path, label_map: Mapping[int, int],
-                   resize: tuple[int, int] | None, interpolation: str) -> dict:
+def _convert_frame(
+    frame: FrameSource,
+    plan: PatientPlan,
+    folder: Path,
+    label_map: Mapping[int, int],
+    resize: tuple[int, int] | None,
+    interpolation: str,
+) -> dict:
     image, header_spacing = read_frame(frame.image)
     spacing = frame.spacing or header_spacing
     label = None
     if frame.label is not None:
         label, label_spacing = read_frame(frame.label)
         if label.shape != image.shape:
-            raise InputError(f"shape mismatch: image {frame.image} is {image.shape}, label {frame.label} is "
-                             f"{label.shape}")
+            raise InputError(
+                f"shape mismatch: image {frame.image} is {image.shape}, label {frame.label} is {label.shape}"
+            )
         if frame.spacing is None and not np.allclose(label_spacing, header_spacing, rtol=1e-3):
-            raise InputError(f"spacing mismatch: image {frame.image} has {header_spacing}, label {frame.label} "
-                             f"has {label_spacing}")
+            raise InputError(
+                f"spacing mismatch: image {frame.image} has {header_spacing}, label {frame.label} has {label_spacing}"
+            )
         label = map_labels(label, label_map, frame.label)
     out_image, out_spacing = image, spacing
     if resize is not None:
@@ -224,22 +252,39 @@ def _convert_frame(frame: FrameSource, plan: PatientPlan, folder: Path, label_ma
     if label is not None:
         label_rel = f"{labels_dir}/{frame.case}{FILE_ENDING}"
         write_frame(label, out_spacing, folder / label_rel)
-    return {"patient": frame.patient, "view": frame.view, "phase": frame.phase, "subset": plan.subset,
-            "frame": (plan.info.get(frame.view) or {}).get(frame.phase), "image": image_rel, "label": label_rel,
-            "source_image": str(frame.image), "source_shape": list(image.shape), "source_spacing_mm": list(spacing),
-            "shape": list(out_image.shape), "spacing_mm": [float(s) for s in out_spacing]}
+    return {
+        "patient": frame.patient,
+        "view": frame.view,
+        "phase": frame.phase,
+        "subset": plan.subset,
+        "frame": (plan.info.get(frame.view) or {}).get(frame.phase),
+        "image": image_rel,
+        "label": label_rel,
+        "source_image": str(frame.image),
+        "source_shape": list(image.shape),
+        "source_spacing_mm": list(spacing),
+        "shape": list(out_image.shape),
+        "spacing_mm": [float(s) for s in out_spacing],
+    }
 
 
-def _convert_sequence(sequence: SequenceSource, folder: Path, label_map: Mapping[int, int],
-                      resize: tuple[int, int] | None, interpolation: str) -> dict:
+def _convert_sequence(
+    sequence: SequenceSource,
+    folder: Path,
+    label_map: Mapping[int, int],
+    resize: tuple[int, int] | None,
+    interpolation: str,
+) -> dict:
     frames, header_spacing = read_sequence(sequence.image)
     spacing = sequence.spacing or header_spacing
     labels = None
     if sequence.label is not None:
         labels, _ = read_sequence(sequence.label)
         if labels.shape != frames.shape:
-            raise InputError(f"shape mismatch: sequence {sequence.image} is {frames.shape}, labels "
-                             f"{sequence.label} are {labels.shape}")
+            raise InputError(
+                f"shape mismatch: sequence {sequence.image} is {frames.shape}, labels "
+                f"{sequence.label} are {labels.shape}"
+            )
         labels = map_labels(labels, label_map, sequence.label)
     ids = []
     out_spacing = spacing
@@ -255,19 +300,39 @@ def _convert_sequence(sequence: SequenceSource, folder: Path, label_map: Mapping
         if label is not None:
             write_frame(label, out_spacing, folder / SEQUENCES_FOLDER / "labels" / f"{frame_id}{FILE_ENDING}")
         ids.append(frame_id)
-    return {"patient": sequence.patient, "view": sequence.view, "n_frames": len(ids), "frames": ids,
-            "has_labels": labels is not None, "source_image": str(sequence.image),
-            "spacing_mm": [float(s) for s in out_spacing]}
+    return {
+        "patient": sequence.patient,
+        "view": sequence.view,
+        "n_frames": len(ids),
+        "frames": ids,
+        "has_labels": labels is not None,
+        "source_image": str(sequence.image),
+        "spacing_mm": [float(s) for s in out_spacing],
+    }
 
 
-def build_dataset(frames: Sequence[FrameSource], patients: Mapping[str, PatientPlan], *, dataset_id: int,
-                  name: str, raw_dir: str | os.PathLike | None = None, split: str = "cv5",
-                  seed: int = DEFAULT_SEED, official_groups: Mapping[str, Sequence[str]] | None = None,
-                  label_map: Mapping[int, int] | None = None, resize: int | Sequence[int] | None = None,
-                  interpolation: str = "linear", spacing_units: str = "auto",
-                  sequences: Sequence[SequenceSource] = (), overwrite: bool = False, verify: bool = True,
-                  num_processes: int = 2, dataset_json_extra: Mapping | None = None,
-                  metadata_extra: Mapping | None = None, progress: bool = True) -> Path:
+def build_dataset(
+    frames: Sequence[FrameSource],
+    patients: Mapping[str, PatientPlan],
+    *,
+    dataset_id: int,
+    name: str,
+    raw_dir: str | os.PathLike | None = None,
+    split: str = "cv5",
+    seed: int = DEFAULT_SEED,
+    official_groups: Mapping[str, Sequence[str]] | None = None,
+    label_map: Mapping[int, int] | None = None,
+    resize: int | Sequence[int] | None = None,
+    interpolation: str = "linear",
+    spacing_units: str = "auto",
+    sequences: Sequence[SequenceSource] = (),
+    overwrite: bool = False,
+    verify: bool = True,
+    num_processes: int = 2,
+    dataset_json_extra: Mapping | None = None,
+    metadata_extra: Mapping | None = None,
+    progress: bool = True,
+) -> Path:
     """Write the nnU-Net raw dataset for `frames` (see module docstring) and return its folder."""
     from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
     from tqdm import tqdm
@@ -285,8 +350,14 @@ def build_dataset(frames: Sequence[FrameSource], patients: Mapping[str, PatientP
     final_dir = check_dataset_id(raw, dataset_id, name)
     sources = [path for item in (*frames, *sequences) for path in (item.image, item.label)]
     # Rechecked under the lock on nnUNet_raw at the final rename: a concurrent conversion may have taken the id.
-    target = check_output_dir(final_dir, overwrite, what="dataset", inputs=sources, layout=DATASET_LAYOUT,
-                              recheck=lambda: check_dataset_id(raw, dataset_id, name))
+    target = check_output_dir(
+        final_dir,
+        overwrite,
+        what="dataset",
+        inputs=sources,
+        layout=DATASET_LAYOUT,
+        recheck=lambda: check_dataset_id(raw, dataset_id, name),
+    )
 
     folds = plan_subsets(patients, split, seed, official_groups)
     cases_by_patient: dict[str, list[str]] = {}
@@ -301,11 +372,9 @@ def build_dataset(frames: Sequence[FrameSource], patients: Mapping[str, PatientP
             (staging / SEQUENCES_FOLDER / "labels").mkdir()
         cases = {}
         for frame in tqdm(frames, desc=f"converting {final_dir.name}", unit="frame", disable=not progress):
-            cases[frame.case] = _convert_frame(frame, patients[frame.patient], staging, label_map, shape,
-                                               interpolation)
+            cases[frame.case] = _convert_frame(frame, patients[frame.patient], staging, label_map, shape, interpolation)
         sequence_records = {}
-        for sequence in tqdm(sequences, desc="half-sequences", unit="sequence",
-                             disable=not (progress and sequences)):
+        for sequence in tqdm(sequences, desc="half-sequences", unit="sequence", disable=not (progress and sequences)):
             record = _convert_sequence(sequence, staging, label_map, shape, interpolation)
             info = patients[sequence.patient].info.get(sequence.view) or {}
             record.update({"ED": info.get("ED"), "ES": info.get("ES")})
@@ -320,16 +389,30 @@ def build_dataset(frames: Sequence[FrameSource], patients: Mapping[str, PatientP
         patient_meta = _patient_metadata(patients, cases, spacing_units)
         n_training = sum(1 for c in cases.values() if c["subset"] == "train")
         generate_dataset_json(
-            str(staging), dict(CHANNEL_NAMES), dict(LABELS), n_training, FILE_ENDING, dataset_name=final_dir.name,
-            **{"numTest": len(cases) - n_training, **(dataset_json_extra or {})})
-        splits = [{subset: _cases_of(fold[subset], cases_by_patient) for subset in ("train", "val")}
-                  for fold in folds]
+            str(staging),
+            dict(CHANNEL_NAMES),
+            dict(LABELS),
+            n_training,
+            FILE_ENDING,
+            dataset_name=final_dir.name,
+            **{"numTest": len(cases) - n_training, **(dataset_json_extra or {})},
+        )
+        splits = [{subset: _cases_of(fold[subset], cases_by_patient) for subset in ("train", "val")} for fold in folds]
         if splits:  # --split none: nothing to train on, so no splits for nnU-Net to find
             (staging / SPLITS_FILE).write_text(json.dumps(splits, indent=1))
-        metadata = {"format_version": 1, "dataset": final_dir.name, "labels": LABELS,
-                    "resize": list(shape) if shape else None, "interpolation": interpolation if shape else None,
-                    "split": split, "seed": seed,
-                    "folds": folds, "patients": patient_meta, "cases": cases, **(metadata_extra or {})}
+        metadata = {
+            "format_version": 1,
+            "dataset": final_dir.name,
+            "labels": LABELS,
+            "resize": list(shape) if shape else None,
+            "interpolation": interpolation if shape else None,
+            "split": split,
+            "seed": seed,
+            "folds": folds,
+            "patients": patient_meta,
+            "cases": cases,
+            **(metadata_extra or {}),
+        }
         if sequence_records:
             metadata["sequences"] = sequence_records
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
@@ -337,23 +420,33 @@ def build_dataset(frames: Sequence[FrameSource], patients: Mapping[str, PatientP
             verify_dataset(staging, num_processes)
         elif verify:
             # nnU-Net's check reads the training cases only; each test frame was read and checked above
-            logger.warning("no training cases (--split none): nnU-Net's dataset integrity check, which checks "
-                           "imagesTr/labelsTr only, was skipped")
+            logger.warning(
+                "no training cases (--split none): nnU-Net's dataset integrity check, which checks "
+                "imagesTr/labelsTr only, was skipped"
+            )
     preprocessed = os.environ.get("nnUNet_preprocessed")
     if overwrite and preprocessed and (Path(preprocessed) / final_dir.name).is_dir():
-        logger.warning("%s was made from the replaced dataset: plan and preprocess again",
-                       Path(preprocessed) / final_dir.name)
+        logger.warning(
+            "%s was made from the replaced dataset: plan and preprocess again", Path(preprocessed) / final_dir.name
+        )
     return final_dir
 
 
-def _patient_metadata(patients: Mapping[str, PatientPlan], cases: Mapping[str, dict],
-                      spacing_units: str) -> dict[str, dict]:
+def _patient_metadata(
+    patients: Mapping[str, PatientPlan], cases: Mapping[str, dict], spacing_units: str
+) -> dict[str, dict]:
     views: dict[str, dict[str, dict]] = {patient: {} for patient in patients}
     for record in cases.values():
-        views[record["patient"]].setdefault(record["view"], {
-            "info": patients[record["patient"]].info.get(record["view"]),
-            "source_spacing_mm": record["source_spacing_mm"], "source_shape": record["source_shape"],
-            "spacing_mm": record["spacing_mm"], "shape": record["shape"]})
+        views[record["patient"]].setdefault(
+            record["view"],
+            {
+                "info": patients[record["patient"]].info.get(record["view"]),
+                "source_spacing_mm": record["source_spacing_mm"],
+                "source_shape": record["source_shape"],
+                "spacing_mm": record["spacing_mm"],
+                "shape": record["shape"],
+            },
+        )
     meta = {}
     for patient, plan in sorted(patients.items()):
         if spacing_units == "auto":
@@ -361,8 +454,12 @@ def _patient_metadata(patients: Mapping[str, PatientPlan], cases: Mapping[str, d
             physical = plan.has_physical_spacing_evidence or not unit_spacing
         else:
             physical = spacing_units == "mm"
-        meta[patient] = {"subset": plan.subset, "official_subgroup": plan.official_subgroup,
-                         "spacing_is_physical": bool(physical), "views": views[patient]}
+        meta[patient] = {
+            "subset": plan.subset,
+            "official_subgroup": plan.official_subgroup,
+            "spacing_is_physical": bool(physical),
+            "views": views[patient],
+        }
     return meta
 
 
@@ -370,8 +467,11 @@ def describe_dataset(dataset_dir: str | os.PathLike) -> str:
     """A few lines summarizing a converted dataset: frames and patients per subset, folds, spacing units."""
     metadata = load_metadata(dataset_dir)
     lines = [f"{Path(dataset_dir)}"]
-    for subset, where in (("train", "imagesTr/labelsTr"), ("test", "imagesTs/labelsTs"),
-                          ("unlabelled", "imagesTs, no labels")):
+    for subset, where in (
+        ("train", "imagesTr/labelsTr"),
+        ("test", "imagesTs/labelsTs"),
+        ("unlabelled", "imagesTs, no labels"),
+    ):
         patients = [p for p, m in metadata["patients"].items() if m["subset"] == subset]
         if patients:
             n_frames = sum(1 for c in metadata["cases"].values() if c["patient"] in set(patients))
@@ -383,8 +483,12 @@ def describe_dataset(dataset_dir: str | os.PathLike) -> str:
     else:
         lines.append(f"  split {metadata['split']}: no training cases, every patient held out in imagesTs")
     physical = {m["spacing_is_physical"] for m in metadata["patients"].values()}
-    lines.append("  spacing: " + {frozenset({True}): "physical (mm)", frozenset({False}): "pixel units (no physical "
-                                  "spacing known)"}.get(frozenset(physical), "mixed: see camus_metadata.json"))
+    lines.append(
+        "  spacing: "
+        + {frozenset({True}): "physical (mm)", frozenset({False}): "pixel units (no physical spacing known)"}.get(
+            frozenset(physical), "mixed: see camus_metadata.json"
+        )
+    )
     if "sequences" in metadata:
         lines.append(f"  half-sequences: {len(metadata['sequences'])} in {SEQUENCES_FOLDER}/")
     return "\n".join(lines)

@@ -21,6 +21,7 @@ A label map turns the source label values into LightEcho's ids 0 background, 1 L
 dataset converted from another source ends up with exactly the label ids of CAMUS and cross-dataset evaluation
 (train on one dataset, predict the other's imagesTr/imagesTs) compares like with like.
 """
+
 from __future__ import annotations
 
 import csv
@@ -51,8 +52,9 @@ def parse_label_map(spec: str | os.PathLike | dict | None) -> dict[int, int]:
         except (OSError, ValueError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             raise InputError(f"cannot read label map {spec}: {error}") from None
         if not isinstance(content, dict):
-            raise InputError(f"label map {spec} must be a JSON object such as {{\"255\": \"LV\"}}, got a "
-                             f"{type(content).__name__}")
+            raise InputError(
+                f'label map {spec} must be a JSON object such as {{"255": "LV"}}, got a {type(content).__name__}'
+            )
         pairs = list(content.items())
     else:
         pairs = []
@@ -113,13 +115,19 @@ def read_frame_table(csv_path: str | os.PathLike) -> tuple[list[FrameSource], di
             columns = [c.strip() for c in reader.fieldnames or []]
             missing = [c for c in REQUIRED_COLUMNS if c not in columns]
             if missing:
-                raise InputError(f"{csv_path} lacks the column(s) {missing}; expected a header with "
-                                 "patient,view,phase,image[,label,spacing,subset]")
-            rows = [({k.strip(): (v or "").strip() for k, v in row.items() if k}, number)
-                    for number, row in enumerate(reader, start=2)]
+                raise InputError(
+                    f"{csv_path} lacks the column(s) {missing}; expected a header with "
+                    "patient,view,phase,image[,label,spacing,subset]"
+                )
+            rows = [
+                ({k.strip(): (v or "").strip() for k, v in row.items() if k}, number)
+                for number, row in enumerate(reader, start=2)
+            ]
     except UnicodeDecodeError as error:  # e.g. a Latin-1 export with accented patient names
-        raise InputError(f"{csv_path} is not UTF-8 text (byte {error.start}: {error.object[error.start:error.end]!r}): "
-                         "save it as UTF-8 ('CSV UTF-8' in a spreadsheet)") from None
+        raise InputError(
+            f"{csv_path} is not UTF-8 text (byte {error.start}: {error.object[error.start : error.end]!r}): "
+            "save it as UTF-8 ('CSV UTF-8' in a spreadsheet)"
+        ) from None
     if not rows:
         raise InputError(f"{csv_path} lists no frames")
     frames, plans, labelled = [], {}, {}
@@ -128,8 +136,9 @@ def read_frame_table(csv_path: str | os.PathLike) -> tuple[list[FrameSource], di
         view = VIEW_ALIASES.get(row["view"].upper())
         phase = row["phase"].upper()
         if view is None or phase not in ("ED", "ES"):
-            raise InputError(f"{where}: view must be 2CH or 4CH and phase ED or ES, got '{row['view']}', "
-                             f"'{row['phase']}'")
+            raise InputError(
+                f"{where}: view must be 2CH or 4CH and phase ED or ES, got '{row['view']}', '{row['phase']}'"
+            )
         image = _resolve(csv_path, row["image"], where)
         label = _resolve(csv_path, row["label"], where) if row.get("label") else None
         subset = (row.get("subset") or "train").lower()
@@ -156,22 +165,54 @@ def _resolve(csv_path: Path, text: str, where: str) -> Path:
     return path
 
 
-def convert_generic(csv_path: str | os.PathLike, dataset_id: int, name: str,
-                    label_map: str | dict | None = None, resize: int | tuple[int, int] | None = None,
-                    overwrite: bool = False, split: str = "cv5", *, raw_dir: str | os.PathLike | None = None,
-                    interpolation: str = "linear", seed: int = DEFAULT_SEED, spacing_units: str = "auto",
-                    verify: bool = True, num_processes: int = 2, progress: bool = True) -> Path:
+def convert_generic(
+    csv_path: str | os.PathLike,
+    dataset_id: int,
+    name: str,
+    label_map: str | dict | None = None,
+    resize: int | tuple[int, int] | None = None,
+    overwrite: bool = False,
+    split: str = "cv5",
+    *,
+    raw_dir: str | os.PathLike | None = None,
+    interpolation: str = "linear",
+    seed: int = DEFAULT_SEED,
+    spacing_units: str = "auto",
+    verify: bool = True,
+    num_processes: int = 2,
+    progress: bool = True,
+) -> Path:
     """Convert frames listed in a CSV (see module docstring) into `$nnUNet_raw/DatasetXXX_<name>`."""
     if parse_split(split)[0] == "official":
-        raise InputError("generic data has no official subgroups: use cv<N> or paper, and the CSV's subset column "
-                         "for a fixed test set")
+        raise InputError(
+            "generic data has no official subgroups: use cv<N> or paper, and the CSV's subset column "
+            "for a fixed test set"
+        )
     mapping = parse_label_map(label_map)
     frames, plans = read_frame_table(csv_path)
     return build_dataset(
-        frames, plans, dataset_id=dataset_id, name=name, raw_dir=raw_dir, split=split, seed=seed,
-        label_map=mapping, resize=resize, interpolation=interpolation, spacing_units=spacing_units,
-        overwrite=overwrite, verify=verify, num_processes=num_processes, progress=progress,
-        dataset_json_extra={"description": f"{name}: apical 2CH/4CH echocardiography, ED and ES frames",
-                            "converted_by": "lightecho convert-generic"},
-        metadata_extra={"source": str(Path(csv_path).expanduser().resolve()), "layout": "generic",
-                        "label_map": {str(k): v for k, v in mapping.items()}})
+        frames,
+        plans,
+        dataset_id=dataset_id,
+        name=name,
+        raw_dir=raw_dir,
+        split=split,
+        seed=seed,
+        label_map=mapping,
+        resize=resize,
+        interpolation=interpolation,
+        spacing_units=spacing_units,
+        overwrite=overwrite,
+        verify=verify,
+        num_processes=num_processes,
+        progress=progress,
+        dataset_json_extra={
+            "description": f"{name}: apical 2CH/4CH echocardiography, ED and ES frames",
+            "converted_by": "lightecho convert-generic",
+        },
+        metadata_extra={
+            "source": str(Path(csv_path).expanduser().resolve()),
+            "layout": "generic",
+            "label_map": {str(k): v for k, v in mapping.items()},
+        },
+    )

@@ -1,4 +1,5 @@
 """Overlay PNGs of converted frames, to check at a glance that labels sit on the anatomy."""
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,13 @@ from nnunet_lightweight.core.metadata import load_metadata
 LABEL_COLOURS = {LABELS["LV"]: (1.0, 0.2, 0.2), LABELS["MYO"]: (0.2, 0.9, 0.2), LABELS["LA"]: (0.3, 0.5, 1.0)}
 
 
-def save_overlays(dataset_dir: str | os.PathLike, cases: Sequence[str] | None = None,
-                  out_png: str | os.PathLike = "overlays.png", n_cases: int = 8, alpha: float = 0.35) -> Path:
+def save_overlays(
+    dataset_dir: str | os.PathLike,
+    cases: Sequence[str] | None = None,
+    out_png: str | os.PathLike = "overlays.png",
+    n_cases: int = 8,
+    alpha: float = 0.35,
+) -> Path:
     """A grid of frames (grey) with their labels (LV red, MYO green, LA blue) of a converted dataset.
 
     `cases` defaults to the ED and ES frames of both views of the first `n_cases // 4` labelled patients. Pixels are
@@ -31,7 +37,7 @@ def save_overlays(dataset_dir: str | os.PathLike, cases: Sequence[str] | None = 
     records = load_metadata(dataset_dir)["cases"]
     labelled = [case for case, record in records.items() if record["label"]]
     if cases is None:
-        cases = sorted(labelled)[:max(n_cases, 1)]
+        cases = sorted(labelled)[: max(n_cases, 1)]
     unknown = [case for case in cases if case not in labelled]
     if unknown:
         raise InputError(f"no labelled case {unknown[0]} in {dataset_dir}")

@@ -28,6 +28,7 @@ ventricle and atrium (dark, labelled background) sit left of the septum.
 Half-sequences run from ED (frame 1) through ES to NbFrame with a smooth (cosine) shape change; `volume_curve_ml`
 gives the analytic LV volume of every frame, maximal at ED and minimal at ES.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,7 +58,7 @@ QUALITIES = {  # image quality -> (blood reflectivity, myocardium reflectivity, 
 
 def truncated_ellipsoid_volume_mm3(a: float, b: float, c: float, h: float) -> float:
     """Volume of the ellipsoid (u/a)^2 + (y/b)^2 + (w/c)^2 <= 1 restricted to -a <= u <= h (|h| <= a)."""
-    return math.pi * b * c * (2 * a / 3 + h - h ** 3 / (3 * a ** 2))
+    return math.pi * b * c * (2 * a / 3 + h - h**3 / (3 * a**2))
 
 
 def truncated_ellipse_area_mm2(a: float, b: float, h: float) -> float:
@@ -70,11 +71,11 @@ def truncated_ellipse_area_mm2(a: float, b: float, h: float) -> float:
 class HeartShape:
     """The phantom heart at one instant (mm)."""
 
-    long_semi_axis: float   # a
-    base_offset: float      # h: ellipsoid centre to base plane
-    semi_axis_2ch: float    # b
-    semi_axis_4ch: float    # c
-    wall: float             # t: myocardial thickness
+    long_semi_axis: float  # a
+    base_offset: float  # h: ellipsoid centre to base plane
+    semi_axis_2ch: float  # b
+    semi_axis_4ch: float  # c
+    wall: float  # t: myocardial thickness
     la_semi_across: float
     la_semi_along: float
 
@@ -89,8 +90,12 @@ class HeartShape:
 
     def lv_volume_ml(self) -> float:
         """Analytic LV cavity volume in mL."""
-        return truncated_ellipsoid_volume_mm3(self.long_semi_axis, self.semi_axis_2ch, self.semi_axis_4ch,
-                                              self.base_offset) / 1000.0
+        return (
+            truncated_ellipsoid_volume_mm3(
+                self.long_semi_axis, self.semi_axis_2ch, self.semi_axis_4ch, self.base_offset
+            )
+            / 1000.0
+        )
 
     def lv_area_mm2(self, view: str) -> float:
         """Analytic LV cavity area in the view's image plane (mm^2)."""
@@ -108,9 +113,9 @@ class ViewAcquisition:
 
     n_frames: int
     es_frame: int
-    tilt_deg: float          # long-axis tilt from the vertical, about the apex
-    apex_lateral_mm: float   # cavity apex position, lateral offset from the sector axis
-    apex_depth_mm: float     # cavity apex depth below the sector tip
+    tilt_deg: float  # long-axis tilt from the vertical, about the apex
+    apex_lateral_mm: float  # cavity apex position, lateral offset from the sector axis
+    apex_depth_mm: float  # cavity apex depth below the sector tip
 
     def systole_fraction(self, frame: int) -> float:
         """0 at ED (frame 1), 1 at ES, smooth cosine in between; after ES the LV refills part of the way."""
@@ -164,53 +169,88 @@ def sample_patient(index: int, seed: int = 0) -> PhantomPatient:
     """A random but reproducible patient (`seed`, `index`), with realistic EDV (~70-160 mL) and EF (30-70 %)."""
     rng = np.random.default_rng([seed, index])
     a = rng.uniform(44, 54)
-    ed = HeartShape(long_semi_axis=a, base_offset=a * rng.uniform(0.45, 0.7), semi_axis_2ch=rng.uniform(19, 25),
-                    semi_axis_4ch=rng.uniform(19, 25), wall=rng.uniform(7, 10), la_semi_across=rng.uniform(14, 18),
-                    la_semi_along=rng.uniform(24, 30))
+    ed = HeartShape(
+        long_semi_axis=a,
+        base_offset=a * rng.uniform(0.45, 0.7),
+        semi_axis_2ch=rng.uniform(19, 25),
+        semi_axis_4ch=rng.uniform(19, 25),
+        wall=rng.uniform(7, 10),
+        la_semi_across=rng.uniform(14, 18),
+        la_semi_along=rng.uniform(24, 30),
+    )
     ef = rng.uniform(0.30, 0.70)
     shortening = rng.uniform(0.08, 0.15)
     # V scales with (1 - s) along the axis and k^2 across it: k chosen so that ESV = (1 - EF) * EDV exactly
     radial = math.sqrt((1 - ef) / (1 - shortening))
-    es = HeartShape(long_semi_axis=ed.long_semi_axis * (1 - shortening), base_offset=ed.base_offset * (1 - shortening),
-                    semi_axis_2ch=ed.semi_axis_2ch * radial, semi_axis_4ch=ed.semi_axis_4ch * radial,
-                    wall=ed.wall * rng.uniform(1.2, 1.4), la_semi_across=ed.la_semi_across * 1.12,
-                    la_semi_along=ed.la_semi_along * 1.15)
+    es = HeartShape(
+        long_semi_axis=ed.long_semi_axis * (1 - shortening),
+        base_offset=ed.base_offset * (1 - shortening),
+        semi_axis_2ch=ed.semi_axis_2ch * radial,
+        semi_axis_4ch=ed.semi_axis_4ch * radial,
+        wall=ed.wall * rng.uniform(1.2, 1.4),
+        la_semi_across=ed.la_semi_across * 1.12,
+        la_semi_along=ed.la_semi_along * 1.15,
+    )
     views = {}
     for view in VIEWS:
         n_frames = int(rng.integers(14, 23))
-        views[view] = ViewAcquisition(n_frames=n_frames, es_frame=n_frames - int(rng.integers(0, 3)),
-                                      tilt_deg=rng.uniform(-8, 8), apex_lateral_mm=rng.uniform(-6, 6),
-                                      apex_depth_mm=rng.uniform(18, 28))
-    return PhantomPatient(patient_id=f"patient{index:04d}", index=index, ed=ed, es=es, views=views,
-                          age=int(rng.integers(25, 90)), sex=str(rng.choice(["F", "M"])),
-                          quality=str(rng.choice(list(QUALITIES), p=[0.5, 0.35, 0.15])),
-                          frame_rate=float(rng.choice([25.0, 30.0, 40.0, 50.0])))
+        views[view] = ViewAcquisition(
+            n_frames=n_frames,
+            es_frame=n_frames - int(rng.integers(0, 3)),
+            tilt_deg=rng.uniform(-8, 8),
+            apex_lateral_mm=rng.uniform(-6, 6),
+            apex_depth_mm=rng.uniform(18, 28),
+        )
+    return PhantomPatient(
+        patient_id=f"patient{index:04d}",
+        index=index,
+        ed=ed,
+        es=es,
+        views=views,
+        age=int(rng.integers(25, 90)),
+        sex=str(rng.choice(["F", "M"])),
+        quality=str(rng.choice(list(QUALITIES), p=[0.5, 0.35, 0.15])),
+        frame_rate=float(rng.choice([25.0, 30.0, 40.0, 50.0])),
+    )
 
 
-def _ellipse(across: np.ndarray, along: np.ndarray, centre_along: float, semi_across: float,
-             semi_along: float, centre_across: float = 0.0) -> np.ndarray:
+def _ellipse(
+    across: np.ndarray,
+    along: np.ndarray,
+    centre_along: float,
+    semi_across: float,
+    semi_along: float,
+    centre_across: float = 0.0,
+) -> np.ndarray:
     return ((across - centre_across) / semi_across) ** 2 + ((along - centre_along) / semi_along) ** 2 <= 1
 
 
-def _anatomy(shape: HeartShape, acquisition: ViewAcquisition, view: str, size: int,
-             spacing: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _anatomy(
+    shape: HeartShape, acquisition: ViewAcquisition, view: str, size: int, spacing: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(label map, extra blood pools (RV/RA), sector mask) of one frame."""
     rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
     depth = (rows + 0.5) * spacing
     lateral = (cols + 0.5 - size / 2) * spacing
     sector = (np.hypot(depth, lateral) <= size * spacing) & (
-        np.abs(np.degrees(np.arctan2(lateral, depth))) <= SECTOR_HALF_ANGLE_DEG)
+        np.abs(np.degrees(np.arctan2(lateral, depth))) <= SECTOR_HALF_ANGLE_DEG
+    )
     tilt = math.radians(acquisition.tilt_deg)
     dx, dz = lateral - acquisition.apex_lateral_mm, depth - acquisition.apex_depth_mm
-    along = dx * math.sin(tilt) + dz * math.cos(tilt)     # from the cavity apex towards the base
-    across = dx * math.cos(tilt) - dz * math.sin(tilt)    # positive towards the image's right
+    along = dx * math.sin(tilt) + dz * math.cos(tilt)  # from the cavity apex towards the base
+    across = dx * math.cos(tilt) - dz * math.sin(tilt)  # positive towards the image's right
     a, b, t = shape.long_semi_axis, shape.semi_axis(view), shape.wall
     base = shape.length_mm
     above_base = along <= base
     lv = _ellipse(across, along, a, b, a) & above_base
     myo = _ellipse(across, along, a, b + t, a + 0.9 * t) & above_base & ~lv
-    la = _ellipse(across, along, base + LA_CENTRE_OFFSET * shape.la_semi_along, shape.la_semi_across,
-                  shape.la_semi_along) & (along > base) & ~myo
+    la = (
+        _ellipse(
+            across, along, base + LA_CENTRE_OFFSET * shape.la_semi_along, shape.la_semi_across, shape.la_semi_along
+        )
+        & (along > base)
+        & ~myo
+    )
     label = np.zeros((size, size), dtype=np.uint8)
     label[la] = LABELS["LA"]
     label[myo] = LABELS["MYO"]
@@ -221,14 +261,16 @@ def _anatomy(shape: HeartShape, acquisition: ViewAcquisition, view: str, size: i
         rv_across = -(b + t + 3 + 0.7 * b)
         right_heart = _ellipse(across, along, 0.55 * base, 0.7 * b, 0.5 * base, rv_across) & above_base
         la_centre = base + LA_CENTRE_OFFSET * shape.la_semi_along
-        right_heart |= _ellipse(across, along, la_centre, 0.85 * shape.la_semi_across, shape.la_semi_along,
-                                rv_across - 2) & (along > base + 3)
+        right_heart |= _ellipse(
+            across, along, la_centre, 0.85 * shape.la_semi_across, shape.la_semi_along, rv_across - 2
+        ) & (along > base + 3)
         right_heart &= (label == 0) & sector
     return label, right_heart, sector
 
 
-def render_frame(patient: PhantomPatient, view: str, frame: int, size: int = 256, depth_mm: float = 160.0,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
+def render_frame(
+    patient: PhantomPatient, view: str, frame: int, size: int = 256, depth_mm: float = 160.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, float]:
     """(uint8 image, uint8 label, isotropic spacing in mm) of one half-sequence frame; deterministic."""
     from scipy import ndimage
 
@@ -249,7 +291,7 @@ def render_frame(patient: PhantomPatient, view: str, frame: int, size: int = 256
     fresh = frame_rng.standard_normal((2, size, size))
     field_ = 0.9 * fixed + 0.436 * fresh
     speckle = np.hypot(*(ndimage.gaussian_filter(f, (0.7, 1.6)) for f in field_))
-    speckle /= np.sqrt(np.mean(speckle ** 2))
+    speckle /= np.sqrt(np.mean(speckle**2))
     radius = np.hypot(*np.mgrid[0:size, 0:size] - np.array([-0.5, size / 2 - 0.5])[:, None, None]) * spacing
     attenuation = np.exp(-radius / (1.5 * depth_mm))
     envelope = reflectivity * speckle * attenuation + noise_floor * np.abs(frame_rng.standard_normal((size, size)))
@@ -261,9 +303,18 @@ def render_frame(patient: PhantomPatient, view: str, frame: int, size: int = 256
 
 def _info_text(patient: PhantomPatient, view: str) -> str:
     acquisition = patient.views[view]
-    entries = {"ED": 1, "ES": acquisition.es_frame, "NbFrame": acquisition.n_frames, "Sex": patient.sex,
-               "Age": patient.age, "ImageQuality": patient.quality, "EF": round(patient.ef_percent, 2),
-               "FrameRate": patient.frame_rate, "LVedv": round(patient.edv_ml, 2), "LVesv": round(patient.esv_ml, 2)}
+    entries = {
+        "ED": 1,
+        "ES": acquisition.es_frame,
+        "NbFrame": acquisition.n_frames,
+        "Sex": patient.sex,
+        "Age": patient.age,
+        "ImageQuality": patient.quality,
+        "EF": round(patient.ef_percent, 2),
+        "FrameRate": patient.frame_rate,
+        "LVedv": round(patient.edv_ml, 2),
+        "LVesv": round(patient.esv_ml, 2),
+    }
     return "".join(f"{key}: {value}\n" for key, value in entries.items())
 
 
@@ -276,16 +327,38 @@ def _write(array: np.ndarray, spacing: tuple[float, ...], path: Path) -> None:
 
 
 def _truth(patient: PhantomPatient, spacing: float) -> dict:
-    return {"EDV_ml": patient.edv_ml, "ESV_ml": patient.esv_ml, "EF": patient.ef_percent,
-            "spacing_mm": spacing, "quality": patient.quality,
-            "shapes": {"ED": asdict(patient.ed), "ES": asdict(patient.es)},
-            "views": {view: {**asdict(acq), "ED": 1, "ES": acq.es_frame, "NbFrame": acq.n_frames,
-                             "volumes_ml": patient.volume_curve_ml(view)} for view, acq in patient.views.items()}}
+    return {
+        "EDV_ml": patient.edv_ml,
+        "ESV_ml": patient.esv_ml,
+        "EF": patient.ef_percent,
+        "spacing_mm": spacing,
+        "quality": patient.quality,
+        "shapes": {"ED": asdict(patient.ed), "ES": asdict(patient.es)},
+        "views": {
+            view: {
+                **asdict(acq),
+                "ED": 1,
+                "ES": acq.es_frame,
+                "NbFrame": acq.n_frames,
+                "volumes_ml": patient.volume_curve_ml(view),
+            }
+            for view, acq in patient.views.items()
+        },
+    }
 
 
-def generate_phantom(out_dir: str | os.PathLike, n_patients: int = 20, size: int = 256, sequences: bool = False,
-                     seed: int = 0, overwrite: bool = False, depth_mm: float = 160.0, val_fraction: float = 0.1,
-                     test_fraction: float = 0.1, progress: bool = True) -> Path:
+def generate_phantom(
+    out_dir: str | os.PathLike,
+    n_patients: int = 20,
+    size: int = 256,
+    sequences: bool = False,
+    seed: int = 0,
+    overwrite: bool = False,
+    depth_mm: float = 160.0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    progress: bool = True,
+) -> Path:
     """Write a CAMUS-layout phantom (`database_nifti/`, `database_split/`, `phantom_truth.json`) into `out_dir`.
 
     Patients get official-style subgroups: floor(test_fraction * n) testing, at least one validation patient and
@@ -315,10 +388,10 @@ def generate_phantom(out_dir: str | os.PathLike, n_patients: int = 20, size: int
                     _write(label, (spacing, spacing), folder / f"{patient.patient_id}_{view}_{phase}_gt.nii.gz")
                 if sequences:
                     stem = folder / f"{patient.patient_id}_{view}_half_sequence"
-                    _write(np.stack([rendered[f][0] for f in frames]), (spacing, spacing, 1.0),
-                           Path(f"{stem}.nii.gz"))
-                    _write(np.stack([rendered[f][1] for f in frames]), (spacing, spacing, 1.0),
-                           Path(f"{stem}_gt.nii.gz"))
+                    _write(np.stack([rendered[f][0] for f in frames]), (spacing, spacing, 1.0), Path(f"{stem}.nii.gz"))
+                    _write(
+                        np.stack([rendered[f][1] for f in frames]), (spacing, spacing, 1.0), Path(f"{stem}_gt.nii.gz")
+                    )
             truth["patients"][patient.patient_id] = _truth(patient, depth_mm / size)
         ids = [p.patient_id for p in patients]
         order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
@@ -326,8 +399,11 @@ def generate_phantom(out_dir: str | os.PathLike, n_patients: int = 20, size: int
         n_val = max(1, int(round(val_fraction * len(ids)))) if len(ids) - n_test > 1 else 0
         split_dir = staging / "database_split"
         split_dir.mkdir()
-        groups = {"testing": order[:n_test], "validation": order[n_test:n_test + n_val],
-                  "training": order[n_test + n_val:]}
+        groups = {
+            "testing": order[:n_test],
+            "validation": order[n_test : n_test + n_val],
+            "training": order[n_test + n_val :],
+        }
         for group, members in groups.items():
             if members:
                 (split_dir / f"subgroup_{group}.txt").write_text("".join(f"{p}\n" for p in sorted(members)))
@@ -337,5 +413,6 @@ def generate_phantom(out_dir: str | os.PathLike, n_patients: int = 20, size: int
 
 def load_phantom_truth(phantom_dir: str | os.PathLike) -> dict:
     """The analytic ground truth (`phantom_truth.json`) of a generated phantom."""
-    return read_json_object(Path(phantom_dir) / TRUTH_FILE, "phantom truth",
-                            "not a phantom generated by lightecho phantom")
+    return read_json_object(
+        Path(phantom_dir) / TRUTH_FILE, "phantom truth", "not a phantom generated by lightecho phantom"
+    )

@@ -1,6 +1,7 @@
 """Patient-level splits: cross-validation folds, the paper's hold-out split, and their installation into
 nnUNet_preprocessed.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,10 @@ def patient_folds(patients: Iterable[str], n_folds: int = 5, seed: int = DEFAULT
     """Patients shuffled with `seed` and dealt round-robin into `n_folds` folds whose sizes differ by at most 1."""
     ordered = sorted(set(patients))
     if len(ordered) < n_folds:
-        raise InputError(f"{n_folds}-fold cross-validation needs at least {n_folds} patients, got "
-                         f"{len(ordered)} labelled ({_TEST_ONLY_HINT})")
+        raise InputError(
+            f"{n_folds}-fold cross-validation needs at least {n_folds} patients, got "
+            f"{len(ordered)} labelled ({_TEST_ONLY_HINT})"
+        )
     order = np.random.RandomState(seed).permutation(len(ordered))
     folds: list[list[str]] = [[] for _ in range(n_folds)]
     for position, index in enumerate(order):
@@ -45,8 +48,9 @@ def patient_folds(patients: Iterable[str], n_folds: int = 5, seed: int = DEFAULT
     return [sorted(fold) for fold in folds]
 
 
-def holdout_split(patients: Iterable[str], val_fraction: float = 0.1, test_fraction: float = 0.1,
-                  seed: int = DEFAULT_SEED) -> dict[str, list[str]]:
+def holdout_split(
+    patients: Iterable[str], val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = DEFAULT_SEED
+) -> dict[str, list[str]]:
     """The paper's patient-level train/val/test split (80/10/10 by default), shuffled with `seed`."""
     ordered = sorted(set(patients))
 
@@ -59,17 +63,23 @@ def holdout_split(patients: Iterable[str], val_fraction: float = 0.1, test_fract
 
     if not feasible(len(ordered)):
         needed = next((n for n in range(len(ordered) + 1, 10_000) if feasible(n)), None)
-        raise InputError(f"a train/val/test split with {val_fraction:.0%} validation and {test_fraction:.0%} test "
-                         f"patients needs at least {needed} patients, got {len(ordered)} labelled "
-                         f"({_TEST_ONLY_HINT})")
+        raise InputError(
+            f"a train/val/test split with {val_fraction:.0%} validation and {test_fraction:.0%} test "
+            f"patients needs at least {needed} patients, got {len(ordered)} labelled "
+            f"({_TEST_ONLY_HINT})"
+        )
     n_test, n_val = sizes(len(ordered))
     shuffled = [ordered[i] for i in np.random.RandomState(seed).permutation(len(ordered))]
-    return {"test": sorted(shuffled[:n_test]), "val": sorted(shuffled[n_test:n_test + n_val]),
-            "train": sorted(shuffled[n_test + n_val:])}
+    return {
+        "test": sorted(shuffled[:n_test]),
+        "val": sorted(shuffled[n_test : n_test + n_val]),
+        "train": sorted(shuffled[n_test + n_val :]),
+    }
 
 
-def install_splits(dataset_id: int | str, raw_dir: str | os.PathLike | None = None,
-                   preprocessed_dir: str | os.PathLike | None = None) -> Path:
+def install_splits(
+    dataset_id: int | str, raw_dir: str | os.PathLike | None = None, preprocessed_dir: str | os.PathLike | None = None
+) -> Path:
     """Copy the dataset's `splits_final.json` from nnUNet_raw into nnUNet_preprocessed (where nnU-Net reads it)."""
     raw = nnunet_folder("nnUNet_raw", raw_dir)
     preprocessed = nnunet_folder("nnUNet_preprocessed", preprocessed_dir)

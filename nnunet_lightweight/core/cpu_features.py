@@ -3,6 +3,7 @@
 CPUs differ between the machines this project runs on (some have AVX-512 with bf16 instructions, some only AVX2),
 so fast paths are chosen from what is detected here, never assumed, and every timing prints `describe_cpu()`.
 """
+
 import functools
 import platform
 
@@ -51,5 +52,7 @@ def cpu_has_bf16() -> bool:
 def describe_cpu() -> str:
     """One line for logs and benchmark output: model, cores torch uses, flags, and whether bf16 is native."""
     flags = " ".join(cpu_flags()) or "none of " + " ".join(SPEED_FLAGS)
-    return (f"{cpu_model()}, {torch.get_num_threads()} torch threads, flags: {flags}, "
-            f"bf16 {'native' if cpu_has_bf16() else 'not native'}")
+    return (
+        f"{cpu_model()}, {torch.get_num_threads()} torch threads, flags: {flags}, "
+        f"bf16 {'native' if cpu_has_bf16() else 'not native'}"
+    )

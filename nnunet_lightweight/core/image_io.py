@@ -1,6 +1,7 @@
 """Validated reading and writing of 2D frames, 2D+t sequences (NIfTI/MHA/NRRD via SimpleITK), globs of frame
 files and videos (PyAV): truncated, damaged or non-finite files stop with an InputError naming the file.
 """
+
 from __future__ import annotations
 
 import glob
@@ -33,8 +34,10 @@ def read_image(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
         raise InputError(f"cannot read {path} (unreadable or truncated file): {reason}") from None
     check_image_content(path, array)
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"{path} has {image.GetNumberOfComponentsPerPixel()} components per pixel; "
-                         "expected a single-channel (grayscale) image")
+        raise InputError(
+            f"{path} has {image.GetNumberOfComponentsPerPixel()} components per pixel; "
+            "expected a single-channel (grayscale) image"
+        )
     spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
     # nnU-Net writes 2D cases either as 2D images or as 3D images with one slice; both mean the same frame.
     kept = [axis for axis, size in enumerate(array.shape) if size > 1] or [array.ndim - 1]
@@ -83,11 +86,14 @@ def _check_nifti_file(path: Path) -> None:
         raise InputError(f"cannot read {path} (unreadable or truncated file): {error}") from None
     offset, data_bytes, float_dtype = _nifti_layout(content[:540], path)
     if len(content) < offset + data_bytes:
-        raise InputError(f"cannot read {path} (truncated file): it holds {len(content)} bytes, its header and "
-                         f"pixel data need {offset + data_bytes}")
+        raise InputError(
+            f"cannot read {path} (truncated file): it holds {len(content)} bytes, its header and "
+            f"pixel data need {offset + data_bytes}"
+        )
     if float_dtype is not None:
-        pixels = np.frombuffer(content, dtype=float_dtype, count=data_bytes // np.dtype(float_dtype).itemsize,
-                               offset=offset)
+        pixels = np.frombuffer(
+            content, dtype=float_dtype, count=data_bytes // np.dtype(float_dtype).itemsize, offset=offset
+        )
         if not np.isfinite(pixels).all():
             _raise_not_finite(path, int(np.count_nonzero(~np.isfinite(pixels))))
 
@@ -109,7 +115,7 @@ def _nifti_layout(header: bytes, path: Path) -> tuple[int, int, str | None]:
             break
     else:
         raise InputError(f"cannot read {path} (truncated file or not a NIfTI file): no NIfTI-1/2 header")
-    n_voxels = int(np.prod([max(int(d), 1) for d in dims[1:1 + max(min(int(dims[0]), 7), 1)]]))
+    n_voxels = int(np.prod([max(int(d), 1) for d in dims[1 : 1 + max(min(int(dims[0]), 7), 1)]]))
     float_dtype = order + _NIFTI_FLOATS[datatype] if datatype in _NIFTI_FLOATS else None
     return offset, n_voxels * max(int(bitpix), 8) // 8, float_dtype
 
@@ -174,8 +180,10 @@ def read_sequence_file(path: str | Path, min_frames: int = 2) -> Sequence:
 
 def _read_frame_files(paths: list[str], pattern: str, min_frames: int) -> Sequence:
     if len(paths) < max(min_frames, 1):
-        raise InputError(f"the pattern {pattern} matches {len(paths)} file(s); a cine loop needs at least "
-                         f"{max(min_frames, 1)} frames")
+        raise InputError(
+            f"the pattern {pattern} matches {len(paths)} file(s); a cine loop needs at least "
+            f"{max(min_frames, 1)} frames"
+        )
     frames, spacings = zip(*(read_frame(Path(p)) for p in paths))
     if len({f.shape for f in frames}) > 1:
         raise InputError(f"the frames matching {pattern} differ in shape: {sorted({f.shape for f in frames})}")
@@ -209,8 +217,10 @@ def _read_video(path: Path, min_frames: int) -> Sequence:
     except (av.error.FFmpegError, OSError, ValueError) as error:
         raise InputError(f"cannot read video {path} (unreadable, damaged or truncated file): {error}") from None
     if declared and len(frames) < _MIN_DECODED_SHARE * declared:
-        raise InputError(f"cannot read video {path} (truncated or damaged file): {len(frames)} of the {declared} "
-                         "frames its container declares could be decoded")
+        raise InputError(
+            f"cannot read video {path} (truncated or damaged file): {len(frames)} of the {declared} "
+            "frames its container declares could be decoded"
+        )
     if len(frames) < max(min_frames, 1):
         raise InputError(f"{path} is not a video of at least {max(min_frames, 1)} frame(s) ({len(frames)} decoded)")
     return Sequence(np.stack(frames), (1.0, 1.0), "video (no spacing)", frame_rate)

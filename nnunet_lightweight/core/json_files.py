@@ -1,5 +1,5 @@
-"""Reading JSON files that must hold an object, with errors that name the file.
-"""
+"""Reading JSON files that must hold an object, with errors that name the file."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,5 @@
-"""The label values, views, phases and the case-id grammar every layer shares, and label-map validation.
-"""
+"""The label values, views, phases and the case-id grammar every layer shares, and label-map validation."""
+
 from __future__ import annotations
 
 import re
@@ -74,8 +74,7 @@ def map_labels(label: np.ndarray, label_map: Mapping[int, int], path: Path) -> n
     values = np.unique(label)
     unexpected = [int(v) for v in values if int(v) not in label_map]
     if unexpected:
-        raise InputError(f"{path} has unexpected label values {unexpected}; expected only "
-                         f"{sorted(label_map)}")
+        raise InputError(f"{path} has unexpected label values {unexpected}; expected only {sorted(label_map)}")
     mapped = np.zeros(label.shape, dtype=np.uint8)
     for value in values:
         mapped[label == value] = label_map[int(value)]

@@ -1,5 +1,5 @@
-"""The metadata sidecar (`camus_metadata.json`) a converted dataset carries: its reader and finder.
-"""
+"""The metadata sidecar (`camus_metadata.json`) a converted dataset carries: its reader and finder."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,5 @@
-"""nnU-Net's folders, dataset ids and names, and the environment settings nnU-Net reads.
-"""
+"""nnU-Net's folders, dataset ids and names, and the environment settings nnU-Net reads."""
+
 from __future__ import annotations
 
 import os
@@ -47,13 +47,16 @@ def check_dataset_id(raw: Path, dataset_id: int, name: str) -> Path:
     """The dataset folder for (id, name); InputError where another dataset already uses that id."""
     # nnU-Net names datasets DatasetXXX_NAME with exactly three digits: an id of 1000 or more is misread by it.
     if not isinstance(dataset_id, (int, np.integer)) or not 1 <= int(dataset_id) <= 999:
-        raise InputError(f"dataset id must be an integer between 1 and 999 (nnU-Net's three-digit DatasetXXX "
-                         f"names), got {dataset_id}")
+        raise InputError(
+            f"dataset id must be an integer between 1 and 999 (nnU-Net's three-digit DatasetXXX "
+            f"names), got {dataset_id}"
+        )
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
         raise InputError(f"dataset name '{name}' may only contain letters, digits, '_' and '-'")
     folder = raw / dataset_folder_name(int(dataset_id), name)
     others = sorted(p.name for p in raw.glob(f"Dataset{int(dataset_id):03d}_*") if p.is_dir() and p != folder)
     if others:
-        raise InputError(f"dataset id {dataset_id} is already used by {raw / others[0]}; pick another id or "
-                         "remove that folder")
+        raise InputError(
+            f"dataset id {dataset_id} is already used by {raw / others[0]}; pick another id or remove that folder"
+        )
     return folder

@@ -1,6 +1,7 @@
 """Staged (atomic) output folders and files: an interrupted or failed command leaves no half output, and
 `--overwrite` replaces only folders lightecho wrote.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -44,8 +45,9 @@ class OutputLayout:
         """Whether `folder` holds the signature file (where there is one) and nothing but this layout's entries."""
         names = [entry.name for entry in folder.iterdir()]
         patterns = (*self.entries, self.signature) if self.signature else self.entries
-        return ((self.signature is None or self.signature in names) and
-                all(any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns) for name in names))
+        return (self.signature is None or self.signature in names) and all(
+            any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns) for name in names
+        )
 
 
 @dataclass(frozen=True)
@@ -64,12 +66,13 @@ def _real(path: str | os.PathLike) -> Path:
     """`path` with symlinks resolved; for a glob pattern, the folder part before its first wildcard."""
     text = os.fspath(path)
     if any(character in text for character in _GLOB_CHARACTERS):
-        text = os.path.dirname(text[:min(text.index(c) for c in _GLOB_CHARACTERS if c in text)]) or "."
+        text = os.path.dirname(text[: min(text.index(c) for c in _GLOB_CHARACTERS if c in text)]) or "."
     return Path(os.path.realpath(os.path.expanduser(text)))
 
 
-def check_not_input(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None],
-                    what: str = "output folder") -> None:
+def check_not_input(
+    out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None], what: str = "output folder"
+) -> None:
     """InputError where the output is one of the inputs, contains one or lies inside one (symlinks resolved)."""
     real_out = _real(out)
     for source in inputs:
@@ -99,9 +102,15 @@ def check_writable(out: str | os.PathLike, what: str = "output folder") -> None:
             raise InputError(f"cannot write {what} {out}: no permission to write in {folder}")
 
 
-def check_output_dir(out_dir: str | os.PathLike, overwrite: bool, what: str = "output folder", *,
-                     inputs: Iterable[str | os.PathLike | None], layout: OutputLayout | None = None,
-                     recheck: Callable[[], object] | None = None) -> OutputTarget:
+def check_output_dir(
+    out_dir: str | os.PathLike,
+    overwrite: bool,
+    what: str = "output folder",
+    *,
+    inputs: Iterable[str | os.PathLike | None],
+    layout: OutputLayout | None = None,
+    recheck: Callable[[], object] | None = None,
+) -> OutputTarget:
     """Check an output folder before any work is done; pass the result to `staged_output`.
 
     The output may never be an input, contain one or lie inside one, whatever `overwrite` says. A non-empty folder
@@ -125,8 +134,10 @@ def _check_replaceable(target: OutputTarget) -> None:
     if not target.overwrite:
         raise OutputExistsError(f"{target.what} {out_dir} exists and is not empty (pass --overwrite to replace it)")
     if not (out_dir / OUTPUT_MARKER).is_file() and not (target.layout and target.layout.matches(out_dir)):
-        raise InputError(f"{target.what} {out_dir} was not written by lightecho (no {OUTPUT_MARKER}), so "
-                         "--overwrite does not replace it: choose another folder or empty it yourself")
+        raise InputError(
+            f"{target.what} {out_dir} was not written by lightecho (no {OUTPUT_MARKER}), so "
+            "--overwrite does not replace it: choose another folder or empty it yourself"
+        )
 
 
 def current_umask() -> int:
@@ -188,8 +199,9 @@ def staged_output(target: OutputTarget) -> Iterator[Path]:
                     target.recheck()
                 _check_replaceable(target)
             except InputError as error:
-                raise type(error)(f"{error} (found at the end: another run wrote it meanwhile; this run's result "
-                                  "was discarded)") from None
+                raise type(error)(
+                    f"{error} (found at the end: another run wrote it meanwhile; this run's result was discarded)"
+                ) from None
             if out_dir.exists():
                 retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
                 out_dir.rename(retired / out_dir.name)

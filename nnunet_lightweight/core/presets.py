@@ -1,12 +1,14 @@
 """Architecture presets: the JSON files in the repository's `plans/` folder (shipped inside the wheel)."""
+
 import json
 from copy import deepcopy
 from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 # An installed wheel has plans/ inside the package; a source or editable checkout has it at the top level.
-PRESETS_DIR = next((p for p in (_PACKAGE_DIR / "plans", _PACKAGE_DIR.parent / "plans") if p.is_dir()),
-                   _PACKAGE_DIR / "plans")
+PRESETS_DIR = next(
+    (p for p in (_PACKAGE_DIR / "plans", _PACKAGE_DIR.parent / "plans") if p.is_dir()), _PACKAGE_DIR / "plans"
+)
 
 
 def list_presets() -> list[str]:

@@ -2,6 +2,7 @@
 
 Heavy plotting imports happen inside the functions that draw; importing this package stays cheap.
 """
+
 from nnunet_lightweight.evaluation.anatomy import PlausibilityTolerances, check_plausibility, criteria_names
 from nnunet_lightweight.evaluation.compare import compare_models, wilcoxon_paired
 from nnunet_lightweight.evaluation.evaluate import Evaluation, evaluate_cases, evaluate_folder, summarize

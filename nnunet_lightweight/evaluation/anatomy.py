@@ -19,6 +19,7 @@ that do not reach the image border):
 Criteria that need a structure the label mapping does not name are skipped. Calibration: on all 1800 expert
 masks of the 224×224 CAMUS copy every criterion passes with the default tolerances (see tests).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -80,7 +81,9 @@ def check_plausibility(
             tolerances.lv_background_tolerance_px
         )
     if lv is not None and la is not None:
-        failed["LA_not_touching_LV"] = bool(lv.any() and la.any() and not (lv & ndimage.binary_dilation(la, _FACE)).any())
+        failed["LA_not_touching_LV"] = bool(
+            lv.any() and la.any() and not (lv & ndimage.binary_dilation(la, _FACE)).any()
+        )
     return {name: bool(failed[name]) for name in criteria_names(labels)}
 
 

@@ -1,6 +1,7 @@
 """Side-by-side comparison of two or more prediction folders against one reference: per structure mean ± std,
 anatomical outlier counts, Wilcoxon signed-rank tests paired by case, Markdown/CSV tables, boxplots, and tables
 stratified by view, phase and (with the metadata sidecar) image quality."""
+
 from __future__ import annotations
 
 import itertools
@@ -108,8 +109,9 @@ def paired_difference(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) ->
     mean = float(differences.mean()) if len(differences) else float("nan")
     if len(differences) < 2:
         return mean, float("nan"), float("nan")
-    half_width = float(t.ppf((1 + confidence) / 2, len(differences) - 1)
-                       * differences.std(ddof=1) / np.sqrt(len(differences)))
+    half_width = float(
+        t.ppf((1 + confidence) / 2, len(differences) - 1) * differences.std(ddof=1) / np.sqrt(len(differences))
+    )
     return mean, mean - half_width, mean + half_width
 
 
@@ -126,9 +128,13 @@ def equivalence_verdict(low: float, high: float, margin: float, higher_is_better
     return "inconclusive"
 
 
-def paired_difference_table(metrics: pd.DataFrame, model_a: str, model_b: str,
-                            margins: dict[str, float] = EQUIVALENCE_MARGINS,
-                            confidence: float = 0.95) -> pd.DataFrame:
+def paired_difference_table(
+    metrics: pd.DataFrame,
+    model_a: str,
+    model_b: str,
+    margins: dict[str, float] = EQUIVALENCE_MARGINS,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
     """Per structure and metric of `margins`: the paired mean difference model_a - model_b with its confidence
     interval, the Wilcoxon signed-rank p-value, and the verdict of the interval against the margin."""
     rows = []
@@ -138,11 +144,24 @@ def paired_difference_table(metrics: pd.DataFrame, model_a: str, model_b: str,
             paired = subset.pivot_table(index="case", columns="model", values=metric)
             a, b = paired[model_a].to_numpy(), paired[model_b].to_numpy()
             difference, low, high = paired_difference(a, b, confidence)
-            rows.append({"model_a": model_a, "model_b": model_b, "structure": structure, "metric": metric,
-                         "n": len(a), "mean_a": float(a.mean()), "mean_b": float(b.mean()),
-                         "difference": difference, "ci_low": low, "ci_high": high, "confidence": confidence,
-                         "p_value": wilcoxon_paired(a, b)[1], "margin": margin,
-                         "verdict": equivalence_verdict(low, high, margin, HIGHER_IS_BETTER[metric])})
+            rows.append(
+                {
+                    "model_a": model_a,
+                    "model_b": model_b,
+                    "structure": structure,
+                    "metric": metric,
+                    "n": len(a),
+                    "mean_a": float(a.mean()),
+                    "mean_b": float(b.mean()),
+                    "difference": difference,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "confidence": confidence,
+                    "p_value": wilcoxon_paired(a, b)[1],
+                    "margin": margin,
+                    "verdict": equivalence_verdict(low, high, margin, HIGHER_IS_BETTER[metric]),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -180,8 +199,9 @@ def compare_models(
     if len(predictions) < 2:
         raise InputError(f"compare needs at least two prediction folders, got {len(predictions)}")
     if out_dir is not None:
-        target = check_output_dir(out_dir, overwrite, inputs=[*predictions.values(), reference, metadata],
-                                  layout=COMPARISON_LAYOUT)
+        target = check_output_dir(
+            out_dir, overwrite, inputs=[*predictions.values(), reference, metadata], layout=COMPARISON_LAYOUT
+        )
     evaluations: dict[str, Evaluation] = {}
     for name, folder in predictions.items():
         if verbose:
@@ -194,8 +214,11 @@ def compare_models(
         raise InputError(f"the prediction folders share no case: {', '.join(map(str, predictions.values()))}")
     dropped = {name: len(set(e.metrics["case"])) - len(cases) for name, e in evaluations.items()}
     if any(dropped.values()) and verbose:
-        print(f"comparing the {len(cases)} cases all models predicted; dropped per model: {dropped}",
-              file=sys.stderr, flush=True)
+        print(
+            f"comparing the {len(cases)} cases all models predicted; dropped per model: {dropped}",
+            file=sys.stderr,
+            flush=True,
+        )
     metrics = pd.concat(
         [e.metrics[e.metrics["case"].isin(cases)].assign(model=name) for name, e in evaluations.items()],
         ignore_index=True,
@@ -230,8 +253,13 @@ def compare_models(
 
 
 def _write_comparison(
-    result: dict, predictions: dict[str, Path], settings: dict, models: list[str], structures: list[str],
-    alpha: float, out_dir: Path,
+    result: dict,
+    predictions: dict[str, Path],
+    settings: dict,
+    models: list[str],
+    structures: list[str],
+    alpha: float,
+    out_dir: Path,
 ) -> None:
     result["metrics"].to_csv(out_dir / "metrics.csv", index=False, float_format="%.6g")
     result["summary"].to_csv(out_dir / "comparison.csv", index=False, float_format="%.6g")
@@ -257,11 +285,18 @@ def plot_boxplots(metrics: pd.DataFrame, metric: str, models: list[str], structu
     width = 0.8 / len(models)
     figure, axis = plt.subplots(figsize=(max(6.0, 1.5 + len(structures) * (1 + 0.6 * len(models))), 4))
     for index, model in enumerate(models):
-        data = [metrics.loc[(metrics["model"] == model) & (metrics["structure"] == s), metric].to_numpy() for s in structures]
+        data = [
+            metrics.loc[(metrics["model"] == model) & (metrics["structure"] == s), metric].to_numpy()
+            for s in structures
+        ]
         positions = np.arange(len(structures)) + (index - (len(models) - 1) / 2) * width
         boxes = axis.boxplot(
-            data, positions=positions, widths=width * 0.85, patch_artist=True,
-            flierprops={"marker": ".", "markersize": 3}, medianprops={"color": "black"},
+            data,
+            positions=positions,
+            widths=width * 0.85,
+            patch_artist=True,
+            flierprops={"marker": ".", "markersize": 3},
+            medianprops={"color": "black"},
         )
         for patch in boxes["boxes"]:
             patch.set_facecolor(colors[index % len(colors)])
@@ -281,9 +316,13 @@ def plot_boxplots(metrics: pd.DataFrame, metric: str, models: list[str], structu
 def _mean_std(table: pd.DataFrame, metric: str, decimals: int) -> pd.DataFrame:
     """Pivot a summary table into `mean ± std` cells: rows model, columns structure."""
     rows = table[table["metric"] == metric]
-    cells = rows.apply(lambda r: f"{r['mean']:.{decimals}f} ± {0 if pd.isna(r['std']) else r['std']:.{decimals}f}", axis=1)
+    cells = rows.apply(
+        lambda r: f"{r['mean']:.{decimals}f} ± {0 if pd.isna(r['std']) else r['std']:.{decimals}f}", axis=1
+    )
     index = [c for c in ("view", "phase", "quality") if c in rows.columns] + ["model"]
-    return rows.assign(cell=cells).pivot_table(index=index, columns="structure", values="cell", aggfunc="first", sort=False)
+    return rows.assign(cell=cells).pivot_table(
+        index=index, columns="structure", values="cell", aggfunc="first", sort=False
+    )
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:
@@ -316,12 +355,22 @@ def comparison_markdown(
         criteria = [c for c in outliers.columns if c not in ("model", "frames", "outliers", "fraction")]
         shown = outliers.assign(fraction=outliers["fraction"].map(lambda f: f"{100 * f:.1f} %"))
         shown = shown[["model", "frames", "outliers", "fraction", *[c for c in criteria if outliers[c].any()]]]
-        lines += ["## Anatomical outliers", "", _markdown_table(shown), "",
-                  f"Criteria: {DEFINITIONS['anatomical_outlier']}; per frame in `outliers.csv`.", ""]
+        lines += [
+            "## Anatomical outliers",
+            "",
+            _markdown_table(shown),
+            "",
+            f"Criteria: {DEFINITIONS['anatomical_outlier']}; per frame in `outliers.csv`.",
+            "",
+        ]
     wilcoxon = result["wilcoxon"]
-    lines += ["## Wilcoxon signed-rank tests (paired by case)", "",
-              f"Two-sided p-values, uncorrected for multiple comparisons; * p < {alpha}. The `all` column pools the "
-              "structures (paired by case and structure). Identical results give p = 1.", ""]
+    lines += [
+        "## Wilcoxon signed-rank tests (paired by case)",
+        "",
+        f"Two-sided p-values, uncorrected for multiple comparisons; * p < {alpha}. The `all` column pools the "
+        "structures (paired by case and structure). Identical results give p = 1.",
+        "",
+    ]
     for metric in COMPARED_METRICS:
         rows = wilcoxon[wilcoxon["metric"] == metric].assign(
             pair=lambda w: w["model_a"] + " vs " + w["model_b"],
@@ -329,8 +378,14 @@ def comparison_markdown(
         )
         table = rows.pivot_table(index="pair", columns="structure", values="cell", aggfunc="first", sort=False)
         lines += [f"**{METRIC_TITLES[metric]}**", "", _markdown_table(table[[*structures, ALL_STRUCTURES]]), ""]
-    lines += ["## Boxplots", "", "![Dice per structure](boxplot_dice.png)", "",
-              "![Hausdorff distance per structure](boxplot_hd.png)", ""]
+    lines += [
+        "## Boxplots",
+        "",
+        "![Dice per structure](boxplot_dice.png)",
+        "",
+        "![Hausdorff distance per structure](boxplot_hd.png)",
+        "",
+    ]
     for stratum, tables in result["stratified"].items():
         lines += [f"## By {stratum}", ""]
         for metric in ("dice", "hd"):

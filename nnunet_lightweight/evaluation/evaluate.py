@@ -1,5 +1,6 @@
 """Evaluate one nnU-Net prediction folder against a reference folder: metrics per case and structure, anatomical
 plausibility per frame, and the files `metrics.csv`, `outliers.csv` and `summary.json`."""
+
 from __future__ import annotations
 
 import json
@@ -97,8 +98,19 @@ def evaluate_cases(
         "tolerances": vars(tolerances),
     }
     plausibility_columns = ["case", "patient", "view", "phase", "quality", "outlier", "n_failed", "failed", *criteria]
-    metric_columns = ["case", "structure", *SUMMARY_METRICS, "empty_pred", "empty_ref", "pred_pixels", "ref_pixels",
-                      "patient", "view", "phase", "quality"]
+    metric_columns = [
+        "case",
+        "structure",
+        *SUMMARY_METRICS,
+        "empty_pred",
+        "empty_ref",
+        "pred_pixels",
+        "ref_pixels",
+        "patient",
+        "view",
+        "phase",
+        "quality",
+    ]
     return Evaluation(
         pd.DataFrame(metric_rows, columns=metric_columns),
         pd.DataFrame(plausibility_rows, columns=plausibility_columns),
@@ -156,8 +168,9 @@ def evaluate_folder(
     """Evaluate a prediction folder; with `out_dir`, write metrics.csv, outliers.csv, summary.json (and, given the
     `images` folder, overlays_worst.png). Returns the per case and structure metrics."""
     if out_dir is not None:
-        target = check_output_dir(out_dir, overwrite, inputs=[pred_dir, ref_dir, metadata, images],
-                                  layout=EVALUATION_LAYOUT)
+        target = check_output_dir(
+            out_dir, overwrite, inputs=[pred_dir, ref_dir, metadata, images], layout=EVALUATION_LAYOUT
+        )
     evaluation = evaluate_cases(
         pred_dir, ref_dir, labels, postprocess, morphology, radius, metadata, allow_missing, verbose=verbose
     )
@@ -169,8 +182,15 @@ def evaluate_folder(
 
                 worst = evaluation.metrics.groupby("case")["dice"].mean().nsmallest(8).index.tolist()
                 save_overlays(
-                    images, pred_dir, ref_dir, worst, staging / "overlays_worst.png", labels,
-                    postprocess=postprocess, morphology=morphology, radius=radius,
+                    images,
+                    pred_dir,
+                    ref_dir,
+                    worst,
+                    staging / "overlays_worst.png",
+                    labels,
+                    postprocess=postprocess,
+                    morphology=morphology,
+                    radius=radius,
                 )
     return evaluation.metrics
 

@@ -1,4 +1,5 @@
 """Reading nnU-Net style segmentation folders: `<case>.nii.gz` label maps, case ids, the CAMUS metadata sidecar."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,7 +22,9 @@ def parse_labels(text: str) -> dict[str, int]:
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, sep, value = item.partition("=")
         if not sep or not name.strip() or not value.strip().isdigit() or int(value) == 0:
-            raise InputError(f"--labels: expected NAME=ID with a positive integer ID (e.g. LV=1,MYO=2,LA=3), got {item!r}")
+            raise InputError(
+                f"--labels: expected NAME=ID with a positive integer ID (e.g. LV=1,MYO=2,LA=3), got {item!r}"
+            )
         if name.strip() in labels or int(value) in labels.values():
             raise InputError(f"--labels: structure or label id repeated in {text!r}")
         labels[name.strip()] = int(value)
@@ -63,7 +66,9 @@ def pair_cases(pred_dir: Path, ref_dir: Path, allow_missing: bool = False) -> li
     return [(case, predictions[case], references[case]) for case in sorted(predictions)]
 
 
-def read_pair(pred_path: Path, ref_path: Path, labels: dict[str, int]) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+def read_pair(
+    pred_path: Path, ref_path: Path, labels: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     """Prediction and reference label maps checked against each other and against `labels`; the reference spacing."""
     pred, pred_spacing = read_segmentation(pred_path)
     ref, ref_spacing = read_segmentation(ref_path)
@@ -115,8 +120,9 @@ def load_metadata(metadata_path: Path) -> Metadata:
                     metadata.quality[(patient, str(view).upper())] = value
     for case, record in (data.get("cases") or {}).items():
         if isinstance(record, dict) and {"patient", "view", "phase"} <= record.keys():
-            metadata.cases[case] = CaseInfo(case, str(record["patient"]), str(record["view"]).upper(),
-                                            str(record["phase"]).upper())
+            metadata.cases[case] = CaseInfo(
+                case, str(record["patient"]), str(record["view"]).upper(), str(record["phase"]).upper()
+            )
     return metadata
 
 

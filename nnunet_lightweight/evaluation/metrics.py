@@ -14,6 +14,7 @@ Empty masks: both empty gives Dice 1 and distances 0; exactly one empty gives Di
 the image diagonal (in pixels, or in mm from the spacing), the largest distance two pixels of the image can have,
 so that means stay finite and such a case counts as the worst possible. `empty_pred` / `empty_ref` flag them.
 """
+
 from __future__ import annotations
 
 import math
@@ -85,4 +86,6 @@ def segmentation_metrics(
     pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...], labels: dict[str, int]
 ) -> list[dict[str, float | bool | str]]:
     """One row of `structure_metrics` per structure of a label map pair."""
-    return [{"structure": name, **structure_metrics(pred == label, ref == label, spacing)} for name, label in labels.items()]
+    return [
+        {"structure": name, **structure_metrics(pred == label, ref == label, spacing)} for name, label in labels.items()
+    ]

@@ -1,4 +1,5 @@
 """Overlay figures: the echo frame with the reference contour (solid) and the predicted contour (dashed)."""
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,9 @@ def find_image(images: Path | dict[str, Path], case: str) -> Path:
     for candidate in (f"{case}_0000{FILE_ENDING}", f"{case}{FILE_ENDING}", f"{patient}/{case}{FILE_ENDING}"):
         if (folder / candidate).is_file():
             return folder / candidate
-    raise InputError(f"no image for case {case} in {folder} (looked for {case}_0000{FILE_ENDING} and {case}{FILE_ENDING})")
+    raise InputError(
+        f"no image for case {case} in {folder} (looked for {case}_0000{FILE_ENDING} and {case}{FILE_ENDING})"
+    )
 
 
 def save_overlays(
@@ -55,7 +58,9 @@ def save_overlays(
     colors = {name: STRUCTURE_COLORS.get(name, _FALLBACK_COLORS[i % 4]) for i, name in enumerate(labels)}
     columns = min(columns, len(cases))
     rows = math.ceil(len(cases) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.6 * rows + 0.4), squeeze=False, layout="constrained")
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(3.2 * columns, 3.6 * rows + 0.4), squeeze=False, layout="constrained"
+    )
     for axis in axes.ravel():
         axis.axis("off")
     for axis, case in zip(axes.ravel(), cases):
@@ -75,11 +80,14 @@ def save_overlays(
             for name, label in reversed(labels.items()):
                 mask = (segmentation == label).astype(float)
                 if mask.any():
-                    axis.contour(mask, levels=[0.5], colors=[colors[name]], linestyles=style, linewidths=width,
-                                 alpha=alpha)
+                    axis.contour(
+                        mask, levels=[0.5], colors=[colors[name]], linestyles=style, linewidths=width, alpha=alpha
+                    )
         title = case
         if ref is not None and pred is not None:
-            title += "\nDice " + " ".join(f"{name} {dice_score(pred == lab, ref == lab):.2f}" for name, lab in labels.items())
+            title += "\nDice " + " ".join(
+                f"{name} {dice_score(pred == lab, ref == lab):.2f}" for name, lab in labels.items()
+            )
         axis.set_title(title, fontsize=8)
     handles = [Line2D([], [], color=colors[name], label=name) for name in labels]
     if ref_dir and pred_dir:

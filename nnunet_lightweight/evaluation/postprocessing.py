@@ -5,6 +5,7 @@ nnU-Net's data-driven variant (keep the largest component only where it raises D
 used as is: `nnUNetv2_determine_postprocessing` / `nnUNetv2_apply_postprocessing` run unchanged on LightEcho
 prediction folders (see the README). This module adds what the paper applies unconditionally.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -58,7 +59,9 @@ def morphological_filter(
         structures = np.isin(result, list(labels.values()))
     if mode in ("close", "both"):
         # Pad with edge values so that structures touching the image border are not eroded there.
-        closed = ndimage.binary_closing(np.pad(structures, radius, mode="edge"), element)[radius:-radius, radius:-radius]
+        closed = ndimage.binary_closing(np.pad(structures, radius, mode="edge"), element)[
+            radius:-radius, radius:-radius
+        ]
         result = _fill_from_nearest(result, closed & (result == 0), structures)
     return result
 

@@ -4,6 +4,7 @@ Same result as nnU-Net's `remove_all_but_largest_component_from_segmentation` ap
 in 2D; every component of the largest size is kept on a tie), but for a whole batch at once and on the device the
 network ran on, so the masks never leave the GPU between argmax and CCA.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ def component_ids(masks: torch.Tensor) -> torch.Tensor:
     Ids are float32 (max-pooling needs floating point), exact up to 2**24 pixels per image.
     """
     n, height, width = masks.shape
-    if height * width >= 2 ** 24:
+    if height * width >= 2**24:
         raise ValueError(f"frames of {height}x{width} pixels exceed the exact float32 id range")
     pixel_ids = torch.arange(1, height * width + 1, device=masks.device, dtype=torch.float32)
     ids = torch.where(masks, pixel_ids.view(1, height, width), torch.zeros((), device=masks.device))

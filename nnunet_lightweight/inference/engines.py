@@ -5,6 +5,7 @@ Every engine maps a float32 (B, C, H, W) batch to float32 logits on its device, 
 benchmark treat them alike. The optimisations keep the network's arithmetic (BatchNorm folded into the preceding
 convolution, channels_last memory layout) unless a lower precision is asked for: fp16/bf16 autocast.
 """
+
 from __future__ import annotations
 
 import copy
@@ -122,8 +123,12 @@ def _fold_sequential_batch_norm(network: nn.Module) -> nn.Module:
             continue
         for index in range(len(module) - 1):
             conv, norm = module[index], module[index + 1]
-            if (isinstance(conv, nn.modules.conv._ConvNd) and not isinstance(conv, nn.modules.conv._ConvTransposeNd)
-                    and isinstance(norm, nn.modules.batchnorm._BatchNorm) and norm.track_running_stats):
+            if (
+                isinstance(conv, nn.modules.conv._ConvNd)
+                and not isinstance(conv, nn.modules.conv._ConvTransposeNd)
+                and isinstance(norm, nn.modules.batchnorm._BatchNorm)
+                and norm.track_running_stats
+            ):
                 module[index] = fuse_conv_bn_eval(conv, norm)
                 module[index + 1] = nn.Identity()
     return network
@@ -188,8 +193,15 @@ class TorchEngine(Engine):
     """Eager PyTorch; with `optimize`: BatchNorm folded, channels_last, inference mode, CUDA graphs on GPU;
     with `compiled`: also torch.compile (Mish in its one-exponential form, weights frozen as constants)."""
 
-    def __init__(self, network: nn.Module, device: torch.device, precision: str = "fp32", optimize: bool = True,
-                 cuda_graphs: bool = True, compiled: bool = False):
+    def __init__(
+        self,
+        network: nn.Module,
+        device: torch.device,
+        precision: str = "fp32",
+        optimize: bool = True,
+        cuda_graphs: bool = True,
+        compiled: bool = False,
+    ):
         super().__init__(device, precision)
         self.optimize = optimize
         if device.type == "cuda":
@@ -215,8 +227,10 @@ class TorchEngine(Engine):
         if self.optimize:
             features += ["BN folded", "channels_last"]
         if self.compiled:
-            features.append("torch.compile (frozen weights, one-exp Mish" +
-                            (", CUDA graphs)" if self.device.type == "cuda" else ")"))
+            features.append(
+                "torch.compile (frozen weights, one-exp Mish"
+                + (", CUDA graphs)" if self.device.type == "cuda" else ")")
+            )
         if self.cuda_graphs:
             features.append("CUDA graphs")
         return super().describe() + (f" ({', '.join(features)})" if features else "")
@@ -267,8 +281,9 @@ class OnnxEngine(Engine):
 
     name = "onnx"
 
-    def __init__(self, network: nn.Module, example_shape: tuple[int, ...], device: torch.device,
-                 num_threads: int | None = None):
+    def __init__(
+        self, network: nn.Module, example_shape: tuple[int, ...], device: torch.device, num_threads: int | None = None
+    ):
         super().__init__(device, "fp32")
         import onnxruntime as ort
 
@@ -277,8 +292,10 @@ class OnnxEngine(Engine):
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise InputError("the installed onnxruntime has no CUDA provider (install onnxruntime-gpu) "
-                                 "or use --backend torch on GPU")
+                raise InputError(
+                    "the installed onnxruntime has no CUDA provider (install onnxruntime-gpu) "
+                    "or use --backend torch on GPU"
+                )
             providers.insert(0, "CUDAExecutionProvider")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -303,8 +320,14 @@ class OpenVinoEngine(Engine):
     name = "openvino"
     _PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 
-    def __init__(self, network: nn.Module, example_shape: tuple[int, ...], device: torch.device,
-                 precision: str = "fp32", num_threads: int | None = None):
+    def __init__(
+        self,
+        network: nn.Module,
+        example_shape: tuple[int, ...],
+        device: torch.device,
+        precision: str = "fp32",
+        num_threads: int | None = None,
+    ):
         if device.type != "cpu":
             raise InputError("the openvino backend runs on CPU; use --backend torch on GPU")
         if precision not in self._PRECISIONS:
@@ -315,11 +338,15 @@ class OpenVinoEngine(Engine):
         from nnunet_lightweight.inference.onnx_export import network_to_onnx
 
         core = ov.Core()
-        config = {"INFERENCE_PRECISION_HINT": self._PRECISIONS[precision], "PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_NUM_THREADS": int(num_threads or torch.get_num_threads())}
+        config = {
+            "INFERENCE_PRECISION_HINT": self._PRECISIONS[precision],
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": int(num_threads or torch.get_num_threads()),
+        }
         # Compiled for any batch and frame size: unlike torch.compile and CUDA graphs, short batches need no padding.
-        self.compiled_model = core.compile_model(core.read_model(model=network_to_onnx(network, example_shape)),
-                                                 "CPU", config)
+        self.compiled_model = core.compile_model(
+            core.read_model(model=network_to_onnx(network, example_shape)), "CPU", config
+        )
         self.request = self.compiled_model.create_infer_request()
 
     def describe(self) -> str:
@@ -329,14 +356,22 @@ class OpenVinoEngine(Engine):
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         # The input is read in place; the output is copied out, since the request reuses its buffer next call.
-        outputs = self.request.infer({0: images.detach().cpu().float().contiguous().numpy()}, share_inputs=True,
-                                     share_outputs=False)
+        outputs = self.request.infer(
+            {0: images.detach().cpu().float().contiguous().numpy()}, share_inputs=True, share_outputs=False
+        )
         return torch.from_numpy(outputs[0])
 
 
-def build_engine(network: nn.Module, backend: str, device: torch.device, precision: str,
-                 example_shape: tuple[int, ...], num_threads: int | None = None, cuda_graphs: bool = True,
-                 log: Callable[[str], None] | None = print) -> Engine:
+def build_engine(
+    network: nn.Module,
+    backend: str,
+    device: torch.device,
+    precision: str,
+    example_shape: tuple[int, ...],
+    num_threads: int | None = None,
+    cuda_graphs: bool = True,
+    log: Callable[[str], None] | None = print,
+) -> Engine:
     """An engine for `network` (not modified); backends that cannot run here fall back to `torch` with a message."""
     if backend == "openvino":
         if openvino_available():
@@ -360,8 +395,10 @@ def build_engine(network: nn.Module, backend: str, device: torch.device, precisi
             return engine
         except Exception as error:  # inductor fails in many ways (no compiler, unsupported op)
             if log:
-                log(f"torch.compile failed ({type(error).__name__}: {str(error).splitlines()[0][:200]}): "
-                    "falling back to the torch backend")
+                log(
+                    f"torch.compile failed ({type(error).__name__}: {str(error).splitlines()[0][:200]}): "
+                    "falling back to the torch backend"
+                )
             backend = "torch"
     if backend not in ("eager", "torch"):
         raise InputError(f"unknown backend {backend!r}")

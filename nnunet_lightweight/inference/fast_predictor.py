@@ -23,6 +23,7 @@ What differs from `nnUNetv2_predict --disable_tta`, and why the masks still matc
 `predict`, `lightecho cine`, the demo and the ablation runner all segment through this one predictor, so the same
 frames give the same masks from every command with the same `PredictorSettings`.
 """
+
 from __future__ import annotations
 
 import copy
@@ -61,6 +62,8 @@ DEFAULT_BATCH_SIZE = {"cpu": 2, "cuda": 64}
 _CHANNEL_SUFFIX = re.compile(r"_(\d{4})$")
 # nnU-Net's 2D convention (its SimpleITK reader): a dummy first axis with a huge spacing.
 _DUMMY_SPACING = 999.0
+
+
 @dataclass
 class Frame:
     """One preprocessed frame: data (C, 1, rows, cols) float32 and nnU-Net's preprocessing properties, and where
@@ -93,20 +96,31 @@ class Timing:
 
     def as_dict(self) -> dict:
         ms = 1000.0 / max(self.frames, 1)
-        return {"cases": self.cases, "frames": self.frames, "setup_seconds": round(self.setup, 3),
-                "seconds": round(self.total, 3), "ms_per_frame": round(self.total * ms, 3),
-                "network_ms_per_frame": round(self.network * ms, 3),
-                **{f"{k}_seconds": round(v, 3) for k, v in self.stages.items()}}
+        return {
+            "cases": self.cases,
+            "frames": self.frames,
+            "setup_seconds": round(self.setup, 3),
+            "seconds": round(self.total, 3),
+            "ms_per_frame": round(self.total * ms, 3),
+            "network_ms_per_frame": round(self.network * ms, 3),
+            **{f"{k}_seconds": round(v, 3) for k, v in self.stages.items()},
+        }
 
 
 class FastPredictor:
     """Predicts 2D frames with a trained nnU-Net model folder: batched, optimised engine, argmax (+CCA) on device."""
 
-    def __init__(self, model: TrainedModel, settings: PredictorSettings = PredictorSettings(),
-                 log: Callable[[str], None] | None = print):
+    def __init__(
+        self,
+        model: TrainedModel,
+        settings: PredictorSettings = PredictorSettings(),
+        log: Callable[[str], None] | None = print,
+    ):
         if len(model.patch_size) != 2:
-            raise InputError(f"{model.folder}: the fast predictor handles 2d configurations, not "
-                             f"{model.configuration_name} (patch {model.patch_size}); use nnUNetv2_predict")
+            raise InputError(
+                f"{model.folder}: the fast predictor handles 2d configurations, not "
+                f"{model.configuration_name} (patch {model.patch_size}); use nnUNetv2_predict"
+            )
         if model.label_manager.has_regions:
             raise InputError(f"{model.folder}: region-based models are not supported; use nnUNetv2_predict")
         self.model = model
@@ -128,8 +142,18 @@ class FastPredictor:
         for weights in model.fold_weights:
             network = copy.deepcopy(model.network)
             network.load_state_dict(weights)
-            self.engines.append(build_engine(network.eval(), self.backend, self.device, self.precision, example,
-                                             self.num_threads, settings.cuda_graphs, log))
+            self.engines.append(
+                build_engine(
+                    network.eval(),
+                    self.backend,
+                    self.device,
+                    self.precision,
+                    example,
+                    self.num_threads,
+                    settings.cuda_graphs,
+                    log,
+                )
+            )
         # Compiled engines and CUDA graphs are built per input shape: pad short batches instead of rebuilding.
         self.fixed_batch = any(getattr(e, "compiled", False) or getattr(e, "cuda_graphs", False) for e in self.engines)
         self.preprocessor = model.configuration_manager.preprocessor_class(verbose=False)
@@ -143,11 +167,21 @@ class FastPredictor:
         """nnU-Net's predictor around `network`, with this model's plans, folds and mirroring."""
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-        predictor = nnUNetPredictor(use_mirroring=self.mirror_axes is not None, device=self.device,
-                                    perform_everything_on_device=self.device.type == "cuda", allow_tqdm=False)
-        predictor.manual_initialization(network, self.model.plans_manager, self.model.configuration_manager,
-                                        self.model.fold_weights, self.model.dataset_json, self.model.trainer_name,
-                                        self.mirror_axes)
+        predictor = nnUNetPredictor(
+            use_mirroring=self.mirror_axes is not None,
+            device=self.device,
+            perform_everything_on_device=self.device.type == "cuda",
+            allow_tqdm=False,
+        )
+        predictor.manual_initialization(
+            network,
+            self.model.plans_manager,
+            self.model.configuration_manager,
+            self.model.fold_weights,
+            self.model.dataset_json,
+            self.model.trainer_name,
+            self.mirror_axes,
+        )
         return predictor
 
     @property
@@ -157,10 +191,12 @@ class FastPredictor:
 
     def describe(self) -> str:
         """One line: engine, folds, batch size, CCA."""
-        return (f"{self.engines[0].describe()}, {len(self.engines)} fold(s) {self.model.folds}, batch "
-                f"{self.batch_size}, CCA {'on ' + ('device' if self._cca_on_device else 'CPU') if self.cca else 'off'}"
-                + (f", mirroring axes {self.mirror_axes}" if self.mirror_axes else "")
-                + (f", {self.num_threads} CPU threads" if self.num_threads else ""))
+        return (
+            f"{self.engines[0].describe()}, {len(self.engines)} fold(s) {self.model.folds}, batch "
+            f"{self.batch_size}, CCA {'on ' + ('device' if self._cca_on_device else 'CPU') if self.cca else 'off'}"
+            + (f", mirroring axes {self.mirror_axes}" if self.mirror_axes else "")
+            + (f", {self.num_threads} CPU threads" if self.num_threads else "")
+        )
 
     @property
     def _cca_on_device(self) -> bool:
@@ -170,11 +206,12 @@ class FastPredictor:
     def preprocess(self, data: np.ndarray, properties: dict) -> Frame:
         """nnU-Net's preprocessing of one image (C, 1, rows, cols) with its reader's properties."""
         if data.shape[0] != self.model.num_input_channels:
-            raise InputError(f"the model expects {self.model.num_input_channels} channel(s), the image has "
-                             f"{data.shape[0]}")
+            raise InputError(
+                f"the model expects {self.model.num_input_channels} channel(s), the image has {data.shape[0]}"
+            )
         data, _, properties = self.preprocessor.run_case_npy(
-            data, None, properties, self.model.plans_manager, self.model.configuration_manager,
-            self.model.dataset_json)
+            data, None, properties, self.model.plans_manager, self.model.configuration_manager, self.model.dataset_json
+        )
         return Frame(np.ascontiguousarray(data, dtype=np.float32), properties)
 
     def prepare(self, stack: np.ndarray, spacing: list[float]) -> list[Frame]:
@@ -188,7 +225,7 @@ class FastPredictor:
         if placement is not None:
             stack = placement.to_model(stack)
             spacing = [spacing[0], *self.model.configuration_manager.spacing]
-        frames = [self.preprocess(stack[:, z:z + 1], {"spacing": list(spacing)}) for z in range(stack.shape[1])]
+        frames = [self.preprocess(stack[:, z : z + 1], {"spacing": list(spacing)}) for z in range(stack.shape[1])]
         for frame in frames:
             frame.placement = placement
         return frames
@@ -229,7 +266,7 @@ class FastPredictor:
             else:
                 results[index] = self._segment_sliding_window(frame)
         for start in range(0, len(batched), self.batch_size):
-            chunk = batched[start:start + self.batch_size]
+            chunk = batched[start : start + self.batch_size]
             for index, segmentation in zip(chunk, self._segment_batch([frames[i] for i in chunk])):
                 results[index] = segmentation
         return [f.placement.to_input(r) if f.placement else r for f, r in zip(frames, results)]
@@ -237,11 +274,13 @@ class FastPredictor:
     def _segment_batch(self, frames: list[Frame]) -> list[np.ndarray]:
         from acvl_utils.cropping_and_padding.padding import pad_nd_image
 
-        padded, slicers = zip(*(pad_nd_image(torch.from_numpy(f.data[:, 0]), self.patch, "constant", {"value": 0},
-                                             True) for f in frames))
+        padded, slicers = zip(
+            *(pad_nd_image(torch.from_numpy(f.data[:, 0]), self.patch, "constant", {"value": 0}, True) for f in frames)
+        )
         logits = self.logits(torch.stack(padded))
-        direct = [tuple(f.properties["shape_after_cropping_and_before_resampling"][1:]) == f.data.shape[2:]
-                  for f in frames]
+        direct = [
+            tuple(f.properties["shape_after_cropping_and_before_resampling"][1:]) == f.data.shape[2:] for f in frames
+        ]
         results: list[np.ndarray | None] = [None] * len(frames)
         if any(direct):
             # torch's CPU argmax over the channels of an NCHW tensor is slow (8 ms for 2x4x224x224 on 2 cores,
@@ -258,8 +297,11 @@ class FastPredictor:
             segmentation = segmentation.cpu().numpy()
             for b, frame in enumerate(frames):
                 if direct[b]:
-                    results[b] = self._revert_crop(segmentation[b][slicers[b][1:]][None], frame.properties,
-                                                   cca=self.cca and not self._cca_on_device)
+                    results[b] = self._revert_crop(
+                        segmentation[b][slicers[b][1:]][None],
+                        frame.properties,
+                        cca=self.cca and not self._cca_on_device,
+                    )
         for b, frame in enumerate(frames):
             if not direct[b]:
                 frame_logits = logits[b][(slice(None), *slicers[b][1:])][:, None].float().cpu()
@@ -280,8 +322,13 @@ class FastPredictor:
         from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
 
         segmentation = convert_predicted_logits_to_segmentation_with_correct_shape(
-            logits, self.model.plans_manager, self.model.configuration_manager, self.model.label_manager,
-            properties, num_threads_torch=torch.get_num_threads())
+            logits,
+            self.model.plans_manager,
+            self.model.configuration_manager,
+            self.model.label_manager,
+            properties,
+            num_threads_torch=torch.get_num_threads(),
+        )
         segmentation = np.asarray(segmentation, dtype=np.uint8)
         return self._keep_largest(segmentation) if self.cca else segmentation
 
@@ -328,8 +375,12 @@ class FastPredictor:
         return self.prepare(data, list(properties["spacing"])), properties
 
 
-def find_cases(input_path: str | Path, file_ending: str, num_channels: int = 1,
-               readable_endings: Iterable[str] = (".nii.gz", ".nii", ".mha", ".nrrd")) -> list[Case]:
+def find_cases(
+    input_path: str | Path,
+    file_ending: str,
+    num_channels: int = 1,
+    readable_endings: Iterable[str] = (".nii.gz", ".nii", ".mha", ".nrrd"),
+) -> list[Case]:
     """The cases of INPUT: a folder of nnU-Net images (`<case>_0000<ending>`, channels `_0001`...) or of frame files
     or videos, a single image file, or a single cine loop (2D+t image or video)."""
     input_path = Path(input_path)
@@ -341,8 +392,11 @@ def find_cases(input_path: str | Path, file_ending: str, num_channels: int = 1,
         ending = next((e for e in endings if path.name.endswith(e)), None)
         return (path.name[: -len(ending)], ending) if ending else None
 
-    files = [input_path] if input_path.is_file() else sorted(p for p in input_path.iterdir()
-                                                             if p.is_file() and not p.name.startswith("."))
+    files = (
+        [input_path]
+        if input_path.is_file()
+        else sorted(p for p in input_path.iterdir() if p.is_file() and not p.name.startswith("."))
+    )
     videos: list[Case] = []
     channels: dict[str, dict[int, Path]] = {}
     for path in files:
@@ -352,8 +406,10 @@ def find_cases(input_path: str | Path, file_ending: str, num_channels: int = 1,
         parts = split(path)
         if parts is None:
             if input_path.is_file():
-                raise InputError(f"{path}: not an image this model's reader handles ({', '.join(endings)}) "
-                                 f"nor a video ({', '.join(VIDEO_SUFFIXES)})")
+                raise InputError(
+                    f"{path}: not an image this model's reader handles ({', '.join(endings)}) "
+                    f"nor a video ({', '.join(VIDEO_SUFFIXES)})"
+                )
             continue
         match = _CHANNEL_SUFFIX.search(parts[0])
         name = parts[0][: match.start()] if match else parts[0]
@@ -361,8 +417,10 @@ def find_cases(input_path: str | Path, file_ending: str, num_channels: int = 1,
     result = []
     for name, found in channels.items():
         if sorted(found) != list(range(num_channels)):
-            raise InputError(f"case {name!r}: the model needs channels {list(range(num_channels))} (files "
-                             f"<case>_0000...), found {[str(p) for _, p in sorted(found.items())]}")
+            raise InputError(
+                f"case {name!r}: the model needs channels {list(range(num_channels))} (files "
+                f"<case>_0000...), found {[str(p) for _, p in sorted(found.items())]}"
+            )
         result.append(Case(name, [found[c] for c in range(num_channels)]))
     clashes = sorted({v.name for v in videos} & set(channels))
     if clashes:
@@ -393,8 +451,9 @@ def _prefetch(items: Iterable, depth: int = 4) -> Iterator:
         yield item
 
 
-def predict_cases(predictor: FastPredictor, cases: list[Case], output_folder: Path,
-                  progress: Callable[[str], None] | None = print) -> Timing:
+def predict_cases(
+    predictor: FastPredictor, cases: list[Case], output_folder: Path, progress: Callable[[str], None] | None = print
+) -> Timing:
     """Segment `cases` and write `<case><file_ending>` masks (with the input's geometry) into `output_folder`."""
     file_ending = predictor.model.dataset_json["file_ending"]
     timing = Timing(cases=len(cases))
@@ -414,14 +473,18 @@ def predict_cases(predictor: FastPredictor, cases: list[Case], output_folder: Pa
     done_frames, last_report = 0, start
 
     with ThreadPoolExecutor(max_workers=1) as writer:
+
         def flush():
             nonlocal done_frames, last_report
             frames = [f for _, case_frames, _ in pending for f in case_frames]
             segmentations = iter(predictor.segment(frames))
             for case, case_frames, properties in pending:
                 masks = [next(segmentations) for _ in case_frames]
-                writes.append(writer.submit(_write_case, predictor, case, masks, properties,
-                                            output_folder / f"{case.name}{file_ending}"))
+                writes.append(
+                    writer.submit(
+                        _write_case, predictor, case, masks, properties, output_folder / f"{case.name}{file_ending}"
+                    )
+                )
             done_frames += len(frames)
             pending.clear()
             if progress and time.perf_counter() - last_report > 5:
@@ -443,8 +506,9 @@ def predict_cases(predictor: FastPredictor, cases: list[Case], output_folder: Pa
     return timing
 
 
-def _write_case(predictor: FastPredictor, case: Case, masks: list[np.ndarray], properties: dict | None,
-                path: Path) -> None:
+def _write_case(
+    predictor: FastPredictor, case: Case, masks: list[np.ndarray], properties: dict | None, path: Path
+) -> None:
     if properties is None:  # a video: no geometry, pixels of 1 unit
         import SimpleITK as sitk
 
@@ -455,9 +519,16 @@ def _write_case(predictor: FastPredictor, case: Case, masks: list[np.ndarray], p
     predictor.reader_writer.write_seg(segmentation, str(path), properties)
 
 
-def predict(model_folder: str | Path, input_path: str | Path, output_folder: str | Path,
-            settings: PredictorSettings = PredictorSettings(), folds: list[int | str] | None = None,
-            checkpoint_name: str = DEFAULT_CHECKPOINT, overwrite: bool = False, verbose: bool = True) -> dict:
+def predict(
+    model_folder: str | Path,
+    input_path: str | Path,
+    output_folder: str | Path,
+    settings: PredictorSettings = PredictorSettings(),
+    folds: list[int | str] | None = None,
+    checkpoint_name: str = DEFAULT_CHECKPOINT,
+    overwrite: bool = False,
+    verbose: bool = True,
+) -> dict:
     """`lightecho predict`: segment INPUT (frames folder, frame file, cine loop or video) into OUTPUT with a trained
     nnU-Net model folder; returns (and writes as prediction_summary.json) settings and timings."""
     log = print if verbose else None
@@ -477,14 +548,25 @@ def predict(model_folder: str | Path, input_path: str | Path, output_folder: str
         timing.setup = setup
         shutil.copy(model.folder / "dataset.json", staging / "dataset.json")
         shutil.copy(model.folder / "plans.json", staging / "plans.json")
-        summary = {"model_folder": str(model.folder), "trainer": model.trainer_name, "folds": model.folds,
-                   "input": str(input_path), "device": str(predictor.device), "backend": predictor.backend,
-                   "precision": predictor.precision, "batch_size": predictor.batch_size, "cca": settings.cca,
-                   "mirroring": predictor.mirror_axes is not None,
-                   "engine": predictor.describe(), "timing": timing.as_dict()}
+        summary = {
+            "model_folder": str(model.folder),
+            "trainer": model.trainer_name,
+            "folds": model.folds,
+            "input": str(input_path),
+            "device": str(predictor.device),
+            "backend": predictor.backend,
+            "precision": predictor.precision,
+            "batch_size": predictor.batch_size,
+            "cca": settings.cca,
+            "mirroring": predictor.mirror_axes is not None,
+            "engine": predictor.describe(),
+            "timing": timing.as_dict(),
+        }
         (staging / "prediction_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if log:
         t = timing.as_dict()
-        log(f"[lightecho predict] {t['frames']} frames in {t['seconds']} s ({t['ms_per_frame']} ms/frame, network "
-            f"{t['network_ms_per_frame']} ms/frame; setup {t['setup_seconds']} s) -> {output_folder}")
+        log(
+            f"[lightecho predict] {t['frames']} frames in {t['seconds']} s ({t['ms_per_frame']} ms/frame, network "
+            f"{t['network_ms_per_frame']} ms/frame; setup {t['setup_seconds']} s) -> {output_folder}"
+        )
     return summary

@@ -6,6 +6,7 @@ ultrasound sector's bounding box resized to 224x224, apex up. A model folder rec
 resizes that box to the convention's size, segments it, and pastes the masks back at the input's own size.
 Stock nnU-Net commands resample by header spacing instead, so they need frames already in the convention.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,9 +30,13 @@ class InputConvention:
     kind: str = SECTOR_BOUNDING_BOX
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "frame_size": list(self.frame_size), "apex": "up",
-                "description": f"the ultrasound sector's bounding box resized to {self.frame_size[0]}x"
-                               f"{self.frame_size[1]} pixels, apex up; grey levels as in the training files"}
+        return {
+            "kind": self.kind,
+            "frame_size": list(self.frame_size),
+            "apex": "up",
+            "description": f"the ultrasound sector's bounding box resized to {self.frame_size[0]}x"
+            f"{self.frame_size[1]} pixels, apex up; grey levels as in the training files",
+        }
 
     def write(self, model_folder: str | Path) -> Path:
         path = Path(model_folder) / CONVENTION_FILE

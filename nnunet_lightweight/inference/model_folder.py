@@ -4,6 +4,7 @@ The network is rebuilt by the checkpoint's trainer class with `build_network_arc
 configuration_manager, ...)`, exactly as `nnUNetPredictor.initialize_from_trained_model_folder` does, so any
 trainer variant (ours, nnU-Net's, or one found through nnUNet_extTrainer) gives the network it was trained with.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,8 +72,11 @@ def find_trainer_class(trainer_name: str) -> type[nnUNetTrainer]:
 
 def available_folds(model_folder: Path, checkpoint_name: str = DEFAULT_CHECKPOINT) -> list[int | str]:
     """Folds of `model_folder` that have `checkpoint_name` (fold_all only if it is the only one, as in nnU-Net)."""
-    folds: list[int | str] = sorted(int(p.name[5:]) for p in Path(model_folder).glob("fold_*")
-                                    if p.name[5:].isdigit() and (p / checkpoint_name).is_file())
+    folds: list[int | str] = sorted(
+        int(p.name[5:])
+        for p in Path(model_folder).glob("fold_*")
+        if p.name[5:].isdigit() and (p / checkpoint_name).is_file()
+    )
     if not folds and (Path(model_folder) / "fold_all" / checkpoint_name).is_file():
         folds = ["all"]
     return folds
@@ -95,8 +99,9 @@ def _parse_fold(fold: int | str) -> int | str:
     return fold
 
 
-def load_trained_model(model_folder: str | Path, folds: list[int | str] | None = None,
-                       checkpoint_name: str = DEFAULT_CHECKPOINT) -> TrainedModel:
+def load_trained_model(
+    model_folder: str | Path, folds: list[int | str] | None = None, checkpoint_name: str = DEFAULT_CHECKPOINT
+) -> TrainedModel:
     """Load an nnU-Net results folder (`<trainer>__<plans>__<configuration>`); all available folds by default."""
     model_folder = Path(model_folder)
     if not model_folder.is_dir():
@@ -107,8 +112,9 @@ def load_trained_model(model_folder: str | Path, folds: list[int | str] | None =
     if "channel_names" not in dataset_json and "modality" not in dataset_json:
         missing.append("channel_names")
     if missing:
-        raise InputError(f"{model_folder / 'dataset.json'} lacks {', '.join(missing)}: not nnU-Net's dataset.json "
-                         "of this model")
+        raise InputError(
+            f"{model_folder / 'dataset.json'} lacks {', '.join(missing)}: not nnU-Net's dataset.json of this model"
+        )
     folds = [_parse_fold(f) for f in folds] if folds else available_folds(model_folder, checkpoint_name)
     if not folds:
         raise InputError(f"no fold_X/{checkpoint_name} in {model_folder}")
@@ -134,15 +140,31 @@ def load_trained_model(model_folder: str | Path, folds: list[int | str] | None =
     label_manager = plans_manager.get_label_manager(dataset_json)
     num_input_channels = determine_num_input_channels(plans_manager, configuration_manager, dataset_json)
     network = find_trainer_class(trainer_name).build_network_architecture(
-        plans_manager, configuration_manager, num_input_channels, label_manager.num_segmentation_heads,
-        enable_deep_supervision=False)
+        plans_manager,
+        configuration_manager,
+        num_input_channels,
+        label_manager.num_segmentation_heads,
+        enable_deep_supervision=False,
+    )
     weights = [c["network_weights"] for c in checkpoints]
     try:
         network.load_state_dict(weights[0])
     except RuntimeError as error:
-        raise InputError(f"the checkpoint of fold {folds[0]} does not fit the network of {model_folder}: "
-                         f"{error}") from None
+        raise InputError(
+            f"the checkpoint of fold {folds[0]} does not fit the network of {model_folder}: {error}"
+        ) from None
     network.eval()
-    return TrainedModel(model_folder, trainer_name, configuration_name, folds, network, weights, plans_manager,
-                        configuration_manager, dataset_json, label_manager,
-                        first.get("inference_allowed_mirroring_axes"), num_input_channels)
+    return TrainedModel(
+        model_folder,
+        trainer_name,
+        configuration_name,
+        folds,
+        network,
+        weights,
+        plans_manager,
+        configuration_manager,
+        dataset_json,
+        label_manager,
+        first.get("inference_allowed_mirroring_axes"),
+        num_input_channels,
+    )

@@ -1,4 +1,5 @@
 """ONNX export of a trained network (dynamic batch and frame size) with a parity check against PyTorch."""
+
 from __future__ import annotations
 
 import copy
@@ -33,14 +34,23 @@ def network_to_onnx(network: nn.Module, example_shape: tuple[int, ...], opset: i
         # The TorchScript-based exporter is deprecated in favour of the dynamo one, which needs onnxscript and
         # handles these plain convolutional networks no better.
         warnings.simplefilter("ignore")
-        torch.onnx.export(network, (torch.zeros(example_shape),), buffer, dynamo=False, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic}, do_constant_folding=True)
+        torch.onnx.export(
+            network,
+            (torch.zeros(example_shape),),
+            buffer,
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic},
+            do_constant_folding=True,
+        )
     return buffer.getvalue()
 
 
-def check_onnx_parity(network: nn.Module, onnx_model: bytes | str | Path, inputs: list[np.ndarray],
-                      num_threads: int | None = None) -> dict:
+def check_onnx_parity(
+    network: nn.Module, onnx_model: bytes | str | Path, inputs: list[np.ndarray], num_threads: int | None = None
+) -> dict:
     """Compare ONNX Runtime with eager PyTorch (fp32) on `inputs`: largest logit difference (absolute, and relative
     to the largest logit) and the fraction of pixels whose argmax agrees."""
     import onnxruntime as ort
@@ -62,13 +72,24 @@ def check_onnx_parity(network: nn.Module, onnx_model: bytes | str | Path, inputs
         max_logit = max(max_logit, float(np.abs(expected).max()))
         agree += int((actual.argmax(1) == expected.argmax(1)).sum())
         total += expected.shape[0] * int(np.prod(expected.shape[2:]))
-    return {"max_abs_diff": max_abs, "max_rel_diff": max_abs / max_logit, "argmax_agreement": agree / total,
-            "shapes": [list(b.shape) for b in inputs]}
+    return {
+        "max_abs_diff": max_abs,
+        "max_rel_diff": max_abs / max_logit,
+        "argmax_agreement": agree / total,
+        "shapes": [list(b.shape) for b in inputs],
+    }
 
 
-def export_onnx(model_folder: str | Path, output: str | Path, fold: int | str | None = None,
-                checkpoint_name: str = "checkpoint_final.pth", opset: int = DEFAULT_OPSET, overwrite: bool = False,
-                tolerance: float = 1e-4, seed: int = 0) -> dict:
+def export_onnx(
+    model_folder: str | Path,
+    output: str | Path,
+    fold: int | str | None = None,
+    checkpoint_name: str = "checkpoint_final.pth",
+    opset: int = DEFAULT_OPSET,
+    overwrite: bool = False,
+    tolerance: float = 1e-4,
+    seed: int = 0,
+) -> dict:
     """Export one fold of a trained model folder to ONNX and check it against PyTorch.
 
     The model takes nnU-Net-preprocessed frames (B, C, H, W) with H and W multiples of the network's total
@@ -84,8 +105,9 @@ def export_onnx(model_folder: str | Path, output: str | Path, fold: int | str | 
         raise InputError("export-onnx needs the onnx and onnxruntime packages (pip install onnx onnxruntime)")
     _check_output(output, overwrite)
     if not isinstance(opset, int) or opset < MIN_OPSET:
-        raise InputError(f"--opset must be an integer of at least {MIN_OPSET} (the network's upsampling needs it), "
-                         f"got {opset}")
+        raise InputError(
+            f"--opset must be an integer of at least {MIN_OPSET} (the network's upsampling needs it), got {opset}"
+        )
     model = load_trained_model(model_folder, [fold] if fold is not None else None, checkpoint_name)
     if len(model.folds) > 1:
         model = load_trained_model(model_folder, [model.folds[0]], checkpoint_name)
@@ -104,15 +126,27 @@ def export_onnx(model_folder: str | Path, output: str | Path, fold: int | str | 
     _add_metadata(onnx_bytes, model, output)
     rng = np.random.default_rng(seed)
     other = tuple(max(s, 2 * t) - t for s, t in zip(patch, stride))
-    inputs = [rng.standard_normal((2, model.num_input_channels, *patch)).astype(np.float32),
-              rng.standard_normal((3, model.num_input_channels, *other)).astype(np.float32)]
+    inputs = [
+        rng.standard_normal((2, model.num_input_channels, *patch)).astype(np.float32),
+        rng.standard_normal((3, model.num_input_channels, *other)).astype(np.float32),
+    ]
     parity = check_onnx_parity(model.network, output, inputs)
     if parity["max_rel_diff"] > tolerance:
         output.unlink()
         raise AssertionError(f"ONNX export differs from PyTorch: {parity}")
-    return {"output": str(output), "fold": model.folds[0], "trainer": model.trainer_name, "opset": opset,
-            "input_shape": ["batch", model.num_input_channels, f"height (multiple of {stride[0]})",
-                            f"width (multiple of {stride[1]})"], **parity}
+    return {
+        "output": str(output),
+        "fold": model.folds[0],
+        "trainer": model.trainer_name,
+        "opset": opset,
+        "input_shape": [
+            "batch",
+            model.num_input_channels,
+            f"height (multiple of {stride[0]})",
+            f"width (multiple of {stride[1]})",
+        ],
+        **parity,
+    }
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
@@ -125,8 +159,10 @@ def _check_output(output: Path, overwrite: bool) -> None:
         if not overwrite:
             raise FileExistsError(f"{output} exists (pass --overwrite to replace it)")
         if not _is_lightecho_onnx(output):
-            raise InputError(f"{output} is not an ONNX file written by lightecho export-onnx, so --overwrite does "
-                             "not replace it: choose another output path")
+            raise InputError(
+                f"{output} is not an ONNX file written by lightecho export-onnx, so --overwrite does "
+                "not replace it: choose another output path"
+            )
     check_writable(output, "ONNX file")
 
 
@@ -156,12 +192,14 @@ def _add_metadata(onnx_bytes: bytes, model, output: Path) -> None:
 
     proto = onnx.load_from_string(onnx_bytes)
     metadata = {
-        "trainer": model.trainer_name, "configuration": model.configuration_name, "fold": str(model.folds[0]),
+        "trainer": model.trainer_name,
+        "configuration": model.configuration_name,
+        "fold": str(model.folds[0]),
         "patch_size": json.dumps(list(model.patch_size)),
         "labels": json.dumps(model.dataset_json.get("labels", {})),
         "normalization": json.dumps(model.configuration_manager.normalization_schemes),
         "input": "nnU-Net-preprocessed frames (B, C, H, W): cropped to nonzero, resampled to the plans' spacing, "
-                 "normalised per the plans; output: logits (B, classes, H, W)",
+        "normalised per the plans; output: logits (B, classes, H, W)",
     }
     for key, value in metadata.items():
         entry = proto.metadata_props.add()

@@ -1,5 +1,6 @@
 """What the one predictor can be asked to do: its devices, engines, precisions and settings (no torch import, so
 the CLI builds its options from these without paying for torch)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,7 +39,10 @@ class PredictorSettings:
     mirroring: bool = False
 
     def __post_init__(self) -> None:
-        for name, value, choices in (("device", self.device, DEVICES), ("backend", self.backend, BACKENDS),
-                                     ("precision", self.precision, PRECISIONS)):
+        for name, value, choices in (
+            ("device", self.device, DEVICES),
+            ("backend", self.backend, BACKENDS),
+            ("precision", self.precision, PRECISIONS),
+        ):
             if value not in choices:
                 raise InputError(f"{name} must be one of {', '.join(choices)}, got {value!r}")

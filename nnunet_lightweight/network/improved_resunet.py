@@ -26,6 +26,7 @@ Assumptions where the OCR is unreadable (Fig. 5, the block diagram, is illegible
 - Input and output follow the dataset (1 channel in, one logit map per label out) instead of the paper's
   3-channel input and binary LV output.
 """
+
 from typing import Sequence
 
 import torch
@@ -61,21 +62,38 @@ class CLAHE(nn.Module):
 class ResidualConvBlock(nn.Module):
     """`n_convs` conv-norm-nonlin layers, the last one strided, added to a projection shortcut (Table 1)."""
 
-    def __init__(self, conv_op: type[_ConvNd], in_channels: int, out_channels: int, kernel_size, stride,
-                 n_convs: int, conv_kwargs: dict):
+    def __init__(
+        self,
+        conv_op: type[_ConvNd],
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride,
+        n_convs: int,
+        conv_kwargs: dict,
+    ):
         super().__init__()
         layers = []
         for i in range(n_convs):
             last = i == n_convs - 1
             layer_kwargs = {**conv_kwargs, "nonlin": None} if last else conv_kwargs
-            layers.append(ConvDropoutNormReLU(conv_op, in_channels if i == 0 else out_channels, out_channels,
-                                              kernel_size, stride if last else 1, **layer_kwargs))
+            layers.append(
+                ConvDropoutNormReLU(
+                    conv_op,
+                    in_channels if i == 0 else out_channels,
+                    out_channels,
+                    kernel_size,
+                    stride if last else 1,
+                    **layer_kwargs,
+                )
+            )
         self.convs = nn.Sequential(*layers)
         if in_channels == out_channels and all(s == 1 for s in _pair(stride)):
             self.shortcut = nn.Identity()
         else:
-            self.shortcut = ConvDropoutNormReLU(conv_op, in_channels, out_channels, 1, stride,
-                                                **{**conv_kwargs, "nonlin": None})
+            self.shortcut = ConvDropoutNormReLU(
+                conv_op, in_channels, out_channels, 1, stride, **{**conv_kwargs, "nonlin": None}
+            )
         self.nonlin = conv_kwargs["nonlin"](**(conv_kwargs["nonlin_kwargs"] or {}))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,9 +140,17 @@ class AttentionGate(nn.Module):
 class ImprovedResUNetEncoder(nn.Module):
     """Residual blocks (stride on each block's last conv), then the Inception module on the deepest features."""
 
-    def __init__(self, input_channels: int, features_per_stage: Sequence[int], strides: Sequence,
-                 kernel_sizes: Sequence, n_conv_per_stage: Sequence[int], conv_op: type[_ConvNd],
-                 conv_kwargs: dict, inception: bool):
+    def __init__(
+        self,
+        input_channels: int,
+        features_per_stage: Sequence[int],
+        strides: Sequence,
+        kernel_sizes: Sequence,
+        n_conv_per_stage: Sequence[int],
+        conv_op: type[_ConvNd],
+        conv_kwargs: dict,
+        inception: bool,
+    ):
         super().__init__()
         stages, channels = [], input_channels
         for width, stride, kernel_size, n_convs in zip(features_per_stage, strides, kernel_sizes, n_conv_per_stage):
@@ -152,9 +178,18 @@ class ImprovedResUNetDecoder(nn.Module):
     deep-supervision convention.
     """
 
-    def __init__(self, encoder: ImprovedResUNetEncoder, features_per_stage: Sequence[int], kernel_sizes: Sequence,
-                 n_conv_per_stage: Sequence[int], num_classes: int, conv_op: type[_ConvNd], conv_kwargs: dict,
-                 attention_gates: bool, deep_supervision: bool = False):
+    def __init__(
+        self,
+        encoder: ImprovedResUNetEncoder,
+        features_per_stage: Sequence[int],
+        kernel_sizes: Sequence,
+        n_conv_per_stage: Sequence[int],
+        num_classes: int,
+        conv_op: type[_ConvNd],
+        conv_kwargs: dict,
+        attention_gates: bool,
+        deep_supervision: bool = False,
+    ):
         super().__init__()
         n_stages = len(encoder.output_channels) - 1
         if len(features_per_stage) != n_stages:
@@ -167,8 +202,17 @@ class ImprovedResUNetDecoder(nn.Module):
             upsamplers.append(nn.Upsample(scale_factor=scale, mode="nearest"))
             if attention_gates:
                 gates.append(AttentionGate(conv_op, skip, below, conv_kwargs))
-            stages.append(ResidualConvBlock(conv_op, below + skip, features_per_stage[s], kernel_sizes[-(s + 2)], 1,
-                                            n_conv_per_stage[s], conv_kwargs))
+            stages.append(
+                ResidualConvBlock(
+                    conv_op,
+                    below + skip,
+                    features_per_stage[s],
+                    kernel_sizes[-(s + 2)],
+                    1,
+                    n_conv_per_stage[s],
+                    conv_kwargs,
+                )
+            )
             below = features_per_stage[s]
         self.upsamplers = nn.ModuleList(upsamplers)
         self.gates = nn.ModuleList(gates) if attention_gates else None
@@ -191,28 +235,69 @@ class ImprovedResUNetDecoder(nn.Module):
 class ImprovedResUNet(nn.Module):
     """CLAHE -> residual encoder + Inception -> attention-gated residual decoder; returns logits."""
 
-    def __init__(self, input_channels: int, num_classes: int, n_stages: int, features_per_stage: Sequence[int],
-                 features_per_stage_decoder: Sequence[int], conv_op: type[_ConvNd], kernel_sizes: Sequence,
-                 strides: Sequence, n_conv_per_stage: int | Sequence[int] = 3,
-                 n_conv_per_stage_decoder: int | Sequence[int] = 3, conv_bias: bool = True,
-                 norm_op: type[nn.Module] | None = None, norm_op_kwargs: dict | None = None,
-                 nonlin: type[nn.Module] = nn.LeakyReLU, nonlin_kwargs: dict | None = None,
-                 deep_supervision: bool = False, inception: bool = True, attention_gates: bool = True,
-                 clahe_clip_limit: float | None = 2.0, clahe_grid_size: Sequence[int] = (8, 8)):
+    def __init__(
+        self,
+        input_channels: int,
+        num_classes: int,
+        n_stages: int,
+        features_per_stage: Sequence[int],
+        features_per_stage_decoder: Sequence[int],
+        conv_op: type[_ConvNd],
+        kernel_sizes: Sequence,
+        strides: Sequence,
+        n_conv_per_stage: int | Sequence[int] = 3,
+        n_conv_per_stage_decoder: int | Sequence[int] = 3,
+        conv_bias: bool = True,
+        norm_op: type[nn.Module] | None = None,
+        norm_op_kwargs: dict | None = None,
+        nonlin: type[nn.Module] = nn.LeakyReLU,
+        nonlin_kwargs: dict | None = None,
+        deep_supervision: bool = False,
+        inception: bool = True,
+        attention_gates: bool = True,
+        clahe_clip_limit: float | None = 2.0,
+        clahe_grid_size: Sequence[int] = (8, 8),
+    ):
         super().__init__()
-        for name, value in (("features_per_stage", features_per_stage), ("kernel_sizes", kernel_sizes),
-                            ("strides", strides)):
+        for name, value in (
+            ("features_per_stage", features_per_stage),
+            ("kernel_sizes", kernel_sizes),
+            ("strides", strides),
+        ):
             if len(value) != n_stages:
                 raise ValueError(f"{name} needs {n_stages} entries, got {value}")
-        conv_kwargs = dict(conv_bias=conv_bias, norm_op=norm_op, norm_op_kwargs=norm_op_kwargs, dropout_op=None,
-                           dropout_op_kwargs=None, nonlin=nonlin, nonlin_kwargs=nonlin_kwargs)
+        conv_kwargs = dict(
+            conv_bias=conv_bias,
+            norm_op=norm_op,
+            norm_op_kwargs=norm_op_kwargs,
+            dropout_op=None,
+            dropout_op_kwargs=None,
+            nonlin=nonlin,
+            nonlin_kwargs=nonlin_kwargs,
+        )
         # clahe_clip_limit None: no CLAHE (the ablation "without preprocessing").
         self.clahe = CLAHE(clahe_clip_limit, clahe_grid_size) if clahe_clip_limit is not None else nn.Identity()
-        self.encoder = ImprovedResUNetEncoder(input_channels, features_per_stage, strides, kernel_sizes,
-                                              _per_stage(n_conv_per_stage, n_stages), conv_op, conv_kwargs, inception)
-        self.decoder = ImprovedResUNetDecoder(self.encoder, features_per_stage_decoder, kernel_sizes,
-                                              _per_stage(n_conv_per_stage_decoder, n_stages - 1), num_classes, conv_op,
-                                              conv_kwargs, attention_gates, deep_supervision)
+        self.encoder = ImprovedResUNetEncoder(
+            input_channels,
+            features_per_stage,
+            strides,
+            kernel_sizes,
+            _per_stage(n_conv_per_stage, n_stages),
+            conv_op,
+            conv_kwargs,
+            inception,
+        )
+        self.decoder = ImprovedResUNetDecoder(
+            self.encoder,
+            features_per_stage_decoder,
+            kernel_sizes,
+            _per_stage(n_conv_per_stage_decoder, n_stages - 1),
+            num_classes,
+            conv_op,
+            conv_kwargs,
+            attention_gates,
+            deep_supervision,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         return self.decoder(self.encoder(self.clahe(x)))

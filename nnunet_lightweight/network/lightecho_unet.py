@@ -4,6 +4,7 @@ Unlike nnU-Net's PlainConvUNet, the decoder widths are independent of the encode
 128, 128, 64, 32, 16 from a 32...128 encoder), upsampling is parameter-free nearest-neighbour by default, and
 the deep-supervision heads can be upscaled to full resolution as in the paper.
 """
+
 from typing import Sequence
 
 import torch
@@ -20,21 +21,37 @@ from torch.nn.modules.conv import _ConvNd
 UPSAMPLING_MODES = ("nearest", "transpconv")
 
 
-def _stage_blocks(residual: bool, n_conv: int, conv_op: type[_ConvNd], in_channels: int, out_channels: int,
-                  kernel_size, conv_kwargs: dict) -> nn.Module:
+def _stage_blocks(
+    residual: bool,
+    n_conv: int,
+    conv_op: type[_ConvNd],
+    in_channels: int,
+    out_channels: int,
+    kernel_size,
+    conv_kwargs: dict,
+) -> nn.Module:
     """Two-conv stage, or residual blocks of two convs each when `residual` (n_conv // 2 blocks)."""
     if residual:
-        return StackedResidualBlocks(max(1, n_conv // 2), conv_op, in_channels, out_channels, kernel_size, 1,
-                                     **conv_kwargs)
+        return StackedResidualBlocks(
+            max(1, n_conv // 2), conv_op, in_channels, out_channels, kernel_size, 1, **conv_kwargs
+        )
     return StackedConvBlocks(n_conv, conv_op, in_channels, out_channels, kernel_size, 1, **conv_kwargs)
 
 
 class LightEchoDecoder(nn.Module):
     """U-Net decoder with its own widths, nearest or transposed-conv upsampling, and a head per stage."""
 
-    def __init__(self, encoder: PlainConvEncoder | ResidualEncoder, features_per_stage: Sequence[int],
-                 num_classes: int, n_conv_per_stage: int | Sequence[int], deep_supervision: bool,
-                 upsampling: str = "nearest", residual: bool = False, deep_supervision_full_resolution: bool = True):
+    def __init__(
+        self,
+        encoder: PlainConvEncoder | ResidualEncoder,
+        features_per_stage: Sequence[int],
+        num_classes: int,
+        n_conv_per_stage: int | Sequence[int],
+        deep_supervision: bool,
+        upsampling: str = "nearest",
+        residual: bool = False,
+        deep_supervision_full_resolution: bool = True,
+    ):
         super().__init__()
         n_decoder_stages = len(encoder.output_channels) - 1
         if len(features_per_stage) != n_decoder_stages:
@@ -45,9 +62,15 @@ class LightEchoDecoder(nn.Module):
             n_conv_per_stage = [n_conv_per_stage] * n_decoder_stages
         self.deep_supervision = deep_supervision
         self.deep_supervision_full_resolution = deep_supervision_full_resolution
-        conv_kwargs = dict(conv_bias=encoder.conv_bias, norm_op=encoder.norm_op, norm_op_kwargs=encoder.norm_op_kwargs,
-                           dropout_op=encoder.dropout_op, dropout_op_kwargs=encoder.dropout_op_kwargs,
-                           nonlin=encoder.nonlin, nonlin_kwargs=encoder.nonlin_kwargs)
+        conv_kwargs = dict(
+            conv_bias=encoder.conv_bias,
+            norm_op=encoder.norm_op,
+            norm_op_kwargs=encoder.norm_op_kwargs,
+            dropout_op=encoder.dropout_op,
+            dropout_op_kwargs=encoder.dropout_op_kwargs,
+            nonlin=encoder.nonlin,
+            nonlin_kwargs=encoder.nonlin_kwargs,
+        )
         transpconv_op = get_matching_convtransp(conv_op=encoder.conv_op)
 
         below = encoder.output_channels[-1]
@@ -59,8 +82,17 @@ class LightEchoDecoder(nn.Module):
                 upsamplers.append(nn.Upsample(scale_factor=tuple(float(i) for i in stride), mode="nearest"))
             else:
                 upsamplers.append(transpconv_op(below, below, stride, stride, bias=encoder.conv_bias))
-            stages.append(_stage_blocks(residual, n_conv_per_stage[s], encoder.conv_op, below + skip,
-                                        features_per_stage[s], encoder.kernel_sizes[-(s + 2)], conv_kwargs))
+            stages.append(
+                _stage_blocks(
+                    residual,
+                    n_conv_per_stage[s],
+                    encoder.conv_op,
+                    below + skip,
+                    features_per_stage[s],
+                    encoder.kernel_sizes[-(s + 2)],
+                    conv_kwargs,
+                )
+            )
             heads.append(encoder.conv_op(features_per_stage[s], num_classes, 1, 1, 0, bias=True))
             below = features_per_stage[s]
         self.upsamplers = nn.ModuleList(upsamplers)
@@ -88,29 +120,77 @@ class LightEchoDecoder(nn.Module):
 class LightEchoUNet(nn.Module):
     """Encoder (max-pool or strided conv, plain or residual) + LightEchoDecoder; returns logits."""
 
-    def __init__(self, input_channels: int, n_stages: int, features_per_stage: Sequence[int],
-                 features_per_stage_decoder: Sequence[int], conv_op: type[_ConvNd],
-                 kernel_sizes: int | Sequence, strides: int | Sequence, n_conv_per_stage: int | Sequence[int],
-                 n_conv_per_stage_decoder: int | Sequence[int], num_classes: int, conv_bias: bool = True,
-                 norm_op: type[nn.Module] | None = None, norm_op_kwargs: dict | None = None,
-                 dropout_op: type[nn.Module] | None = None, dropout_op_kwargs: dict | None = None,
-                 nonlin: type[nn.Module] | None = None, nonlin_kwargs: dict | None = None,
-                 deep_supervision: bool = False, pool: str = "max", upsampling: str = "nearest",
-                 residual: bool = False, deep_supervision_full_resolution: bool = False):
+    def __init__(
+        self,
+        input_channels: int,
+        n_stages: int,
+        features_per_stage: Sequence[int],
+        features_per_stage_decoder: Sequence[int],
+        conv_op: type[_ConvNd],
+        kernel_sizes: int | Sequence,
+        strides: int | Sequence,
+        n_conv_per_stage: int | Sequence[int],
+        n_conv_per_stage_decoder: int | Sequence[int],
+        num_classes: int,
+        conv_bias: bool = True,
+        norm_op: type[nn.Module] | None = None,
+        norm_op_kwargs: dict | None = None,
+        dropout_op: type[nn.Module] | None = None,
+        dropout_op_kwargs: dict | None = None,
+        nonlin: type[nn.Module] | None = None,
+        nonlin_kwargs: dict | None = None,
+        deep_supervision: bool = False,
+        pool: str = "max",
+        upsampling: str = "nearest",
+        residual: bool = False,
+        deep_supervision_full_resolution: bool = False,
+    ):
         super().__init__()
-        common = dict(conv_bias=conv_bias, norm_op=norm_op, norm_op_kwargs=norm_op_kwargs, dropout_op=dropout_op,
-                      dropout_op_kwargs=dropout_op_kwargs, nonlin=nonlin, nonlin_kwargs=nonlin_kwargs,
-                      return_skips=True)
+        common = dict(
+            conv_bias=conv_bias,
+            norm_op=norm_op,
+            norm_op_kwargs=norm_op_kwargs,
+            dropout_op=dropout_op,
+            dropout_op_kwargs=dropout_op_kwargs,
+            nonlin=nonlin,
+            nonlin_kwargs=nonlin_kwargs,
+            return_skips=True,
+        )
         if residual:
             n_blocks = [max(1, n // 2) for n in _per_stage(n_conv_per_stage, n_stages)]
-            self.encoder = ResidualEncoder(input_channels, n_stages, features_per_stage, conv_op, kernel_sizes,
-                                           strides, n_blocks, pool_type=pool, **common)
+            self.encoder = ResidualEncoder(
+                input_channels,
+                n_stages,
+                features_per_stage,
+                conv_op,
+                kernel_sizes,
+                strides,
+                n_blocks,
+                pool_type=pool,
+                **common,
+            )
         else:
-            self.encoder = PlainConvEncoder(input_channels, n_stages, features_per_stage, conv_op, kernel_sizes,
-                                            strides, n_conv_per_stage, pool=pool, **common)
-        self.decoder = LightEchoDecoder(self.encoder, features_per_stage_decoder, num_classes,
-                                        n_conv_per_stage_decoder, deep_supervision, upsampling, residual,
-                                        deep_supervision_full_resolution)
+            self.encoder = PlainConvEncoder(
+                input_channels,
+                n_stages,
+                features_per_stage,
+                conv_op,
+                kernel_sizes,
+                strides,
+                n_conv_per_stage,
+                pool=pool,
+                **common,
+            )
+        self.decoder = LightEchoDecoder(
+            self.encoder,
+            features_per_stage_decoder,
+            num_classes,
+            n_conv_per_stage_decoder,
+            deep_supervision,
+            upsampling,
+            residual,
+            deep_supervision_full_resolution,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         logits = self.decoder(self.encoder(x))

@@ -9,6 +9,7 @@ The encoder starts from random weights: nothing is downloaded. `load_encoder_wei
 state dict (e.g. torchvision's ImageNet ResNet34) into the encoder, adapting an RGB first convolution to the
 input channels the way smp does for its own pretrained weights.
 """
+
 from pathlib import Path
 from typing import Sequence
 
@@ -60,24 +61,39 @@ class DeepSupervisedUnetDecoder(nn.Module):
         if not self.deep_supervision:
             return logits
         size = logits.shape[2:]
-        aux = [F.interpolate(head(x), size=size, mode="bilinear", align_corners=False)
-               for head, x in zip(self.aux_heads, inner)]
+        aux = [
+            F.interpolate(head(x), size=size, mode="bilinear", align_corners=False)
+            for head, x in zip(self.aux_heads, inner)
+        ]
         return [logits] + aux[::-1]  # nnU-Net convention: highest resolution first
 
 
 class ResNet34UNetSCSE(nn.Module):
     """ResNet encoder (smp) + U-Net decoder with SCSE attention + deep supervision; returns logits."""
 
-    def __init__(self, input_channels: int, num_classes: int, strides: Sequence[Sequence[int]],
-                 features_per_stage_decoder: Sequence[int] = (256, 128, 64, 32, 16),
-                 encoder_name: str = "resnet34", decoder_attention_type: str | None = "scse",
-                 decoder_interpolation: str = "nearest", deep_supervision: bool = False):
+    def __init__(
+        self,
+        input_channels: int,
+        num_classes: int,
+        strides: Sequence[Sequence[int]],
+        features_per_stage_decoder: Sequence[int] = (256, 128, 64, 32, 16),
+        encoder_name: str = "resnet34",
+        decoder_attention_type: str | None = "scse",
+        decoder_interpolation: str = "nearest",
+        deep_supervision: bool = False,
+    ):
         super().__init__()
         depth = _encoder_depth(strides)
-        unet = smp.Unet(encoder_name=encoder_name, encoder_depth=depth, encoder_weights=None,
-                        in_channels=input_channels, classes=num_classes,
-                        decoder_channels=tuple(features_per_stage_decoder),
-                        decoder_attention_type=decoder_attention_type, decoder_interpolation=decoder_interpolation)
+        unet = smp.Unet(
+            encoder_name=encoder_name,
+            encoder_depth=depth,
+            encoder_weights=None,
+            in_channels=input_channels,
+            classes=num_classes,
+            decoder_channels=tuple(features_per_stage_decoder),
+            decoder_attention_type=decoder_attention_type,
+            decoder_interpolation=decoder_interpolation,
+        )
         self.encoder = unet.encoder
         self.decoder = DeepSupervisedUnetDecoder(unet, features_per_stage_decoder, num_classes, deep_supervision)
 
@@ -101,7 +117,7 @@ class ResNet34UNetSCSE(nn.Module):
         if not isinstance(state, dict):
             raise InputError(f"{path}: expected a state dict, got {type(state).__name__}")
         if any(k.startswith("encoder.") for k in state):
-            state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+            state = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         in_channels = self.encoder.conv1.in_channels  # smp's ResNet encoders are torchvision ResNets
         if "conv1.weight" in state and state["conv1.weight"].shape[1] != in_channels:

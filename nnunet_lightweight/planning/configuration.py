@@ -1,4 +1,5 @@
 """The one place that turns an nnU-Net plans configuration into a LightEcho configuration."""
+
 import math
 from copy import deepcopy
 

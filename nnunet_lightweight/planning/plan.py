@@ -15,6 +15,7 @@ What it wrote itself it redoes when the raw data changed. What it did not write 
 nnUNetv2_plan_and_preprocess) it never rewrites: when that no longer matches the raw data it stops, naming what
 changed and the command that redoes it (`--force`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,8 +39,11 @@ FINGERPRINT_FILE = "dataset_fingerprint.json"
 PREPROCESSED_2D = f"{DEFAULT_PLANS}_2d"
 GT_FOLDER = "gt_segmentations"
 _EXAMPLES = 3
-_PART_NAMES = {"plans": f"nnU-Net plans ({DEFAULT_PLANS}.json, dataset_fingerprint.json)",
-               "preprocessing": f"preprocessed data ({DEFAULT_PLANS}_2d/)", "splits": "splits_final.json"}
+_PART_NAMES = {
+    "plans": f"nnU-Net plans ({DEFAULT_PLANS}.json, dataset_fingerprint.json)",
+    "preprocessing": f"preprocessed data ({DEFAULT_PLANS}_2d/)",
+    "splits": "splits_final.json",
+}
 
 
 def dataset_name(dataset: int | str) -> str:
@@ -55,8 +59,10 @@ def dataset_name(dataset: int | str) -> str:
     except RuntimeError as error:
         raise InputError(f"dataset {dataset!r} not found in nnUNet_raw / nnUNet_preprocessed: {error}") from error
     if not re.fullmatch(r"Dataset\d{3}_.+", name):
-        raise InputError(f"dataset folder {name} does not follow nnU-Net's DatasetXXX_NAME naming with a three-digit "
-                         "id; convert it again with an id between 1 and 999")
+        raise InputError(
+            f"dataset folder {name} does not follow nnU-Net's DatasetXXX_NAME naming with a three-digit "
+            "id; convert it again with an id between 1 and 999"
+        )
     return name
 
 
@@ -76,6 +82,7 @@ def _planner_safe_thread_setting() -> Iterator[None]:
 # ---------------------------------------------------------------------------------------------------------------
 # What the plans were made from
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def _file_hash(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
@@ -101,13 +108,18 @@ def raw_fingerprint(raw_folder: Path, previous: Mapping | None = None) -> dict:
     cases whose files differ in size or mtime from `previous` (an earlier fingerprint): a rerun stays cheap."""
     from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
-    dataset_json = read_json_object(raw_folder / "dataset.json", "dataset.json",
-                                    "convert the dataset first: lightecho convert-camus / convert-generic")
+    dataset_json = read_json_object(
+        raw_folder / "dataset.json",
+        "dataset.json",
+        "convert the dataset first: lightecho convert-camus / convert-generic",
+    )
     # nnU-Net's fingerprinting reads these keys without checking them (a bare KeyError)
     missing = [key for key in ("labels", "file_ending", "channel_names") if key not in dataset_json]
     if missing and not (missing == ["channel_names"] and "modality" in dataset_json):
-        raise InputError(f"{raw_folder / 'dataset.json'} lacks {', '.join(missing)} (see nnU-Net's "
-                         "dataset_format.md, or convert with lightecho convert-camus / convert-generic)")
+        raise InputError(
+            f"{raw_folder / 'dataset.json'} lacks {', '.join(missing)} (see nnU-Net's "
+            "dataset_format.md, or convert with lightecho convert-camus / convert-generic)"
+        )
     try:
         dataset = get_filenames_of_train_images_and_targets(str(raw_folder), dataset_json)
     except (KeyError, FileNotFoundError, OSError) as error:
@@ -151,15 +163,22 @@ def describe_changes(before: Mapping, now: Mapping) -> list[str]:
     reshaped = [c for c in common if old_cases[c].get("shape") != new_cases[c]["shape"]]
     if reshaped:
         first = reshaped[0]
-        changes.append(f"{len(reshaped)} case(s) changed shape (e.g. {first}: {_size(old_cases[first].get('shape'))} "
-                       f"-> {_size(new_cases[first]['shape'])})")
+        changes.append(
+            f"{len(reshaped)} case(s) changed shape (e.g. {first}: {_size(old_cases[first].get('shape'))} "
+            f"-> {_size(new_cases[first]['shape'])})"
+        )
     respaced = [c for c in common if c not in reshaped and old_cases[c].get("spacing") != new_cases[c]["spacing"]]
     if respaced:
         first = respaced[0]
-        changes.append(f"{len(respaced)} case(s) changed spacing (e.g. {first}: {old_cases[first].get('spacing')} "
-                       f"-> {new_cases[first]['spacing']})")
-    modified = [c for c in common if c not in reshaped and c not in respaced
-                and old_cases[c].get("files") != new_cases[c]["files"]]
+        changes.append(
+            f"{len(respaced)} case(s) changed spacing (e.g. {first}: {old_cases[first].get('spacing')} "
+            f"-> {new_cases[first]['spacing']})"
+        )
+    modified = [
+        c
+        for c in common
+        if c not in reshaped and c not in respaced and old_cases[c].get("files") != new_cases[c]["files"]
+    ]
     if modified:
         changes.append(f"{len(modified)} case file(s) rewritten ({_preview(modified)})")
     if before.get("dataset_json") != now["dataset_json"]:
@@ -174,14 +193,17 @@ def _foreign_changes(preprocessed: Path, now: Mapping, parts: set[str]) -> list[
     changes = []
     cases = now["cases"]
     if "preprocessing" in parts:
-        done = {p.name[:-len(".pkl")] for p in (preprocessed / PREPROCESSED_2D).glob("*.pkl")}
+        done = {p.name[: -len(".pkl")] for p in (preprocessed / PREPROCESSED_2D).glob("*.pkl")}
         missing, extra = sorted(set(cases) - done), sorted(done - set(cases))
         if missing:
-            changes.append(f"{len(missing)} raw case(s) missing from {PREPROCESSED_2D}/ ({_preview(missing)}; "
-                           "new cases or an interrupted preprocessing)")
+            changes.append(
+                f"{len(missing)} raw case(s) missing from {PREPROCESSED_2D}/ ({_preview(missing)}; "
+                "new cases or an interrupted preprocessing)"
+            )
         if extra:
-            changes.append(f"{len(extra)} case(s) in {PREPROCESSED_2D}/ are no longer in the raw data "
-                           f"({_preview(extra)})")
+            changes.append(
+                f"{len(extra)} case(s) in {PREPROCESSED_2D}/ are no longer in the raw data ({_preview(extra)})"
+            )
     fingerprint_file = preprocessed / FINGERPRINT_FILE
     if "plans" in parts and fingerprint_file.is_file():
         spacings = read_json_object(fingerprint_file, "nnU-Net dataset fingerprint").get("spacings", [])
@@ -189,13 +211,16 @@ def _foreign_changes(preprocessed: Path, now: Mapping, parts: set[str]) -> list[
             changes.append(f"{FINGERPRINT_FILE} describes {len(spacings)} case(s), the raw data has {len(cases)}")
         else:
             # nnU-Net lists the cases in sorted order and gives 2D frames a dummy first axis
-            respaced = [case for (case, entry), spacing in zip(sorted(cases.items()), spacings)
-                        if entry["spacing"] is not None
-                        and [round(s, 4) for s in spacing[-len(entry["spacing"]):]]
-                        != [round(s, 4) for s in entry["spacing"]]]
+            respaced = [
+                case
+                for (case, entry), spacing in zip(sorted(cases.items()), spacings)
+                if entry["spacing"] is not None
+                and [round(s, 4) for s in spacing[-len(entry["spacing"]) :]] != [round(s, 4) for s in entry["spacing"]]
+            ]
             if respaced:
-                changes.append(f"{len(respaced)} case(s) have another spacing than in {FINGERPRINT_FILE} "
-                               f"({_preview(respaced)})")
+                changes.append(
+                    f"{len(respaced)} case(s) have another spacing than in {FINGERPRINT_FILE} ({_preview(respaced)})"
+                )
         planned_at = fingerprint_file.stat().st_mtime_ns
         newer = sorted(case for case, entry in cases.items() if any(m > planned_at for _, m in entry["files"]))
         if newer and not changes:
@@ -207,14 +232,17 @@ def _foreign_changes(preprocessed: Path, now: Mapping, parts: set[str]) -> list[
 # State
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def _read_state(preprocessed: Path) -> dict | None:
     path = preprocessed / STATE_FILE
     if not path.is_file():
         return None
     state = read_json_object(path, "lightecho plan state")
     if not isinstance(state.get("owned"), list) or not isinstance(state.get("done"), list):
-        raise InputError(f"{path} is not a lightecho plan state file (no 'owned'/'done' lists); remove it and run "
-                         "lightecho plan --force to plan again")
+        raise InputError(
+            f"{path} is not a lightecho plan state file (no 'owned'/'done' lists); remove it and run "
+            "lightecho plan --force to plan again"
+        )
     return state
 
 
@@ -222,8 +250,7 @@ def _write_state(preprocessed: Path, raw: Mapping, owned: set[str], done: set[st
     """Written through a temporary file and a rename: an interruption leaves the previous state, never half a file."""
     preprocessed.mkdir(parents=True, exist_ok=True)
     temporary = preprocessed / f".{STATE_FILE}.partial"
-    temporary.write_text(json.dumps({"format_version": 1, "owned": sorted(owned), "done": sorted(done),
-                                     "raw": raw}))
+    temporary.write_text(json.dumps({"format_version": 1, "owned": sorted(owned), "done": sorted(done), "raw": raw}))
     temporary.replace(preprocessed / STATE_FILE)
 
 
@@ -252,7 +279,7 @@ def _splits_problem(raw_splits: Path, installed: Path, cases: Mapping) -> str | 
         if raw_splits.is_file():
             wanted = _fold_sets(raw_splits)
             # nnU-Net's rule: every fold of the raw splits must be in the installed file, which may hold more
-            if len(folds) < len(wanted) or folds[:len(wanted)] != wanted:
+            if len(folds) < len(wanted) or folds[: len(wanted)] != wanted:
                 return f"{SPLITS_FILE} holds other folds than {raw_splits}"
             return None
     except (OSError, ValueError, TypeError, KeyError) as error:
@@ -265,8 +292,14 @@ def _splits_problem(raw_splits: Path, installed: Path, cases: Mapping) -> str | 
 # Planning
 # ---------------------------------------------------------------------------------------------------------------
 
-def plan(dataset: int | str, num_processes: int = 2, verify_dataset_integrity: bool = False,
-         preset: str = "lightecho", force: bool = False) -> Path:
+
+def plan(
+    dataset: int | str,
+    num_processes: int = 2,
+    verify_dataset_integrity: bool = False,
+    preset: str = "lightecho",
+    force: bool = False,
+) -> Path:
     """Plan and preprocess `dataset` for nnU-Net's default 2d configuration where that is missing, unfinished or
     (when lightecho plan wrote it) made from other raw data, then write the LightEcho plans (same preprocessed
     data). `force` also redoes plans and preprocessing it did not write. Returns the LightEcho plans file."""
@@ -288,8 +321,10 @@ def plan(dataset: int | str, num_processes: int = 2, verify_dataset_integrity: b
     state = _read_state(preprocessed)
     raw = raw_fingerprint(raw_folder, state.get("raw") if state else None)
     if not raw["cases"]:
-        raise InputError(f"{raw_folder} has no training cases (imagesTr is empty, e.g. converted with --split none): "
-                         "there is nothing to plan a training for")
+        raise InputError(
+            f"{raw_folder} has no training cases (imagesTr is empty, e.g. converted with --split none): "
+            "there is nothing to plan a training for"
+        )
     owned, done = (set(state["owned"]), set(state["done"])) if state else (set(), set())
     changes = describe_changes(state["raw"], raw) if state and isinstance(state.get("raw"), dict) else []
     present = _present_parts(preprocessed)
@@ -302,31 +337,44 @@ def plan(dataset: int | str, num_processes: int = 2, verify_dataset_integrity: b
         if foreign_splits:
             stale = [*stale, splits_issue]
         if stale:
-            written = [_PART_NAMES[part] for part in ("plans", "preprocessing", "splits")
-                       if part in foreign or (part == "splits" and foreign_splits)]
+            written = [
+                _PART_NAMES[part]
+                for part in ("plans", "preprocessing", "splits")
+                if part in foreign or (part == "splits" and foreign_splits)
+            ]
             raise InputError(
                 f"{preprocessed} holds {' and '.join(written)} that lightecho plan did not write (e.g. from "
                 f"nnUNetv2_plan_and_preprocess) and they no longer match {raw_folder}: {'; '.join(stale)}. They are "
                 f"left as they are; to plan and preprocess again, replacing them: lightecho plan -d {dataset_id} "
-                "--force")
+                "--force"
+            )
 
     if force:
         redo = {"plans", "preprocessing"}
     else:
-        redo = {part for part in ("plans", "preprocessing")
-                if part not in foreign and (part not in present or part not in done or changes)}
+        redo = {
+            part
+            for part in ("plans", "preprocessing")
+            if part not in foreign and (part not in present or part not in done or changes)
+        }
         if "plans" in redo and "preprocessing" in foreign:
-            raise InputError(f"{preprocessed / PREPROCESSED_2D} was not written by lightecho plan, but the plans it "
-                             f"belongs to are missing; to plan and preprocess again, replacing it: lightecho plan -d "
-                             f"{dataset_id} --force")
+            raise InputError(
+                f"{preprocessed / PREPROCESSED_2D} was not written by lightecho plan, but the plans it "
+                f"belongs to are missing; to plan and preprocess again, replacing it: lightecho plan -d "
+                f"{dataset_id} --force"
+            )
         if "plans" in redo:
             redo.add("preprocessing")  # new plans, new preprocessed data
     if changes and redo:
-        print(f"[lightecho plan] {name}: the raw data changed since it was planned ({'; '.join(changes)}): planning "
-              "and preprocessing again")
+        print(
+            f"[lightecho plan] {name}: the raw data changed since it was planned ({'; '.join(changes)}): planning "
+            "and preprocessing again"
+        )
     elif present & redo:
-        print(f"[lightecho plan] {name}: redoing {', '.join(sorted(present & redo))} "
-              f"({'--force' if force else 'not finished last time'})")
+        print(
+            f"[lightecho plan] {name}: redoing {', '.join(sorted(present & redo))} "
+            f"({'--force' if force else 'not finished last time'})"
+        )
     owned |= redo
     done -= redo
     # Settled before any planner runs: nnU-Net's planner copies the raw splits itself where none are installed and
@@ -340,8 +388,10 @@ def plan(dataset: int | str, num_processes: int = 2, verify_dataset_integrity: b
         installed_splits.unlink()
         owned.discard("splits")
     elif splits_issue:
-        raise InputError(f"{installed_splits}: {splits_issue}, and {raw_folder} has no {SPLITS_FILE} to replace it "
-                         "with: remove it and nnU-Net makes new folds")
+        raise InputError(
+            f"{installed_splits}: {splits_issue}, and {raw_folder} has no {SPLITS_FILE} to replace it "
+            "with: remove it and nnU-Net makes new folds"
+        )
     _write_state(preprocessed, raw, owned, done)
 
     try:
@@ -352,8 +402,9 @@ def plan(dataset: int | str, num_processes: int = 2, verify_dataset_integrity: b
             )
 
             print(f"[lightecho plan] {name}: fingerprint and nnU-Net default plans")
-            extract_fingerprint_dataset(dataset_id, num_processes=num_processes,
-                                        check_dataset_integrity=verify_dataset_integrity, clean=True)
+            extract_fingerprint_dataset(
+                dataset_id, num_processes=num_processes, check_dataset_integrity=verify_dataset_integrity, clean=True
+            )
             with _planner_safe_thread_setting():
                 plan_experiment_dataset(dataset_id)
             done.add("plans")
@@ -369,8 +420,11 @@ def plan(dataset: int | str, num_processes: int = 2, verify_dataset_integrity: b
             _write_state(preprocessed, raw, owned, done)
     except KeyboardInterrupt:
         unfinished = sorted(redo - done)
-        print(f"[lightecho plan] {name}: interrupted; {', '.join(unfinished)} recorded as unfinished in "
-              f"{preprocessed / STATE_FILE}: run lightecho plan -d {dataset_id} again to finish", file=sys.stderr)
+        print(
+            f"[lightecho plan] {name}: interrupted; {', '.join(unfinished)} recorded as unfinished in "
+            f"{preprocessed / STATE_FILE}: run lightecho plan -d {dataset_id} again to finish",
+            file=sys.stderr,
+        )
         raise
 
     plans_name = LIGHTECHO_PLANS if preset == "lightecho" else f"{LIGHTECHO_PLANS}_{preset}"

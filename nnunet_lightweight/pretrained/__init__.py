@@ -7,6 +7,7 @@ curve progress.png and validation summary.json), plus `input_convention.json` an
 `nnUNetv2_install_pretrained_model_from_zip`. The weights were trained on CAMUS and inherit its licence,
 CC BY-NC-SA 4.0 (non-commercial research use only), unlike the code (Apache-2.0).
 """
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,13 @@ MODEL_CARD = "MODEL_CARD.md"
 # What this project adds to a model folder beyond nnU-Net's own files.
 EXTRA_FILES = (CONVENTION_FILE, MODEL_CARD)
 # The checkpoint entries nnU-Net's predictor reads; the optimizer state and logs only serve resuming training.
-INFERENCE_CHECKPOINT_KEYS = ("network_weights", "init_args", "trainer_name", "inference_allowed_mirroring_axes",
-                             "current_epoch")
+INFERENCE_CHECKPOINT_KEYS = (
+    "network_weights",
+    "init_args",
+    "trainer_name",
+    "inference_allowed_mirroring_axes",
+    "current_epoch",
+)
 # nnU-Net files of a trained model folder that the export needs (progress.png and the validation summary too).
 MODEL_FILES = ("plans.json", "dataset.json", "dataset_fingerprint.json")
 FOLD_FILES = ("progress.png", "debug.json", "validation/summary.json")
@@ -41,13 +47,20 @@ FOLD_FILES = ("progress.png", "debug.json", "validation/summary.json")
 def shipped_model_folder() -> Path:
     """The shipped LightEcho model folder; InputError where this installation has none."""
     if not (SHIPPED_MODEL / "fold_0" / "checkpoint_final.pth").is_file():
-        raise InputError(f"no shipped model in this installation ({SHIPPED_MODEL} has no fold_0/"
-                         "checkpoint_final.pth): pass a trained model folder with --model")
+        raise InputError(
+            f"no shipped model in this installation ({SHIPPED_MODEL} has no fold_0/"
+            "checkpoint_final.pth): pass a trained model folder with --model"
+        )
     return SHIPPED_MODEL
 
 
-def package_model(results_folder: str | os.PathLike, destination: str | os.PathLike, convention: InputConvention,
-                  folds: list[int | str] | None = None, model_card: str | os.PathLike | None = None) -> Path:
+def package_model(
+    results_folder: str | os.PathLike,
+    destination: str | os.PathLike,
+    convention: InputConvention,
+    folds: list[int | str] | None = None,
+    model_card: str | os.PathLike | None = None,
+) -> Path:
     """Copy a trained nnU-Net model folder to `destination` for shipping: nnU-Net's model files, each fold's
     checkpoint_final.pth reduced to what prediction reads, the input convention and the model card."""
     source, destination = Path(results_folder), Path(destination)
@@ -62,8 +75,10 @@ def package_model(results_folder: str | os.PathLike, destination: str | os.PathL
             fold_dir = f"fold_{fold}"
             checkpoint = torch.load(source / fold_dir / "checkpoint_final.pth", map_location="cpu", weights_only=False)
             (staging / fold_dir / "validation").mkdir(parents=True)
-            torch.save({key: checkpoint[key] for key in INFERENCE_CHECKPOINT_KEYS if key in checkpoint},
-                       staging / fold_dir / "checkpoint_final.pth")
+            torch.save(
+                {key: checkpoint[key] for key in INFERENCE_CHECKPOINT_KEYS if key in checkpoint},
+                staging / fold_dir / "checkpoint_final.pth",
+            )
             for name in FOLD_FILES:
                 if (source / fold_dir / name).is_file():
                     shutil.copy2(source / fold_dir / name, staging / fold_dir / name)
@@ -77,8 +92,9 @@ def package_model(results_folder: str | os.PathLike, destination: str | os.PathL
     return destination
 
 
-def export_model(output_zip: str | os.PathLike, model_folder: str | os.PathLike | None = None,
-                 overwrite: bool = False) -> Path:
+def export_model(
+    output_zip: str | os.PathLike, model_folder: str | os.PathLike | None = None, overwrite: bool = False
+) -> Path:
     """Zip a model folder (default: the shipped one) with nnU-Net's `export_pretrained_model`, plus its input
     convention and model card, for `nnUNetv2_install_pretrained_model_from_zip`. Written to a temporary file
     beside OUTPUT and renamed into place when complete."""
@@ -109,8 +125,14 @@ def export_model(output_zip: str | os.PathLike, model_folder: str | os.PathLike 
     try:
         # nnU-Net's export finds the model under nnUNet_results/<dataset>/<trainer>__<plans>__<configuration>.
         with environment_variable("nnUNet_results", str(model_folder.parent.parent)):
-            export_pretrained_model(model_folder.parent.name, partial, configurations=(configuration,),
-                                    trainer=trainer, plans_identifier=plans, folds=tuple(folds))
+            export_pretrained_model(
+                model_folder.parent.name,
+                partial,
+                configurations=(configuration,),
+                trainer=trainer,
+                plans_identifier=plans,
+                folds=tuple(folds),
+            )
         with zipfile.ZipFile(partial, "a", zipfile.ZIP_DEFLATED) as archive:
             for name in EXTRA_FILES:
                 if (model_folder / name).is_file():
@@ -126,6 +148,8 @@ def export_model(output_zip: str | os.PathLike, model_folder: str | os.PathLike 
 def _model_folder_parts(model_folder: Path) -> tuple[str, str, str]:
     parts = model_folder.name.split("__")
     if len(parts) != 3 or not model_folder.parent.name.startswith("Dataset"):
-        raise InputError(f"{model_folder} is not an nnU-Net model folder "
-                         "(<results>/DatasetXXX_Name/<trainer>__<plans>__<configuration>)")
+        raise InputError(
+            f"{model_folder} is not an nnU-Net model folder "
+            "(<results>/DatasetXXX_Name/<trainer>__<plans>__<configuration>)"
+        )
     return parts[0], parts[1], parts[2]

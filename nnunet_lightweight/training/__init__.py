@@ -1,4 +1,5 @@
 """nnU-Net trainers of this package: LightEcho, its ablation variants and published comparison models."""
+
 import importlib
 import pkgutil
 

@@ -4,6 +4,7 @@ Apical views have a fixed orientation (apex at the top, LV on one side), so noth
 Named schemes live in AUGMENTATIONS so that trainer variants select one by name: 'none', 'affine' (the final
 model) and 'config_I' ... 'config_V' (the paper's Table II, see TABLE_II).
 """
+
 import math
 from dataclasses import dataclass
 from functools import partial
@@ -34,8 +35,13 @@ class RandomAffineTransform(BasicTransform):
     ultrasound sector) and background label 0.
     """
 
-    def __init__(self, shift_fraction: float = 0.1, scale: tuple[float, float] = (0.8, 1.1),
-                 rotation_degrees: float = 10.0, p: float = 0.5):
+    def __init__(
+        self,
+        shift_fraction: float = 0.1,
+        scale: tuple[float, float] = (0.8, 1.1),
+        rotation_degrees: float = 10.0,
+        p: float = 0.5,
+    ):
         super().__init__()
         self.shift_fraction = shift_fraction
         self.scale = scale
@@ -49,8 +55,12 @@ class RandomAffineTransform(BasicTransform):
         scale = float(torch.empty(1).uniform_(*self.scale))
         shift_xy = torch.empty(2).uniform_(-self.shift_fraction, self.shift_fraction)
         height, width = data_dict["image"].shape[-2:]
-        return {"theta": self.theta(angle, scale, shift_xy, height, width),
-                "angle": angle, "scale": scale, "shift_xy": shift_xy}
+        return {
+            "theta": self.theta(angle, scale, shift_xy, height, width),
+            "angle": angle,
+            "scale": scale,
+            "shift_xy": shift_xy,
+        }
 
     @staticmethod
     def theta(angle: float, scale: float, shift_xy: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -72,15 +82,25 @@ class RandomAffineTransform(BasicTransform):
         if params["theta"] is None:
             return img
         minimum = img.amin(dim=(1, 2), keepdim=True)
-        warped = F.grid_sample((img - minimum)[None].float(), self._grid(img, params["theta"]), mode="bilinear",
-                               padding_mode="zeros", align_corners=False)[0]
+        warped = F.grid_sample(
+            (img - minimum)[None].float(),
+            self._grid(img, params["theta"]),
+            mode="bilinear",
+            padding_mode="zeros",
+            align_corners=False,
+        )[0]
         return (warped + minimum).to(img.dtype)
 
     def _apply_to_segmentation(self, segmentation: torch.Tensor, **params) -> torch.Tensor:
         if params["theta"] is None:
             return segmentation
-        warped = F.grid_sample(segmentation[None].float(), self._grid(segmentation, params["theta"]),
-                               mode="nearest", padding_mode="zeros", align_corners=False)[0]
+        warped = F.grid_sample(
+            segmentation[None].float(),
+            self._grid(segmentation, params["theta"]),
+            mode="nearest",
+            padding_mode="zeros",
+            align_corners=False,
+        )[0]
         return warped.round().to(segmentation.dtype)
 
 
@@ -125,14 +145,23 @@ def table2_transforms(config: Table2Config) -> list[BasicTransform]:
     gamma = (config.gamma_limit[0] / 100, config.gamma_limit[1] / 100)
     return [
         RandomAffineTransform(config.shift_limit, scale, config.rotate_limit, p=ALBUMENTATIONS_P),
-        RandomTransform(GammaTransform(gamma, p_invert_image=0, synchronize_channels=True, p_per_channel=1,
-                                       p_retain_stats=0), ALBUMENTATIONS_P),
-        RandomTransform(GaussianNoiseTransform(GreyLevelNoiseStd(config.var_limit), p_per_channel=1,
-                                               synchronize_channels=True), ALBUMENTATIONS_P),
-        RandomTransform(ComposeTransforms([
-            BlackLevelBrightnessTransform(config.jitter, synchronize_channels=True),
-            ContrastTransform(config.jitter, preserve_range=True, synchronize_channels=True),
-        ]), ALBUMENTATIONS_P),
+        RandomTransform(
+            GammaTransform(gamma, p_invert_image=0, synchronize_channels=True, p_per_channel=1, p_retain_stats=0),
+            ALBUMENTATIONS_P,
+        ),
+        RandomTransform(
+            GaussianNoiseTransform(GreyLevelNoiseStd(config.var_limit), p_per_channel=1, synchronize_channels=True),
+            ALBUMENTATIONS_P,
+        ),
+        RandomTransform(
+            ComposeTransforms(
+                [
+                    BlackLevelBrightnessTransform(config.jitter, synchronize_channels=True),
+                    ContrastTransform(config.jitter, preserve_range=True, synchronize_channels=True),
+                ]
+            ),
+            ALBUMENTATIONS_P,
+        ),
         BlackoutRectangleTransform(BLACKOUT_SIDE, p=config.blackout_p),
     ]
 

@@ -11,6 +11,7 @@ The mixin changes the network in place (memory layout, a bf16 forward wrapper on
 tree and its state-dict keys stay those of the plain network: checkpoints load in stock nnU-Net and `--c`
 resumes.
 """
+
 import functools
 import os
 from collections.abc import Callable
@@ -35,6 +36,7 @@ def resolve_cpu_precision(precision: str) -> str:
 
 def bf16_autocast_forward(forward: Callable) -> Callable:
     """`forward` run under CPU bf16 autocast, its output(s) cast back to fp32 so that the loss is computed in fp32."""
+
     @functools.wraps(forward)
     def run(*args, **kwargs):
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -79,9 +81,11 @@ class FastCPUTraining:
         if self.cpu_compile:
             # nnU-Net's checkpointing unwraps the compiled module (_orig_mod): state-dict keys stay the same.
             self.network = torch.compile(self.network)
-        self.print_to_log_file(f"CPU training: {describe_cpu()}; precision {self.training_precision}, "
-                               f"channels_last {self.cpu_channels_last}, torch.compile {self.cpu_compile}, "
-                               f"{os.environ.get('nnUNet_n_proc_DA', self.cpu_augmentation_workers)} DA process(es)")
+        self.print_to_log_file(
+            f"CPU training: {describe_cpu()}; precision {self.training_precision}, "
+            f"channels_last {self.cpu_channels_last}, torch.compile {self.cpu_compile}, "
+            f"{os.environ.get('nnUNet_n_proc_DA', self.cpu_augmentation_workers)} DA process(es)"
+        )
 
     def get_dataloaders(self):
         if self.device.type != "cpu" or "nnUNet_n_proc_DA" in os.environ:

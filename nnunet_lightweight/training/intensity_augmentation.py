@@ -5,6 +5,7 @@ nnU-Net's z-scored intensities instead, so these transforms take each frame's mi
 as white: one grey level of a frame is (max - min) / 255 of its z-scored units. Every frame of the CAMUS
 release spans exactly 0..255, so on CAMUS this mapping reproduces the 8-bit operation exactly (up to rounding).
 """
+
 import math
 
 import numpy as np
@@ -78,5 +79,5 @@ class BlackoutRectangleTransform(ImageOnlyTransform):
             return img
         top, left, height, width = params["rectangle"]
         black = img.flatten(1).amin(1)
-        img[..., top:top + height, left:left + width] = black.view(-1, *[1] * (img.ndim - 1)).to(img.dtype)
+        img[..., top : top + height, left : left + width] = black.view(-1, *[1] * (img.ndim - 1)).to(img.dtype)
         return img

@@ -4,6 +4,7 @@ Everything the ablation study varies is a class attribute, so a variant is a sub
 of them. The network is written into the plans this trainer runs with (and so into the results folder's
 plans.json), which lets nnU-Net's predictor rebuild it without knowing anything about this package.
 """
+
 import inspect
 import math
 import random
@@ -46,8 +47,14 @@ class OnePassEpochs:
 
     max_epochs: int = 100
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = self.max_epochs
 
@@ -78,8 +85,14 @@ class nnUNetTrainerLightEcho(FastCPUTraining, OnePassEpochs, nnUNetTrainer):
     augmentation: str = "affine"  # key of training.augmentation.AUGMENTATIONS
     seed: int | None = None  # seeds initialisation and (one DA process) batch order; None: unseeded, as nnU-Net
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):
         super().__init__(self.lightecho_plans(plans, configuration), configuration, fold, dataset_json, device)
         self.initial_lr = self.learning_rate
         self.weight_decay = 0.0
@@ -116,7 +129,8 @@ class nnUNetTrainerLightEcho(FastCPUTraining, OnePassEpochs, nnUNetTrainer):
         plans = deepcopy(plans)
         batch_size = cls.plans_batch_size or load_preset(cls.network_preset)["batch_size"]
         plans["configurations"][configuration] = lightecho_configuration(
-            plans["configurations"][configuration], cls.architecture(), batch_size)
+            plans["configurations"][configuration], cls.architecture(), batch_size
+        )
         return plans
 
     def configure_optimizers(self):
@@ -139,9 +153,14 @@ class nnUNetTrainerLightEcho(FastCPUTraining, OnePassEpochs, nnUNetTrainer):
         return [[1.0] * len(self.configuration_manager.patch_size)] * n_outputs
 
     def _build_loss(self):
-        loss = DC_and_CE_loss({"batch_dice": self.configuration_manager.batch_dice, "smooth": 1e-5, "do_bg": False,
-                               "ddp": self.is_ddp}, {}, weight_ce=self.ce_weight, weight_dice=self.dice_weight,
-                              ignore_label=self.label_manager.ignore_label, dice_class=MemoryEfficientSoftDiceLoss)
+        loss = DC_and_CE_loss(
+            {"batch_dice": self.configuration_manager.batch_dice, "smooth": 1e-5, "do_bg": False, "ddp": self.is_ddp},
+            {},
+            weight_ce=self.ce_weight,
+            weight_dice=self.dice_weight,
+            ignore_label=self.label_manager.ignore_label,
+            dice_class=MemoryEfficientSoftDiceLoss,
+        )
         if not self.enable_deep_supervision:
             return loss
         # L = L_final + sum_i lambda * L_aux_i (paper, Sec. II-C.6), not nnU-Net's normalized 1/2^i weights.
@@ -149,9 +168,19 @@ class nnUNetTrainerLightEcho(FastCPUTraining, OnePassEpochs, nnUNetTrainer):
         return DeepSupervisionWrapper(loss, [1.0] + [self.deep_supervision_weight] * n_aux)
 
     @classmethod
-    def get_training_transforms(cls, patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes,
-                                do_dummy_2d_data_aug, use_mask_for_norm=None, is_cascaded=False,
-                                foreground_labels=None, regions=None, ignore_label=None) -> BasicTransform:
+    def get_training_transforms(
+        cls,
+        patch_size,
+        rotation_for_DA,
+        deep_supervision_scales,
+        mirror_axes,
+        do_dummy_2d_data_aug,
+        use_mask_for_norm=None,
+        is_cascaded=False,
+        foreground_labels=None,
+        regions=None,
+        ignore_label=None,
+    ) -> BasicTransform:
         if is_cascaded or regions is not None:
             raise NotImplementedError(f"{cls.__name__} supports plain label maps only (no cascade, no regions)")
         transforms = AUGMENTATIONS[cls.augmentation]()

@@ -7,6 +7,7 @@ deep supervision, augmentation and optimizer, and changes the length, the batch 
 weights of the last epoch as the final model, so that no checkpoint is chosen on the validation cases. Seeded,
 so that a rerun repeats the initialisation and the batch order.
 """
+
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 
 from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLightEcho

@@ -1,5 +1,6 @@
 """Short schedules for quick runs (the demo, smoke runs on a CPU): LightEcho and nnU-Net's default trainer with
 the same epoch definition, one pass over the training cases, so both see the same frames per epoch."""
+
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_lightweight.training.nnUNetTrainerLightEcho import OnePassEpochs, nnUNetTrainerLightEcho

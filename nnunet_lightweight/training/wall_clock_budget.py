@@ -10,6 +10,7 @@ last epoch's weights (no checkpoint chosen on the validation cases), as in nnU-N
 The demo trainers below compose it with LightEcho and with nnU-Net's default recipe, both with the CPU fast path
 (bf16 autocast where native, channels_last, one augmentation process), so that the two get the same treatment.
 """
+
 import torch
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 
@@ -43,8 +44,14 @@ class WallClockBudget:
     final_weights = "last"  # read by nnUNetTrainerLightEcho; nnU-Net's own trainer always keeps the last weights
     patience = None  # nnUNetTrainerLightEcho's early stopping would end one model before its budget
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):
         # nnU-Net records its constructor's arguments by name (for checkpoints): the signature must be its own.
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = self.budget_max_epochs
@@ -76,8 +83,10 @@ class WallClockBudget:
     def on_epoch_end(self):
         super().on_epoch_end()
         if self.budget_exhausted():
-            self.print_to_log_file(f"Training budget of {self.budget_seconds:.0f} s spent after "
-                                   f"{len(self.epoch_seconds())} epochs ({sum(self.epoch_seconds()):.1f} s).")
+            self.print_to_log_file(
+                f"Training budget of {self.budget_seconds:.0f} s spent after "
+                f"{len(self.epoch_seconds())} epochs ({sum(self.epoch_seconds()):.1f} s)."
+            )
             raise BudgetExhausted
 
     def run_training(self):

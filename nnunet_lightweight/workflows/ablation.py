@@ -8,6 +8,7 @@ Dice or Hausdorff distance is significantly better (p < alpha) and neither is si
 item evaluates the current best with connected-component post-processing instead of training anything; once
 kept, every later variant of its track is evaluated with it. The first variant of a track is its reference.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,26 +35,59 @@ NNUNET_BASELINE = "nnUNetTrainer_100epochs"
 NNUNET_STEP = "nnU-Net"
 POSTPROCESSING_STEP = "Postprocessing"
 # Table VI's rows in order, then what the paper reports outside it; variants/<kind>/ maps onto them.
-STEPS = ("Baseline", "Normalization", "Activation", POSTPROCESSING_STEP, "Data augmentation", "Loss function",
-         "Deep supervision", "LR schedule", "Size", "Architecture", NNUNET_STEP)
-KIND_STEPS = {"baseline": "Baseline", "normalization": "Normalization", "activation": "Activation",
-              "augmentation": "Data augmentation", "loss": "Loss function", "deep_supervision": "Deep supervision",
-              "lr_schedule": "LR schedule", "network_size": "Size", "network_architecture": "Architecture",
-              "nnunet_default": NNUNET_STEP}
+STEPS = (
+    "Baseline",
+    "Normalization",
+    "Activation",
+    POSTPROCESSING_STEP,
+    "Data augmentation",
+    "Loss function",
+    "Deep supervision",
+    "LR schedule",
+    "Size",
+    "Architecture",
+    NNUNET_STEP,
+)
+KIND_STEPS = {
+    "baseline": "Baseline",
+    "normalization": "Normalization",
+    "activation": "Activation",
+    "augmentation": "Data augmentation",
+    "loss": "Loss function",
+    "deep_supervision": "Deep supervision",
+    "lr_schedule": "LR schedule",
+    "network_size": "Size",
+    "network_architecture": "Architecture",
+    "nnunet_default": NNUNET_STEP,
+}
 # Table VI: each step adds the component the paper kept; Size and Architecture are alternatives to the final model.
-LADDER = ("nnUNetTrainerLightEcho_UNet1Baseline", "nnUNetTrainerLightEcho_UNet1_BN",
-          "nnUNetTrainerLightEcho_UNet1_BN_Mish", CCA, "nnUNetTrainerLightEcho_UNet1_BN_Mish_Affine",
-          "nnUNetTrainerLightEcho_UNet1_BN_Mish_Affine_DiceCE", FINAL_TRAINER, "nnUNetTrainerLightEcho_UNet0",
-          "nnUNetTrainerLightEcho_UNet2", "nnUNetTrainerLightEcho_UNet3", "nnUNetTrainerLightEcho_Residual",
-          "nnUNetTrainerLightEcho_TranspConv")
+LADDER = (
+    "nnUNetTrainerLightEcho_UNet1Baseline",
+    "nnUNetTrainerLightEcho_UNet1_BN",
+    "nnUNetTrainerLightEcho_UNet1_BN_Mish",
+    CCA,
+    "nnUNetTrainerLightEcho_UNet1_BN_Mish_Affine",
+    "nnUNetTrainerLightEcho_UNet1_BN_Mish_Affine_DiceCE",
+    FINAL_TRAINER,
+    "nnUNetTrainerLightEcho_UNet0",
+    "nnUNetTrainerLightEcho_UNet2",
+    "nnUNetTrainerLightEcho_UNet3",
+    "nnUNetTrainerLightEcho_Residual",
+    "nnUNetTrainerLightEcho_TranspConv",
+)
 # Sec. III-B: nnU-Net (100 epochs, as in the paper) and what it loses without augmentation / deep supervision.
-NNUNET_ABLATIONS = (NNUNET_BASELINE, "nnUNetTrainer_100epochs_NoDA", "nnUNetTrainer_100epochs_NoDeepSupervision",
-                    "nnUNetTrainer_100epochs_NoDA_NoDeepSupervision")
+NNUNET_ABLATIONS = (
+    NNUNET_BASELINE,
+    "nnUNetTrainer_100epochs_NoDA",
+    "nnUNetTrainer_100epochs_NoDeepSupervision",
+    "nnUNetTrainer_100epochs_NoDA_NoDeepSupervision",
+)
 VARIANTS_PACKAGE = "nnunet_lightweight.training.variants"
 NNUNET_REFERENCE_PRESET = "nnunet_default_2d_256"
 
 
 # ----------------------------------------------------------------------------------------------------- variants
+
 
 @lru_cache(maxsize=None)
 def _trainers() -> dict[str, type]:
@@ -82,15 +116,18 @@ def variant_step(name: str) -> str:
     if name == NNUNET_BASELINE:
         return NNUNET_STEP
     module = _trainers()[name].__module__
-    return KIND_STEPS[module[len(VARIANTS_PACKAGE) + 1:].split(".")[0]]
+    return KIND_STEPS[module[len(VARIANTS_PACKAGE) + 1 :].split(".")[0]]
 
 
 def variant_groups() -> dict[str, list[str]]:
     """Named lists for `--variants`: the Table VI ladder, the nnU-Net ablations, and everything in table order."""
     everything = list(ablation_variants())
     cca_position = max(i for i, name in enumerate(everything) if variant_step(name) == "Activation") + 1
-    return {"ladder": list(LADDER), "nnunet": list(NNUNET_ABLATIONS),
-            "all": everything[:cca_position] + [CCA] + everything[cca_position:]}
+    return {
+        "ladder": list(LADDER),
+        "nnunet": list(NNUNET_ABLATIONS),
+        "all": everything[:cca_position] + [CCA] + everything[cca_position:],
+    }
 
 
 def expand_variants(items: list[str] | None) -> list[str]:
@@ -101,8 +138,10 @@ def expand_variants(items: list[str] | None) -> list[str]:
         expanded += groups.get(item, [item])
     unknown = [name for name in expanded if name != CCA and name not in ablation_variants()]
     if unknown:
-        raise InputError(f"unknown ablation variant(s): {', '.join(unknown)} (see `lightecho ablation --list`; "
-                         f"groups: {', '.join(groups)})")
+        raise InputError(
+            f"unknown ablation variant(s): {', '.join(unknown)} (see `lightecho ablation --list`; "
+            f"groups: {', '.join(groups)})"
+        )
     if expanded and expanded[0] == CCA:
         raise InputError("`cca` post-processes the current best model, so a trained variant must come before it")
     return expanded
@@ -132,8 +171,14 @@ def count_parameters(trainer: str, plans: dict | None = None, dataset_json: dict
         architecture = preset_architecture(load_preset(NNUNET_REFERENCE_PRESET))
     channels, classes = (1, 4) if dataset_json is None else _channels_and_classes(dataset_json)
     with torch.device("meta"):  # counting needs no memory and no weight initialisation
-        network = get_network_from_plans(architecture["network_class_name"], architecture["arch_kwargs"],
-                                         architecture["_kw_requires_import"], channels, classes, allow_init=False)
+        network = get_network_from_plans(
+            architecture["network_class_name"],
+            architecture["arch_kwargs"],
+            architecture["_kw_requires_import"],
+            channels,
+            classes,
+            allow_init=False,
+        )
     return sum(p.numel() for p in network.parameters() if p.requires_grad)
 
 
@@ -149,15 +194,24 @@ def list_variants(dataset: str | int | None = None) -> list[tuple[str, int]]:
 
 # ------------------------------------------------------------------------------------------------------- training
 
-def train_variant(dataset: str | int, fold: int, trainer: str, device: str = "cuda", max_epochs: int | None = None,
-                  continue_training: bool = False, validation_only: bool = False) -> Path:
+
+def train_variant(
+    dataset: str | int,
+    fold: int,
+    trainer: str,
+    device: str = "cuda",
+    max_epochs: int | None = None,
+    continue_training: bool = False,
+    validation_only: bool = False,
+) -> Path:
     """Train one variant and predict its fold's validation cases, as `nnUNetv2_train DATASET 2d FOLD -tr TRAINER
     [--c | --val]` does; `max_epochs` shortens the schedule (for smoke tests). Returns the fold's output folder."""
     import torch
     from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint
 
-    nnunet_trainer = get_trainer_from_args(str(dataset), CONFIGURATION, fold, trainer, PLANS, continue_training,
-                                           device=torch.device(device))
+    nnunet_trainer = get_trainer_from_args(
+        str(dataset), CONFIGURATION, fold, trainer, PLANS, continue_training, device=torch.device(device)
+    )
     if max_epochs is not None:
         nnunet_trainer.num_epochs = max_epochs
     maybe_load_checkpoint(nnunet_trainer, continue_training, validation_only)
@@ -192,16 +246,21 @@ def trained_epochs(folder: Path) -> int:
     return int(checkpoint["current_epoch"])
 
 
-def _train_in_subprocess(dataset_name: str, fold: int, trainer: str, state: str, device: str,
-                         max_epochs: int | None, log: Path) -> int:
+def _train_in_subprocess(
+    dataset_name: str, fold: int, trainer: str, state: str, device: str, max_epochs: int | None, log: Path
+) -> int:
     """Run `lightecho ablation train` for one variant in a fresh interpreter (isolated memory, GPU and workers)."""
     arguments = ["ablation", "train", "-d", dataset_name, "-f", str(fold), "-tr", trainer, "--device", device]
     if max_epochs is not None:
         arguments += ["--max-epochs", str(max_epochs)]
     arguments += {"partial": ["--continue"], "trained": ["--validation-only"]}.get(state, [])
     # The interpreter running this code, so the console script need not be on PATH.
-    command = [sys.executable, "-c", "import sys; from nnunet_lightweight.cli import main; sys.exit(main())",
-               *arguments]
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from nnunet_lightweight.cli import main; sys.exit(main())",
+        *arguments,
+    ]
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as handle:
         handle.write(f"\n$ lightecho {' '.join(arguments)}\n")
@@ -210,6 +269,7 @@ def _train_in_subprocess(dataset_name: str, fold: int, trainer: str, state: str,
 
 
 # ----------------------------------------------------------------------------------------------------- comparison
+
 
 @dataclass
 class Track:
@@ -255,25 +315,36 @@ def compare_with_best(candidate: pd.DataFrame, best: pd.DataFrame, alpha: float 
     return p_dice, p_hd, "keep" if better and not worse else "discard"
 
 
-def _evaluate(row: AblationRow, predictions: Path, reference: Path, labels: dict[str, int],
-              validation_cases: set[str]) -> None:
+def _evaluate(
+    row: AblationRow, predictions: Path, reference: Path, labels: dict[str, int], validation_cases: set[str]
+) -> None:
     from nnunet_lightweight.evaluation.evaluate import evaluate_cases
 
     # gt_segmentations holds every case; the fold's validation folder must hold a prediction for each of its cases.
     evaluation = evaluate_cases(predictions, reference, labels, postprocess=row.postprocessing, allow_missing=True)
     missing = validation_cases - set(evaluation.metrics["case"])
     if missing:
-        raise InputError(f"{predictions} lacks the predictions of {len(missing)} validation case(s) of the fold, "
-                         f"e.g. {sorted(missing)[0]}")
+        raise InputError(
+            f"{predictions} lacks the predictions of {len(missing)} validation case(s) of the fold, "
+            f"e.g. {sorted(missing)[0]}"
+        )
     row.metrics = evaluation.metrics[["case", "structure", "dice", "hd"]]
     row.outliers = int(evaluation.plausibility["outlier"].sum()) if evaluation.criteria else None
 
 
 # --------------------------------------------------------------------------------------------------------- runner
 
-def run_ablation(dataset: str | int, fold: int, out_dir: Path, variants: list[str] | None = None,
-                 device: str = "cuda", max_epochs: int | None = None, alpha: float = 0.05,
-                 overwrite: bool = False) -> pd.DataFrame:
+
+def run_ablation(
+    dataset: str | int,
+    fold: int,
+    out_dir: Path,
+    variants: list[str] | None = None,
+    device: str = "cuda",
+    max_epochs: int | None = None,
+    alpha: float = 0.05,
+    overwrite: bool = False,
+) -> pd.DataFrame:
     """Train (or resume, or skip when finished) and evaluate each variant on one fold, and write the incremental
     table OUT/ablation.md, OUT/ablation.csv, OUT/ablation.png and the per-case metrics OUT/metrics.csv.
 
@@ -296,8 +367,16 @@ def run_ablation(dataset: str | int, fold: int, out_dir: Path, variants: list[st
     dataset_json = _load_json(preprocessed / "dataset.json")
     labels = _structures(dataset_json, preprocessed / "dataset.json")
     out_dir = Path(out_dir)
-    settings = {"dataset": dataset_name, "fold": fold, "configuration": CONFIGURATION, "plans": PLANS,
-                "device": device, "max_epochs": max_epochs, "alpha": alpha, "variants": names}
+    settings = {
+        "dataset": dataset_name,
+        "fold": fold,
+        "configuration": CONFIGURATION,
+        "plans": PLANS,
+        "device": device,
+        "max_epochs": max_epochs,
+        "alpha": alpha,
+        "variants": names,
+    }
     check_not_input(out_dir, [preprocessed, Path(nnUNet_results.get()) / dataset_name])
     _prepare_output(out_dir, settings, overwrite)
 
@@ -309,15 +388,27 @@ def run_ablation(dataset: str | int, fold: int, out_dir: Path, variants: list[st
         if name == CCA:
             track = tracks[_track(rows[-1].step)]
             if track.best_row is None:
-                rows.append(AblationRow(POSTPROCESSING_STEP, rows[-1].trainer, postprocessing=CCA,
-                                        decision="skipped (no trained model to post-process)"))
+                rows.append(
+                    AblationRow(
+                        POSTPROCESSING_STEP,
+                        rows[-1].trainer,
+                        postprocessing=CCA,
+                        decision="skipped (no trained model to post-process)",
+                    )
+                )
                 continue
             best = rows[track.best_row]
-            row = AblationRow(POSTPROCESSING_STEP, best.trainer, postprocessing=CCA, params=best.params,
-                              epochs=best.epochs)
+            row = AblationRow(
+                POSTPROCESSING_STEP, best.trainer, postprocessing=CCA, params=best.params, epochs=best.epochs
+            )
             print(f"{prefix} {best.trainer}: evaluating with connected-component analysis", flush=True)
-            _evaluate(row, fold_folder(dataset_name, best.trainer, fold) / "validation", reference, labels,
-                      _validation_cases(preprocessed, fold))
+            _evaluate(
+                row,
+                fold_folder(dataset_name, best.trainer, fold) / "validation",
+                reference,
+                labels,
+                _validation_cases(preprocessed, fold),
+            )
         else:
             track = tracks.setdefault(_track(variant_step(name)), Track())
             row = AblationRow(variant_step(name), name, postprocessing=track.postprocess)
@@ -349,8 +440,9 @@ def run_ablation(dataset: str | int, fold: int, out_dir: Path, variants: list[st
             track.best_row = len(rows)
             track.postprocess = row.postprocessing
         rows.append(row)
-        print(f"{prefix} {row.trainer}{' + CCA' if row.postprocessing == CCA else ''}: {_summary_line(row)}",
-              flush=True)
+        print(
+            f"{prefix} {row.trainer}{' + CCA' if row.postprocessing == CCA else ''}: {_summary_line(row)}", flush=True
+        )
         _write_outputs(out_dir, rows, settings, labels, tracks)
     if failed:
         print(f"{failed} variant(s) failed; rerun the same command to retry them", file=sys.stderr)
@@ -371,55 +463,100 @@ def _summary_line(row: AblationRow) -> str:
 
 # ---------------------------------------------------------------------------------------------------------- table
 
+
 def ablation_table(rows: list[AblationRow], labels: dict[str, int], tracks: dict[str, Track]) -> pd.DataFrame:
     """The incremental table: one line per row, then a `Final` line per track repeating its current best."""
     records = []
-    final_rows = [("Final" if name == "LightEcho" else f"Final {name}", track.best_row)
-                  for name, track in tracks.items() if track.best_row is not None]
+    final_rows = [
+        ("Final" if name == "LightEcho" else f"Final {name}", track.best_row)
+        for name, track in tracks.items()
+        if track.best_row is not None
+    ]
     for step, row in [(row.step, row) for row in rows] + [(step, rows[i]) for step, i in final_rows]:
-        record = {"step": step, "trainer": row.trainer, "params": row.params, "epochs": row.epochs,
-                  "postprocessing": row.postprocessing,
-                  "frames": None if row.metrics is None else int(row.metrics["case"].nunique())}
+        record = {
+            "step": step,
+            "trainer": row.trainer,
+            "params": row.params,
+            "epochs": row.epochs,
+            "postprocessing": row.postprocessing,
+            "frames": None if row.metrics is None else int(row.metrics["case"].nunique()),
+        }
         for metric in ("dice", "hd"):
             for structure in labels:
                 values = None if row.metrics is None else row.metrics.loc[row.metrics["structure"] == structure, metric]
                 record[f"{metric}_{structure}"] = None if values is None else float(values.mean())
         final = step.startswith("Final")  # a summary line: its test is in the row it repeats
-        record.update(outliers=row.outliers, p_dice=None if final else row.p_dice, p_hd=None if final else row.p_hd,
-                      decision="final model" if final else row.decision)
+        record.update(
+            outliers=row.outliers,
+            p_dice=None if final else row.p_dice,
+            p_hd=None if final else row.p_hd,
+            decision="final model" if final else row.decision,
+        )
         records.append(record)
     return pd.DataFrame.from_records(records)
 
 
 def ablation_markdown(table: pd.DataFrame, settings: dict, labels: dict[str, int]) -> str:
     """The table as Markdown with the settings and the decision rule."""
-    schedule = ("trainer defaults (100 epochs, early stopping for LightEcho)" if settings["max_epochs"] is None else
-                f"**smoke/test schedule: every variant capped at {settings['max_epochs']} epoch(s) - not a result**")
-    header = ["Step", "Trainer", "Params", "Epochs", "Post-proc.", *[f"Dice {s}" for s in labels],
-              *[f"HD {s}" for s in labels], "Outliers", "p Dice", "p HD", "Decision"]
-    lines = [f"# Ablation study: {settings['dataset']}, fold {settings['fold']}", "",
-             f"Schedule: {schedule}. Device: {settings['device']}. Validation cases of the fold, scored against "
-             f"`gt_segmentations` (Dice; Hausdorff distance in pixels; anatomical outliers = frames failing a "
-             f"plausibility criterion).", "",
-             "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    schedule = (
+        "trainer defaults (100 epochs, early stopping for LightEcho)"
+        if settings["max_epochs"] is None
+        else f"**smoke/test schedule: every variant capped at {settings['max_epochs']} epoch(s) - not a result**"
+    )
+    header = [
+        "Step",
+        "Trainer",
+        "Params",
+        "Epochs",
+        "Post-proc.",
+        *[f"Dice {s}" for s in labels],
+        *[f"HD {s}" for s in labels],
+        "Outliers",
+        "p Dice",
+        "p HD",
+        "Decision",
+    ]
+    lines = [
+        f"# Ablation study: {settings['dataset']}, fold {settings['fold']}",
+        "",
+        f"Schedule: {schedule}. Device: {settings['device']}. Validation cases of the fold, scored against "
+        f"`gt_segmentations` (Dice; Hausdorff distance in pixels; anatomical outliers = frames failing a "
+        f"plausibility criterion).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
     for record in table.to_dict("records"):
-        cells = [record["step"], f"`{record['trainer']}`", _format(record["params"], "params"),
-                 _format(record["epochs"], "int"), record["postprocessing"],
-                 *[_format(record[f"dice_{s}"], ".3f") for s in labels],
-                 *[_format(record[f"hd_{s}"], ".2f") for s in labels],
-                 _format(record["outliers"], "int"), _format(record["p_dice"], ".3g"),
-                 _format(record["p_hd"], ".3g"), record["decision"]]
+        cells = [
+            record["step"],
+            f"`{record['trainer']}`",
+            _format(record["params"], "params"),
+            _format(record["epochs"], "int"),
+            record["postprocessing"],
+            *[_format(record[f"dice_{s}"], ".3f") for s in labels],
+            *[_format(record[f"hd_{s}"], ".2f") for s in labels],
+            _format(record["outliers"], "int"),
+            _format(record["p_dice"], ".3g"),
+            _format(record["p_hd"], ".3g"),
+            record["decision"],
+        ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    lines += ["", f"Decision: each row is compared with the current best of its track (LightEcho, or nnU-Net for "
-              f"the nnU-Net rows) by two-sided Wilcoxon signed-rank tests paired by frame and structure (all "
-              f"structures pooled). `keep` = Dice or HD significantly better (p < {settings['alpha']}) and neither "
-              f"significantly worse; a kept row becomes the current best. The Postprocessing row evaluates the "
-              f"current best with connected-component analysis (largest component per structure); once kept, later "
-              f"rows are evaluated with it. `Final` repeats the current best at the end.", "",
-              "Reproduce one row: `lightecho ablation train -d DATASET -f FOLD -tr TRAINER` (= `nnUNetv2_train "
-              "DATASET 2d FOLD -tr TRAINER`), then `lightecho evaluate --pred $nnUNet_results/DATASET/"
-              "TRAINER__nnUNetPlans__2d/fold_FOLD/validation --ref $nnUNet_preprocessed/DATASET/gt_segmentations`.",
-              "", "![Ablation](ablation.png)", ""]
+    lines += [
+        "",
+        f"Decision: each row is compared with the current best of its track (LightEcho, or nnU-Net for "
+        f"the nnU-Net rows) by two-sided Wilcoxon signed-rank tests paired by frame and structure (all "
+        f"structures pooled). `keep` = Dice or HD significantly better (p < {settings['alpha']}) and neither "
+        f"significantly worse; a kept row becomes the current best. The Postprocessing row evaluates the "
+        f"current best with connected-component analysis (largest component per structure); once kept, later "
+        f"rows are evaluated with it. `Final` repeats the current best at the end.",
+        "",
+        "Reproduce one row: `lightecho ablation train -d DATASET -f FOLD -tr TRAINER` (= `nnUNetv2_train "
+        "DATASET 2d FOLD -tr TRAINER`), then `lightecho evaluate --pred $nnUNet_results/DATASET/"
+        "TRAINER__nnUNetPlans__2d/fold_FOLD/validation --ref $nnUNet_preprocessed/DATASET/gt_segmentations`.",
+        "",
+        "![Ablation](ablation.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -432,38 +569,55 @@ def plot_ablation(table: pd.DataFrame, labels: dict[str, int], out_png: Path) ->
 
     scored = table[table["frames"].notna()].reset_index(drop=True)
     kept = scored["decision"].isin(["keep", "reference", "final model"]).to_numpy()
-    ticks = [f"{step}: {trainer.replace('nnUNetTrainerLightEcho', 'LE').replace('nnUNetTrainer', 'nnU')}"
-             f"{' +CCA' if post == CCA else ''}" for step, trainer, post in
-             zip(scored["step"], scored["trainer"], scored["postprocessing"])]
+    ticks = [
+        f"{step}: {trainer.replace('nnUNetTrainerLightEcho', 'LE').replace('nnUNetTrainer', 'nnU')}"
+        f"{' +CCA' if post == CCA else ''}"
+        for step, trainer, post in zip(scored["step"], scored["trainer"], scored["postprocessing"])
+    ]
     figure, axes = plt.subplots(2, 1, figsize=(max(6.0, 0.55 * len(scored) + 2), 7), sharex=True)
     for axis, metric, title in ((axes[0], "dice", "Dice"), (axes[1], "hd", "Hausdorff distance (px)")):
         for structure in labels:
             values = scored[f"{metric}_{structure}"].to_numpy(float)
-            line, = axis.plot(range(len(scored)), values, "-", alpha=0.4)
-            axis.scatter([i for i in range(len(scored)) if kept[i]], values[kept], color=line.get_color(),
-                         label=structure)
-            axis.scatter([i for i in range(len(scored)) if not kept[i]], values[~kept], facecolors="none",
-                         edgecolors=line.get_color())
+            (line,) = axis.plot(range(len(scored)), values, "-", alpha=0.4)
+            axis.scatter(
+                [i for i in range(len(scored)) if kept[i]], values[kept], color=line.get_color(), label=structure
+            )
+            axis.scatter(
+                [i for i in range(len(scored)) if not kept[i]],
+                values[~kept],
+                facecolors="none",
+                edgecolors=line.get_color(),
+            )
         axis.set_ylabel(title)
         axis.grid(alpha=0.3)
     axes[0].legend(frameon=False, fontsize=8, title="filled: kept / reference", title_fontsize=8)
     axes[1].set_xticks(range(len(scored)), ticks, rotation=60, ha="right", fontsize=7)
-    axes[0].set_title("Ablation, mean over validation frames (LE = nnUNetTrainerLightEcho, nnU = nnUNetTrainer)",
-                      fontsize=9)
+    axes[0].set_title(
+        "Ablation, mean over validation frames (LE = nnUNetTrainerLightEcho, nnU = nnUNetTrainer)", fontsize=9
+    )
     figure.tight_layout()
     figure.savefig(out_png, dpi=120)
     plt.close(figure)
     return out_png
 
 
-def _write_outputs(out_dir: Path, rows: list[AblationRow], settings: dict, labels: dict[str, int],
-                   tracks: dict[str, Track]) -> None:
+def _write_outputs(
+    out_dir: Path, rows: list[AblationRow], settings: dict, labels: dict[str, int], tracks: dict[str, Track]
+) -> None:
     table = ablation_table(rows, labels, tracks)
     scored = [row for row in rows if row.metrics is not None]
-    metrics = pd.concat([row.metrics.assign(row=i, step=row.step, trainer=row.trainer,
-                                            postprocessing=row.postprocessing)
-                         for i, row in enumerate(rows) if row.metrics is not None], ignore_index=True) \
-        if scored else pd.DataFrame()
+    metrics = (
+        pd.concat(
+            [
+                row.metrics.assign(row=i, step=row.step, trainer=row.trainer, postprocessing=row.postprocessing)
+                for i, row in enumerate(rows)
+                if row.metrics is not None
+            ],
+            ignore_index=True,
+        )
+        if scored
+        else pd.DataFrame()
+    )
     _atomic_write(out_dir / "ablation.csv", table.to_csv(index=False, float_format="%.6g"))
     _atomic_write(out_dir / "metrics.csv", metrics.to_csv(index=False, float_format="%.6g"))
     _atomic_write(out_dir / "ablation.md", ablation_markdown(table, settings, labels))
@@ -476,6 +630,7 @@ def _write_outputs(out_dir: Path, rows: list[AblationRow], settings: dict, label
 
 
 # ---------------------------------------------------------------------------------------------------------- input
+
 
 def _dataset_name(dataset: str | int) -> str:
     from nnunet_lightweight.planning.plan import dataset_name
@@ -490,8 +645,9 @@ def _preprocessed_folder(dataset: str | int) -> Path:
         raise InputError("environment variable nnUNet_preprocessed is not set")
     folder = Path(nnUNet_preprocessed.get()) / _dataset_name(dataset)
     if not (folder / f"{PLANS}.json").is_file():
-        raise InputError(f"{folder / f'{PLANS}.json'} not found: plan and preprocess the dataset first "
-                         f"(lightecho plan -d {dataset})")
+        raise InputError(
+            f"{folder / f'{PLANS}.json'} not found: plan and preprocess the dataset first (lightecho plan -d {dataset})"
+        )
     return folder
 
 
@@ -537,12 +693,16 @@ def _prepare_output(out_dir: Path, settings: dict, overwrite: bool) -> None:
     if settings_file.is_file() and not overwrite:
         previous = _load_json(settings_file)
         if (previous.get("dataset"), previous.get("fold")) != (settings["dataset"], settings["fold"]):
-            raise FileExistsError(f"{out_dir} holds the ablation of {previous.get('dataset')} fold "
-                                  f"{previous.get('fold')} (pass --overwrite to replace its table)")
+            raise FileExistsError(
+                f"{out_dir} holds the ablation of {previous.get('dataset')} fold "
+                f"{previous.get('fold')} (pass --overwrite to replace its table)"
+            )
     elif out_dir.is_dir() and any(out_dir.iterdir()) and not settings_file.is_file():
         # --overwrite replaces only tables this command wrote, never a folder of other files
-        raise FileExistsError(f"output folder {out_dir} exists, is not empty and holds no ablation "
-                              f"({settings_file.name}): choose another folder")
+        raise FileExistsError(
+            f"output folder {out_dir} exists, is not empty and holds no ablation "
+            f"({settings_file.name}): choose another folder"
+        )
     check_writable(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _atomic_write(settings_file, json.dumps(settings, indent=2) + "\n")

@@ -3,6 +3,7 @@
 Every nnU-Net folder lives under the work directory. Each step leaves its output there and is skipped when
 that output exists, so an interrupted demo resumes; a work directory made with other settings is refused.
 """
+
 import json
 import os
 import re
@@ -42,15 +43,24 @@ def demo_settings(quick: bool = False, camus: str | os.PathLike | None = None, d
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if camus is not None:
-        return DemoSettings(str(Path(camus).expanduser().resolve()), 0, 0, "nnUNetTrainerLightEcho",
-                            "nnUNetTrainer_100epochs", "paper", device)
+        return DemoSettings(
+            str(Path(camus).expanduser().resolve()),
+            0,
+            0,
+            "nnUNetTrainerLightEcho",
+            "nnUNetTrainer_100epochs",
+            "paper",
+            device,
+        )
     # Both models get the same wall-clock training budget (training/wall_clock_budget.py); the full demo tests on
     # a quarter of 40 patients: 10 patients, 40 frames.
     if quick:
-        return DemoSettings("phantom", 16, 96, "nnUNetTrainerLightEcho_Budget30s", "nnUNetTrainer_Budget30s",
-                            "official", device)
-    return DemoSettings("phantom", 40, 128, "nnUNetTrainerLightEcho_Budget240s", "nnUNetTrainer_Budget240s",
-                        "official", device)
+        return DemoSettings(
+            "phantom", 16, 96, "nnUNetTrainerLightEcho_Budget30s", "nnUNetTrainer_Budget30s", "official", device
+        )
+    return DemoSettings(
+        "phantom", 40, 128, "nnUNetTrainerLightEcho_Budget240s", "nnUNetTrainer_Budget240s", "official", device
+    )
 
 
 MODELS = {"LightEcho": "light_trainer", "nnU-Net default": "default_trainer"}
@@ -62,10 +72,13 @@ class Demo:
     def __init__(self, work_dir: str | os.PathLike, settings: DemoSettings):
         self.work_dir = Path(work_dir).expanduser().resolve()
         self.settings = settings
-        self.env = dict(os.environ, nnUNet_raw=str(self.work_dir / "nnUNet_raw"),
-                        nnUNet_preprocessed=str(self.work_dir / "nnUNet_preprocessed"),
-                        nnUNet_results=str(self.work_dir / "nnUNet_results"),
-                        nnUNet_def_n_proc=os.environ.get("nnUNet_def_n_proc", "2"))
+        self.env = dict(
+            os.environ,
+            nnUNet_raw=str(self.work_dir / "nnUNet_raw"),
+            nnUNet_preprocessed=str(self.work_dir / "nnUNet_preprocessed"),
+            nnUNet_results=str(self.work_dir / "nnUNet_results"),
+            nnUNet_def_n_proc=os.environ.get("nnUNet_def_n_proc", "2"),
+        )
         self.raw = self.work_dir / "nnUNet_raw" / DATASET_NAME
         self.report_dir = self.work_dir / "report"
         self.real_loop_model: Path | None = None  # None: the shipped model (tests use another)
@@ -80,10 +93,14 @@ class Demo:
 
         budgets = {getattr(find_trainer_class(self.trainer(model)), "budget_seconds", None) for model in MODELS}
         if len(budgets) == 1 and None not in budgets:
-            return (f"equal wall-clock budget, {budgets.pop():.0f} s of training per model: each trains until the "
-                    "next epoch would overrun the budget, its learning rate decaying polynomially (nnU-Net's "
-                    "exponent 0.9) over the budget, and keeps its last weights; the cheaper model gets more epochs")
-        return "each trainer's own schedule (" + ", ".join(f"{model}: `{self.trainer(model)}`" for model in MODELS) + ")"
+            return (
+                f"equal wall-clock budget, {budgets.pop():.0f} s of training per model: each trains until the "
+                "next epoch would overrun the budget, its learning rate decaying polynomially (nnU-Net's "
+                "exponent 0.9) over the budget, and keeps its last weights; the cheaper model gets more epochs"
+            )
+        return (
+            "each trainer's own schedule (" + ", ".join(f"{model}: `{self.trainer(model)}`" for model in MODELS) + ")"
+        )
 
     def results_folder(self, model: str) -> Path:
         return self.work_dir / "nnUNet_results" / DATASET_NAME / f"{self.trainer(model)}__nnUNetPlans__2d"
@@ -104,8 +121,10 @@ class Demo:
         if settings_file.is_file():
             previous = json.loads(settings_file.read_text())
             if previous != asdict(self.settings):
-                raise InputError(f"{self.work_dir} holds a demo made with other settings ({settings_file}); "
-                                 "use another --output folder or delete this one")
+                raise InputError(
+                    f"{self.work_dir} holds a demo made with other settings ({settings_file}); "
+                    "use another --output folder or delete this one"
+                )
             print(f"[demo] resuming in {self.work_dir}", flush=True)
         elif self.work_dir.exists() and any(self.work_dir.iterdir()):
             raise InputError(f"{self.work_dir} exists, is not empty and is not a demo folder: choose another --output")
@@ -127,8 +146,9 @@ class Demo:
         ef_reports = self.ejection_fraction()
         efficiency = self.efficiency()
         real_loop = self.real_loop()
-        report = self.write_report(training, efficiency, comparison, ef_reports, real_loop,
-                                   time.perf_counter() - started)
+        report = self.write_report(
+            training, efficiency, comparison, ef_reports, real_loop, time.perf_counter() - started
+        )
         print(f"[demo] done: {report}", flush=True)
         return report
 
@@ -138,16 +158,28 @@ class Demo:
 
         source = Path(self.settings.data) if self.settings.data != "phantom" else self.work_dir / "phantom"
         if self.settings.data == "phantom":
-            self._announce(f"synthetic echo phantom: {self.settings.phantom_patients} patients, "
-                           f"{self.settings.phantom_size}x{self.settings.phantom_size} frames")
+            self._announce(
+                f"synthetic echo phantom: {self.settings.phantom_patients} patients, "
+                f"{self.settings.phantom_size}x{self.settings.phantom_size} frames"
+            )
             if not (source / "phantom_truth.json").is_file():
-                generate_phantom(source, self.settings.phantom_patients, self.settings.phantom_size,
-                                 test_fraction=0.25, overwrite=source.exists())
+                generate_phantom(
+                    source,
+                    self.settings.phantom_patients,
+                    self.settings.phantom_size,
+                    test_fraction=0.25,
+                    overwrite=source.exists(),
+                )
         else:
             self._announce(f"CAMUS data from {source}")
         if not (self.raw / "dataset.json").is_file():
-            convert_camus(source, DATASET_ID, split=self.settings.split,
-                          raw_dir=self.work_dir / "nnUNet_raw", overwrite=self.raw.exists())
+            convert_camus(
+                source,
+                DATASET_ID,
+                split=self.settings.split,
+                raw_dir=self.work_dir / "nnUNet_raw",
+                overwrite=self.raw.exists(),
+            )
 
     def plan(self) -> None:
         self._announce("nnU-Net fingerprint, default 2d plans, preprocessing, LightEcho plans (lightecho plan)")
@@ -159,8 +191,16 @@ class Demo:
         self._announce(f"training {model} ({self.trainer(model)}) on {self.settings.device}")
         fold = self.results_folder(model) / "fold_0"
         if not (fold / "checkpoint_final.pth").is_file():
-            command = ["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", self.trainer(model),
-                       "-device", self.settings.device]
+            command = [
+                "nnUNetv2_train",
+                str(DATASET_ID),
+                "2d",
+                "0",
+                "-tr",
+                self.trainer(model),
+                "-device",
+                self.settings.device,
+            ]
             if (fold / "checkpoint_latest.pth").is_file() or (fold / "checkpoint_best.pth").is_file():
                 command.append("--c")
             self._run_streaming(command, self.work_dir / "logs" / f"train_{fold.parent.name}.log")
@@ -170,8 +210,12 @@ class Demo:
         """Run a command, keep its whole output in `log_file` and echo the epoch lines as progress."""
         log_file.parent.mkdir(parents=True, exist_ok=True)
         print(f"        $ {' '.join(command)}  (log: {log_file})", flush=True)
-        with open(log_file, "w") as log, subprocess.Popen(command, env=self.env, stdout=subprocess.PIPE,
-                                                          stderr=subprocess.STDOUT, text=True) as process:
+        with (
+            open(log_file, "w") as log,
+            subprocess.Popen(
+                command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            ) as process,
+        ):
             for line in process.stdout:
                 log.write(line)
                 if re.search(r"Epoch \d+$|Pseudo dice|Mean Validation Dice|Early stopping", line.strip()):
@@ -183,10 +227,30 @@ class Demo:
         self._announce(f"predicting the held-out test frames with {model} (nnUNetv2_predict)")
         out = self.prediction_folder(model, postprocessed=False)
         if not (out / "predict_from_raw_data_args.json").is_file():
-            self._run_streaming(["nnUNetv2_predict", "-i", str(self.raw / "imagesTs"), "-o", str(out),
-                                 "-d", str(DATASET_ID), "-c", "2d", "-f", "0", "-tr", self.trainer(model),
-                                 "-device", self.settings.device, "-npp", "1", "-nps", "1"],
-                                self.work_dir / "logs" / f"predict_{out.parent.name}.log")
+            self._run_streaming(
+                [
+                    "nnUNetv2_predict",
+                    "-i",
+                    str(self.raw / "imagesTs"),
+                    "-o",
+                    str(out),
+                    "-d",
+                    str(DATASET_ID),
+                    "-c",
+                    "2d",
+                    "-f",
+                    "0",
+                    "-tr",
+                    self.trainer(model),
+                    "-device",
+                    self.settings.device,
+                    "-npp",
+                    "1",
+                    "-nps",
+                    "1",
+                ],
+                self.work_dir / "logs" / f"predict_{out.parent.name}.log",
+            )
 
     def postprocess(self) -> None:
         """nnU-Net's own CCA, chosen on the fold-0 validation cases and applied to the test predictions."""
@@ -203,11 +267,19 @@ class Demo:
                 continue
             results = self.results_folder(model)
             plans, dataset_json = str(results / "plans.json"), str(results / "dataset.json")
-            pp_fns, pp_kwargs = determine_postprocessing(str(results / "fold_0" / "validation"), str(ground_truth),
-                                                         plans, dataset_json, num_processes=2)
+            pp_fns, pp_kwargs = determine_postprocessing(
+                str(results / "fold_0" / "validation"), str(ground_truth), plans, dataset_json, num_processes=2
+            )
             staging = out.with_name(out.name + ".partial")
-            apply_postprocessing_to_folder(str(self.prediction_folder(model, postprocessed=False)), str(staging),
-                                           pp_fns, pp_kwargs, plans, dataset_json, num_processes=2)
+            apply_postprocessing_to_folder(
+                str(self.prediction_folder(model, postprocessed=False)),
+                str(staging),
+                pp_fns,
+                pp_kwargs,
+                plans,
+                dataset_json,
+                num_processes=2,
+            )
             staging.rename(out)
 
     def compare(self) -> dict:
@@ -216,15 +288,20 @@ class Demo:
 
         self._announce("evaluation: Dice, HD, paired differences with 95 % CIs, Wilcoxon tests, outliers, overlays")
         predictions = {model: self.prediction_folder(model, postprocessed=True) for model in MODELS}
-        comparison = compare_models(predictions, self.raw / "labelsTs", self.report_dir / "comparison",
-                                    overwrite=True)
+        comparison = compare_models(predictions, self.raw / "labelsTs", self.report_dir / "comparison", overwrite=True)
         comparison["differences"] = paired_difference_table(comparison["metrics"], *MODELS)
-        write_text_atomically(self.report_dir / "differences.csv",
-                              comparison["differences"].to_csv(index=False, float_format="%.6g"))
+        write_text_atomically(
+            self.report_dir / "differences.csv", comparison["differences"].to_csv(index=False, float_format="%.6g")
+        )
         cases = comparison["cases"][:4]
         for model, folder in predictions.items():
-            save_overlays(self.raw / "imagesTs", folder, self.raw / "labelsTs", cases,
-                          self.report_dir / f"overlays_{folder.parent.name}.png")
+            save_overlays(
+                self.raw / "imagesTs",
+                folder,
+                self.raw / "labelsTs",
+                cases,
+                self.report_dir / f"overlays_{folder.parent.name}.png",
+            )
         return comparison
 
     def ejection_fraction(self) -> dict:
@@ -235,9 +312,13 @@ class Demo:
         for model in MODELS:
             folder = self.prediction_folder(model, postprocessed=True)
             try:
-                reports[model] = ef(self.report_dir / f"ef_{folder.parent.name}", pred_dir=folder,
-                                    ref_dir=self.raw / "labelsTs", metadata_path=self.raw / "camus_metadata.json",
-                                    overwrite=True)
+                reports[model] = ef(
+                    self.report_dir / f"ef_{folder.parent.name}",
+                    pred_dir=folder,
+                    ref_dir=self.raw / "labelsTs",
+                    metadata_path=self.raw / "camus_metadata.json",
+                    overwrite=True,
+                )
             except InputError as error:
                 # A barely trained model can leave no patient with a measurable LV: the report says so.
                 print(f"        EF not measurable for {model}: {error}", flush=True)
@@ -271,12 +352,16 @@ class Demo:
             print(f"        skipped: {error}", flush=True)
             return {"skipped": str(error)}
         result = segment_real_loop(model_folder, REAL_LOOP, out, self.settings.device)
-        print(f"        {result['frames']} frames; " + (f"single-plane EF {result['ef']:.1f} %" if "ef" in result
-                                                        else f"EF not measurable: {result['error']}"), flush=True)
+        print(
+            f"        {result['frames']} frames; "
+            + (f"single-plane EF {result['ef']:.1f} %" if "ef" in result else f"EF not measurable: {result['error']}"),
+            flush=True,
+        )
         return result
 
-    def write_report(self, training: dict, efficiency: dict, comparison: dict, ef_reports: dict, real_loop: dict,
-                     wall_time: float) -> Path:
+    def write_report(
+        self, training: dict, efficiency: dict, comparison: dict, ef_reports: dict, real_loop: dict, wall_time: float
+    ) -> Path:
         from nnunet_lightweight.workflows.demo_report import demo_report_markdown
 
         self._announce("writing report.md")
@@ -295,9 +380,13 @@ def training_record(checkpoint: Path) -> dict:
     logging = saved["logging"]
     seconds = [end - start for start, end in zip(logging["epoch_start_timestamps"], logging["epoch_end_timestamps"])]
     mirror_axes = saved.get("inference_allowed_mirroring_axes") or ()
-    return {"seconds": float(sum(seconds)), "epochs": len(seconds), "epoch_seconds": float(sum(seconds) / len(seconds)),
-            "ema_fg_dice": [float(v) for v in logging["ema_fg_dice"]],
-            "passes_per_frame": 2 ** len(mirror_axes)}
+    return {
+        "seconds": float(sum(seconds)),
+        "epochs": len(seconds),
+        "epoch_seconds": float(sum(seconds) / len(seconds)),
+        "ema_fg_dice": [float(v) for v in logging["ema_fg_dice"]],
+        "passes_per_frame": 2 ** len(mirror_axes),
+    }
 
 
 def trained_network(results_folder: Path):
@@ -327,13 +416,23 @@ def measure_efficiency(results_folders: dict[str, Path], device: str, rounds: in
     for model, folder in results_folders.items():
         network, patch = trained_network(folder)
         shape = (1, 1, *patch)
-        result[model] = {"parameters": count_parameters(network), "gmacs": count_gmacs(network, shape),
-                         "frame": list(patch), "backend": "torch fp32, batch 1", "device": target.type, "ms": []}
-        engines[model] = (build_engine(network, "torch", target, "fp32", shape, log=None),
-                          torch.rand(shape, device=target))
+        result[model] = {
+            "parameters": count_parameters(network),
+            "gmacs": count_gmacs(network, shape),
+            "frame": list(patch),
+            "backend": "torch fp32, batch 1",
+            "device": target.type,
+            "ms": [],
+        }
+        engines[model] = (
+            build_engine(network, "torch", target, "fp32", shape, log=None),
+            torch.rand(shape, device=target),
+        )
     for _ in range(rounds):
         for model, (engine, images) in engines.items():
-            result[model]["ms"].append(time_engine(engine, images, target, iterations=30, max_seconds=3.0)["ms_per_frame"])
+            result[model]["ms"].append(
+                time_engine(engine, images, target, iterations=30, max_seconds=3.0)["ms_per_frame"]
+            )
     for model in result:
         result[model]["ms_per_frame"] = statistics.median(result[model].pop("ms"))
     return result
@@ -359,8 +458,13 @@ def segment_real_loop(model_folder: Path, loop: Path, out: Path, device: str = "
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)  # a leftover of an interrupted run of this step
     staging.mkdir(parents=True)
-    result = {"model": str(model_folder), "loop": loop.name, "frames": int(len(masks)),
-              "size": list(sequence.frames.shape[1:]), "spacing_mm": list(sequence.spacing)}
+    result = {
+        "model": str(model_folder),
+        "loop": loop.name,
+        "frames": int(len(masks)),
+        "size": list(sequence.frames.shape[1:]),
+        "spacing_mm": list(sequence.spacing),
+    }
     strip = list(np.linspace(0, len(masks) - 1, REAL_LOOP_STRIP_FRAMES).round().astype(int))
     curve = None
     try:
@@ -368,8 +472,14 @@ def segment_real_loop(model_folder: Path, loop: Path, out: Path, device: str = "
     except InputError as error:  # e.g. no frame with a measurable LV: the report says so
         result["error"] = str(error)
     else:
-        result.update(ed_frame=curve.ed_index + 1, es_frame=curve.es_index + 1, edv_ml=curve.edv, esv_ml=curve.esv,
-                      ef=curve.ef, volumes_ml=[None if np.isnan(v) else float(v) for v in curve.volumes])
+        result.update(
+            ed_frame=curve.ed_index + 1,
+            es_frame=curve.es_index + 1,
+            edv_ml=curve.edv,
+            esv_ml=curve.esv,
+            ef=curve.ef,
+            volumes_ml=[None if np.isnan(v) else float(v) for v in curve.volumes],
+        )
         plot_volume_curves([curve], staging / "volume_curve.png", title=f"{loop.name}: LV volume")
         strip = sorted(set(strip[1:-1]) | {curve.ed_index, curve.es_index})
     # nnU-Net-style 2D files of the strip's frames, so that the overlay helper draws them like any case.
@@ -390,11 +500,10 @@ def segment_real_loop(model_folder: Path, loop: Path, out: Path, device: str = "
     return result
 
 
-
-def demo(output: str | os.PathLike = "lightecho_demo", quick: bool = False, camus: str | None = None,
-         device: str = "auto") -> Path:
+def demo(
+    output: str | os.PathLike = "lightecho_demo", quick: bool = False, camus: str | None = None, device: str = "auto"
+) -> Path:
     """Run the demo in `output` (created, or resumed when made by the same settings); returns report.md."""
     if camus is not None and not Path(camus).expanduser().is_dir():
         raise InputError(f"CAMUS folder not found: {camus}")
     return Demo(output, demo_settings(quick, camus, device)).run()
-

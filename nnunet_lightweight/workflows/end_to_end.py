@@ -3,6 +3,7 @@
 Every command runs as its own process, so each pays its own start-up (imports, model loading) as a user would;
 the masks of `--disable_tta` and of `lightecho predict --no-cca` are compared per structure (Dice).
 """
+
 from __future__ import annotations
 
 import json
@@ -19,30 +20,71 @@ import numpy as np
 from nnunet_lightweight.core.errors import InputError
 
 
-def nnunet_predict_command(model_folder: Path, input_folder: Path, output_folder: Path, folds: Sequence[str],
-                           device: str, disable_tta: bool) -> tuple[list[str], dict[str, str]]:
+def nnunet_predict_command(
+    model_folder: Path, input_folder: Path, output_folder: Path, folds: Sequence[str], device: str, disable_tta: bool
+) -> tuple[list[str], dict[str, str]]:
     """The nnUNetv2_predict command line (and nnUNet_results) for a `<results>/<dataset>/<trainer>__<plans>__<config>`
     model folder."""
     parts = model_folder.name.split("__")
     if len(parts) != 3:
         raise InputError(f"{model_folder}: expected a <trainer>__<plans>__<configuration> results folder")
     trainer, plans, configuration = parts
-    command = ["nnUNetv2_predict", "-i", str(input_folder), "-o", str(output_folder), "-d", model_folder.parent.name,
-               "-tr", trainer, "-p", plans, "-c", configuration, "-f", *folds, "-device", device]
+    command = [
+        "nnUNetv2_predict",
+        "-i",
+        str(input_folder),
+        "-o",
+        str(output_folder),
+        "-d",
+        model_folder.parent.name,
+        "-tr",
+        trainer,
+        "-p",
+        plans,
+        "-c",
+        configuration,
+        "-f",
+        *folds,
+        "-device",
+        device,
+    ]
     if disable_tta:
         command.append("--disable_tta")
     return command, {"nnUNet_results": str(model_folder.parent.parent)}
 
 
-def lightecho_predict_command(model_folder: Path, input_folder: Path, output_folder: Path, folds: Sequence[str],
-                              device: str, cca: bool, extra: Sequence[str] = ()) -> list[str]:
+def lightecho_predict_command(
+    model_folder: Path,
+    input_folder: Path,
+    output_folder: Path,
+    folds: Sequence[str],
+    device: str,
+    cca: bool,
+    extra: Sequence[str] = (),
+) -> list[str]:
     """The `lightecho predict` command line (the console script, or this interpreter where it is not on PATH)."""
     executable = shutil.which("lightecho")
-    program = [executable] if executable else [sys.executable, "-c",
-                                               "import sys; from nnunet_lightweight.cli import main; sys.exit(main())"]
-    return [*program, "predict", "-m", str(model_folder), "-i",
-            str(input_folder), "-o", str(output_folder), "-f", *folds, "--device", device,
-            "--cca" if cca else "--no-cca", *extra]
+    program = (
+        [executable]
+        if executable
+        else [sys.executable, "-c", "import sys; from nnunet_lightweight.cli import main; sys.exit(main())"]
+    )
+    return [
+        *program,
+        "predict",
+        "-m",
+        str(model_folder),
+        "-i",
+        str(input_folder),
+        "-o",
+        str(output_folder),
+        "-f",
+        *folds,
+        "--device",
+        device,
+        "--cca" if cca else "--no-cca",
+        *extra,
+    ]
 
 
 def mask_agreement(folder_a: Path, folder_b: Path, labels: Sequence[int], min_pixels: int = 1) -> dict:
@@ -53,8 +95,9 @@ def mask_agreement(folder_a: Path, folder_b: Path, labels: Sequence[int], min_pi
 
     cases_a, cases_b = list_cases(folder_a), list_cases(folder_b)
     if set(cases_a) != set(cases_b):
-        raise AssertionError(f"{folder_a} and {folder_b} hold different cases: "
-                             f"{sorted(set(cases_a) ^ set(cases_b))[:5]}")
+        raise AssertionError(
+            f"{folder_a} and {folder_b} hold different cases: {sorted(set(cases_a) ^ set(cases_b))[:5]}"
+        )
     dice: dict[int, list[tuple[float, str, int, int]]] = {label: [] for label in labels}
     differing = 0
     for case in sorted(cases_a):
@@ -68,13 +111,16 @@ def mask_agreement(folder_a: Path, folder_b: Path, labels: Sequence[int], min_pi
             if max(size_a, size_b) >= min_pixels:
                 dice[label].append((dice_score(a == label, b == label), case, size_a, size_b))
     worst = {str(k): min(v) for k, v in dice.items() if v}
-    return {"cases": len(cases_a), "differing_pixels": differing, "min_pixels": min_pixels,
-            "min_dice": {str(k): min(v)[0] if v else None for k, v in dice.items()},
-            "mean_dice": {str(k): float(np.mean([d for d, *_ in v])) if v else None for k, v in dice.items()},
-            # Where the lowest Dice is, and the structure's size in pixels in each folder: a low Dice on a
-            # structure of a few pixels is a different matter from one on a whole ventricle.
-            "worst_case": {k: {"case": case, "pixels_a": n_a, "pixels_b": n_b}
-                           for k, (_, case, n_a, n_b) in worst.items()}}
+    return {
+        "cases": len(cases_a),
+        "differing_pixels": differing,
+        "min_pixels": min_pixels,
+        "min_dice": {str(k): min(v)[0] if v else None for k, v in dice.items()},
+        "mean_dice": {str(k): float(np.mean([d for d, *_ in v])) if v else None for k, v in dice.items()},
+        # Where the lowest Dice is, and the structure's size in pixels in each folder: a low Dice on a
+        # structure of a few pixels is a different matter from one on a whole ventricle.
+        "worst_case": {k: {"case": case, "pixels_a": n_a, "pixels_b": n_b} for k, (_, case, n_a, n_b) in worst.items()},
+    }
 
 
 def _timed(name: str, command: list[str], env_extra: dict[str, str], log: Callable[[str], None] | None) -> float:
@@ -91,11 +137,19 @@ def _timed(name: str, command: list[str], env_extra: dict[str, str], log: Callab
     return seconds
 
 
-def benchmark_end_to_end(model_folder: str | Path, input_folder: str | Path, work_folder: str | Path,
-                         folds: Sequence[str] = ("0",), device: str = "cpu", include_tta: bool = True,
-                         include_cca: bool = True, lightecho_options: Sequence[str] = (),
-                         variants: dict[str, Sequence[str]] | None = None, keep_outputs: bool = False,
-                         log: Callable[[str], None] | None = print) -> dict:
+def benchmark_end_to_end(
+    model_folder: str | Path,
+    input_folder: str | Path,
+    work_folder: str | Path,
+    folds: Sequence[str] = ("0",),
+    device: str = "cpu",
+    include_tta: bool = True,
+    include_cca: bool = True,
+    lightecho_options: Sequence[str] = (),
+    variants: dict[str, Sequence[str]] | None = None,
+    keep_outputs: bool = False,
+    log: Callable[[str], None] | None = print,
+) -> dict:
     """Time nnUNetv2_predict (default, --disable_tta) and lightecho predict (--no-cca, --cca) on `input_folder`;
     `include_tta` / `include_cca` switch off the nnUNetv2_predict default run / the lightecho predict --cca run.
     `variants` adds `lightecho predict --no-cca` runs with other options, by name (e.g. {"bf16": ["--precision",
@@ -116,22 +170,30 @@ def benchmark_end_to_end(model_folder: str | Path, input_folder: str | Path, wor
     folds = [str(f) for f in folds]
     runs: dict[str, tuple[list[str], dict[str, str]]] = {}
     if include_tta:
-        runs["nnUNetv2_predict"] = nnunet_predict_command(model_folder, input_folder, work_folder / "nnunet_tta",
-                                                          folds, device, False)
+        runs["nnUNetv2_predict"] = nnunet_predict_command(
+            model_folder, input_folder, work_folder / "nnunet_tta", folds, device, False
+        )
     runs["nnUNetv2_predict --disable_tta"] = nnunet_predict_command(
-        model_folder, input_folder, work_folder / "nnunet_no_tta", folds, device, True)
+        model_folder, input_folder, work_folder / "nnunet_no_tta", folds, device, True
+    )
     for cca in (False, True) if include_cca else (False,):
         output = work_folder / ("lightecho_cca" if cca else "lightecho_no_cca")
         runs[f"lightecho predict {'--cca' if cca else '--no-cca'}"] = (
-            lightecho_predict_command(model_folder, input_folder, output, folds, device, cca,
-                                      ["--overwrite", *lightecho_options]), {})
+            lightecho_predict_command(
+                model_folder, input_folder, output, folds, device, cca, ["--overwrite", *lightecho_options]
+            ),
+            {},
+        )
     compared = {"lightecho predict --no-cca": work_folder / "lightecho_no_cca"}
     for name, options in (variants or {}).items():
         output = work_folder / f"lightecho_no_cca_{name}"
         compared[f"lightecho predict --no-cca ({name})"] = output
         runs[f"lightecho predict --no-cca ({name})"] = (
-            lightecho_predict_command(model_folder, input_folder, output, folds, device, False,
-                                      ["--overwrite", *lightecho_options, *options]), {})
+            lightecho_predict_command(
+                model_folder, input_folder, output, folds, device, False, ["--overwrite", *lightecho_options, *options]
+            ),
+            {},
+        )
     for command, _ in runs.values():
         output = Path(command[command.index("-o") + 1])
         if output.exists():
@@ -141,15 +203,21 @@ def benchmark_end_to_end(model_folder: str | Path, input_folder: str | Path, wor
     baselines = {k: v for k, v in seconds.items() if not k.startswith("lightecho")}
 
     def compare(name: str, output: Path) -> dict:
-        return {"speedup_vs": {k: round(v / seconds[name], 2) for k, v in baselines.items()},
-                "inside_process": json.loads((output / "prediction_summary.json").read_text())["timing"],
-                "agreement_with_disable_tta": mask_agreement(work_folder / "nnunet_no_tta", output, labels)}
+        return {
+            "speedup_vs": {k: round(v / seconds[name], 2) for k, v in baselines.items()},
+            "inside_process": json.loads((output / "prediction_summary.json").read_text())["timing"],
+            "agreement_with_disable_tta": mask_agreement(work_folder / "nnunet_no_tta", output, labels),
+        }
 
     comparisons = {name: compare(name, output) for name, output in compared.items()}
     main = comparisons["lightecho predict --no-cca"]
     result = {
-        "model_folder": str(model_folder), "input_folder": str(input_folder), "frames": frames, "device": device,
-        "folds": folds, "commands": {name: " ".join(command) for name, (command, _) in runs.items()},
+        "model_folder": str(model_folder),
+        "input_folder": str(input_folder),
+        "frames": frames,
+        "device": device,
+        "folds": folds,
+        "commands": {name: " ".join(command) for name, (command, _) in runs.items()},
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "ms_per_frame": {k: round(1000 * v / frames, 2) for k, v in seconds.items()},
         "speedup_vs": main["speedup_vs"],

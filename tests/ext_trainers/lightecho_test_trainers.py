@@ -1,4 +1,5 @@
 """Test-only trainers, exposed to nnU-Net through nnUNet_extTrainer by the tests (never installed)."""
+
 import os
 
 from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLightEcho

@@ -1,4 +1,5 @@
 """Cosine annealing driven by nnU-Net's per-epoch `lr_scheduler.step(current_epoch)` calls."""
+
 import math
 
 from torch.optim import Optimizer

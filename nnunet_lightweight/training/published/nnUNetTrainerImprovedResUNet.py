@@ -7,6 +7,7 @@ inside the network (see nnunet_lightweight/network/improved_resunet.py), so trai
 apply it identically. Batch size and augmentation are not legible: the preset's batch 16 and LightEcho's
 affine augmentation (shared by all compared models) are used, with LightEcho's early stopping (patience 50).
 """
+
 from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLightEcho
 
 

@@ -15,6 +15,7 @@ Deliberate differences, so that every model is compared under the same nnU-Net m
   environment variable LIGHTECHO_ENCODER_WEIGHTS, to a local state dict (e.g. torchvision's ImageNet
   ResNet34 weights) to start from pretrained weights as the original did.
 """
+
 import os
 
 import torch
@@ -38,8 +39,14 @@ class nnUNetTrainerResNet34UNetSCSE(nnUNetTrainerLightEcho):
     ce_weight = 0.3
     encoder_weights_path: str | None = None  # None: $LIGHTECHO_ENCODER_WEIGHTS if set, else random init
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.weight_decay = self.adamw_weight_decay  # also what nnU-Net logs as the run's weight decay
 
@@ -59,7 +66,8 @@ class nnUNetTrainerResNet34UNetSCSE(nnUNetTrainerLightEcho):
         encoder_ids = {id(p) for p in encoder}
         decoder = [p for p in network.parameters() if id(p) not in encoder_ids]
         # Decoder group first: nnU-Net logs and plots param_groups[0]'s learning rate.
-        optimizer = torch.optim.AdamW([{"params": decoder, "lr": self.learning_rate},
-                                       {"params": encoder, "lr": self.encoder_learning_rate}],
-                                      weight_decay=self.weight_decay)
+        optimizer = torch.optim.AdamW(
+            [{"params": decoder, "lr": self.learning_rate}, {"params": encoder, "lr": self.encoder_learning_rate}],
+            weight_decay=self.weight_decay,
+        )
         return optimizer, CosineAnnealingEpochLR(optimizer, self.num_epochs, self.min_learning_rate)
