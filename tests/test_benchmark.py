@@ -11,9 +11,9 @@ from nnunet_lightweight.inference.benchmark import benchmark, network_for_traine
 from nnunet_lightweight.inference.engines import (
     count_gmacs,
     count_parameters,
-    onnxruntime_available,
     openvino_available,
 )
+from nnunet_lightweight.inference.onnx_export import onnxruntime_available
 
 
 def test_default_network_matches_the_reference_figures():

@@ -8,6 +8,8 @@ import json
 import os
 import platform
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +29,12 @@ from nnunet_lightweight.inference.engines import (
     TorchEngine,
     build_engine,
     fold_batch_norm,
-    onnxruntime_available,
     openvino_available,
     resolve_backend,
 )
 from nnunet_lightweight.inference.fast_predictor import FastPredictor, find_cases, predict
 from nnunet_lightweight.inference.model_folder import load_trained_model
+from nnunet_lightweight.inference.onnx_export import onnxruntime_available
 from nnunet_lightweight.inference.settings import PredictorSettings
 from nnunet_lightweight.network import build_lightecho_network
 
@@ -500,3 +502,24 @@ def test_video_input(model_folder, tmp_path):
     masks = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "loop.nii.gz")))
     predictor = FastPredictor(load_trained_model(model_folder, [0]), EAGER_CPU, log=None)
     np.testing.assert_array_equal(masks, predictor(read_sequence_file(tmp_path / "loop.avi").frames))
+
+
+def test_prediction_start_up_imports_no_trainer_dynamo_or_plotting():
+    """What `lightecho predict` loads before its first frame: torch and nnU-Net's inference pieces, not nnU-Net's
+    trainer module and what it drags in (torch._dynamo, seaborn, matplotlib), which cost seconds per start."""
+    code = (
+        "import sys, numpy as np\n"
+        "from nnunet_lightweight.cli import build_parser\n"
+        "from nnunet_lightweight.inference.fast_predictor import FastPredictor\n"
+        "from nnunet_lightweight.inference.model_folder import load_trained_model\n"
+        "from nnunet_lightweight.inference.settings import PredictorSettings\n"
+        "from nnunet_lightweight.pretrained import shipped_model_folder\n"
+        "build_parser()\n"
+        "predictor = FastPredictor(load_trained_model(shipped_model_folder()),"
+        " PredictorSettings(device='cpu', backend='torch'), log=None)\n"
+        "predictor(np.random.default_rng(0).random((1, 64, 64), dtype=np.float32))\n"
+        "heavy = ('torch._dynamo', 'seaborn', 'matplotlib', 'nnunetv2.training.nnUNetTrainer.nnUNetTrainer')\n"
+        "print([name for name in heavy if name in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-2000:]

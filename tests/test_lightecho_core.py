@@ -107,15 +107,19 @@ def test_trainer_found_by_nnunet_lookup_in_clean_environment(tmp_path):
 def test_trainer_lookup_shortcut_agrees_with_nnunet():
     """The one shortcut (`find_trainer_class` takes this package's trainers from `discover_trainers`) gives the class
     nnU-Net's own recursive lookup finds, for every trainer of this package and for one of nnU-Net's tree."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
-    from nnunet_lightweight.inference.model_folder import find_trainer_class
+    from nnunet_lightweight.inference.model_folder import find_trainer_class, package_trainer_names
     from nnunet_lightweight.training import discover_trainers
 
     trainers = discover_trainers()
     assert "nnUNetTrainerLightEcho_CPU1h" in trainers and len(trainers) > 20
+    assert package_trainer_names() == set(trainers)  # the names read from the sources are the classes
     for name, cls in trainers.items():
         assert find_trainer_class(name) is cls is recursive_find_trainer_class_by_name(name), name
+        # load_trained_model builds these trainers' networks with nnUNetTrainer's own get_network_from_plans call
+        assert cls.build_network_architecture is nnUNetTrainer.build_network_architecture, name
     assert find_trainer_class("nnUNetTrainer_100epochs") is recursive_find_trainer_class_by_name(
         "nnUNetTrainer_100epochs"
     )

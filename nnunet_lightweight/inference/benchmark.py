@@ -26,11 +26,11 @@ from nnunet_lightweight.inference.engines import (
     build_engine,
     count_gmacs,
     count_parameters,
-    onnxruntime_available,
     openvino_available,
     resolve_device,
     set_cpu_threads,
 )
+from nnunet_lightweight.inference.onnx_export import onnxruntime_available
 
 LIGHTECHO_TRAINER = "nnUNetTrainerLightEcho"
 DEFAULT_TRAINER = "nnUNetTrainer"

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.inference.onnx_export import network_to_onnx, onnxruntime_available
 from nnunet_lightweight.inference.settings import BACKENDS, PRECISIONS
 
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -59,16 +60,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "fp16" if device.type == "cuda" else "fp32"
     return precision
-
-
-def onnxruntime_available() -> bool:
-    """Whether onnxruntime (and onnx) can be imported."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def openvino_available() -> bool:
@@ -287,8 +278,6 @@ class OnnxEngine(Engine):
         super().__init__(device, "fp32")
         import onnxruntime as ort
 
-        from nnunet_lightweight.inference.onnx_export import network_to_onnx
-
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -334,8 +323,6 @@ class OpenVinoEngine(Engine):
             raise InputError(f"the openvino backend runs fp32 or bf16, not {precision}")
         super().__init__(device, precision)
         import openvino as ov
-
-        from nnunet_lightweight.inference.onnx_export import network_to_onnx
 
         core = ov.Core()
         config = {

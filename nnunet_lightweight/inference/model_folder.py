@@ -3,22 +3,32 @@
 The network is rebuilt by the checkpoint's trainer class with `build_network_architecture(plans_manager,
 configuration_manager, ...)`, exactly as `nnUNetPredictor.initialize_from_trained_model_folder` does, so any
 trainer variant (ours, nnU-Net's, or one found through nnUNet_extTrainer) gives the network it was trained with.
+
+The one start-up shortcut: the trainers this package defines keep nnUNetTrainer's `build_network_architecture`
+(the network comes from the plans), so for them the network is built by the same `get_network_from_plans` call
+without importing the trainer classes. Importing any trainer imports nnUNetTrainer, its logger and their
+dependencies (torch._dynamo, seaborn, scipy.stats, pandas): seconds at every `lightecho predict`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.label_handling.label_handling import LabelManager, determine_num_input_channels
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
 
 from nnunet_lightweight.core.errors import InputError
-from nnunet_lightweight.training import discover_trainers
+
+if TYPE_CHECKING:
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 DEFAULT_CHECKPOINT = "checkpoint_final.pth"
 
@@ -51,18 +61,34 @@ class TrainedModel:
         return tuple(int(s) for s in self.configuration_manager.patch_size)
 
 
+_TRAINING_SOURCES = Path(__file__).resolve().parent.parent / "training"
+_TRAINER_CLASS = re.compile(r"^class (nnUNetTrainer\w*)\(", re.MULTILINE)
+
+
+@functools.cache
+def package_trainer_names() -> frozenset[str]:
+    """The trainers this package defines (nnU-Net's naming: `nnUNetTrainer*` classes), read from the sources of
+    nnunet_lightweight/training without importing them; `test_trainer_lookup_shortcut_agrees_with_nnunet` checks
+    it against the classes `discover_trainers` imports."""
+    return frozenset(
+        name for path in _TRAINING_SOURCES.rglob("*.py") for name in _TRAINER_CLASS.findall(path.read_text())
+    )
+
+
 def find_trainer_class(trainer_name: str) -> type[nnUNetTrainer]:
     """The trainer class nnU-Net's own lookup (`recursive_find_trainer_class_by_name`) finds for `trainer_name`.
 
-    The one shortcut: a trainer of this package is taken from `discover_trainers` (the classes nnU-Net finds
-    through the nnUNet_extTrainer folder this package registers), without nnU-Net's import of every trainer
-    module of its own tree, which costs seconds at every start. `test_trainer_lookup_shortcut_agrees_with_nnunet`
-    checks that both give the same class for every trainer of this package.
+    A trainer of this package is taken from `discover_trainers` (the classes nnU-Net finds through the
+    nnUNet_extTrainer folder this package registers), without nnU-Net's import of every trainer module of its own
+    tree; `test_trainer_lookup_shortcut_agrees_with_nnunet` checks that both give the same class.
     """
-    ours = discover_trainers()
-    if trainer_name in ours:
-        return ours[trainer_name]
+    # Imported here, not at the top: importing the trainers costs seconds that `load_trained_model` never pays.
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    from nnunet_lightweight.training import discover_trainers
+
+    if trainer_name in package_trainer_names():
+        return discover_trainers()[trainer_name]
 
     try:
         return recursive_find_trainer_class_by_name(trainer_name)
@@ -139,13 +165,25 @@ def load_trained_model(
     configuration_manager = plans_manager.get_configuration(configuration_name)
     label_manager = plans_manager.get_label_manager(dataset_json)
     num_input_channels = determine_num_input_channels(plans_manager, configuration_manager, dataset_json)
-    network = find_trainer_class(trainer_name).build_network_architecture(
-        plans_manager,
-        configuration_manager,
-        num_input_channels,
-        label_manager.num_segmentation_heads,
-        enable_deep_supervision=False,
-    )
+    if trainer_name in package_trainer_names():
+        # nnUNetTrainer.build_network_architecture's own call, which this package's trainers keep (tested).
+        network = get_network_from_plans(
+            configuration_manager.network_arch_class_name,
+            configuration_manager.network_arch_init_kwargs,
+            configuration_manager.network_arch_init_kwargs_req_import,
+            num_input_channels,
+            label_manager.num_segmentation_heads,
+            allow_init=True,
+            deep_supervision=False,
+        )
+    else:
+        network = find_trainer_class(trainer_name).build_network_architecture(
+            plans_manager,
+            configuration_manager,
+            num_input_channels,
+            label_manager.num_segmentation_heads,
+            enable_deep_supervision=False,
+        )
     weights = [c["network_weights"] for c in checkpoints]
     try:
         network.load_state_dict(weights[0])

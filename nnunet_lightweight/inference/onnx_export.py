@@ -15,6 +15,8 @@ import torch
 from torch import nn
 
 from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.output import check_writable, follow_umask
+from nnunet_lightweight.inference.model_folder import load_trained_model
 
 DEFAULT_OPSET = 17
 # The decoders upsample to computed sizes, which ONNX can express from opset 9 on.
@@ -23,6 +25,16 @@ MIN_OPSET = 9
 METADATA_KEYS = ("trainer", "patch_size", "normalization")
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
+
+
+def onnxruntime_available() -> bool:
+    """Whether onnxruntime (and onnx) can be imported."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def network_to_onnx(network: nn.Module, example_shape: tuple[int, ...], opset: int = DEFAULT_OPSET) -> bytes:
@@ -97,8 +109,6 @@ def export_onnx(
     another size; it raises when the largest logit difference exceeds `tolerance` times the largest logit.
     Returns the parity figures and the output path.
     """
-    from nnunet_lightweight.inference.engines import onnxruntime_available
-    from nnunet_lightweight.inference.model_folder import load_trained_model
 
     output = Path(output)
     if not onnxruntime_available():
@@ -151,7 +161,6 @@ def export_onnx(
 
 def _check_output(output: Path, overwrite: bool) -> None:
     """Before any work: the output is a writable file path, and an existing file is an ONNX export of ours."""
-    from nnunet_lightweight.core.output import check_writable
 
     if output.is_dir():
         raise InputError(f"output {output} is a folder: give the path of the ONNX file to write")
@@ -187,8 +196,6 @@ def _total_stride(configuration_manager) -> tuple[int, ...]:
 def _add_metadata(onnx_bytes: bytes, model, output: Path) -> None:
     """Write the ONNX file atomically, with what a user needs to feed it in its metadata."""
     import onnx
-
-    from nnunet_lightweight.core.output import follow_umask
 
     proto = onnx.load_from_string(onnx_bytes)
     metadata = {
