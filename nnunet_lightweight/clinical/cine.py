@@ -33,6 +33,7 @@ from nnunet_lightweight.clinical.volumes import (
     measure_disks,
     single_plane_volume_from_disks,
 )
+from nnunet_lightweight.conversion.camus import parse_info_file
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.image_io import read_sequence_file
 from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
@@ -249,7 +250,6 @@ def plot_volume_curves(
 
 def _camus_info_beside(path: Path, view: str) -> dict:
     """The CAMUS Info_<view>.cfg next to a sequence file, if any (reference ED/ES frames and EF)."""
-    from nnunet_lightweight.conversion.camus import parse_info_file
 
     if any(character in str(path) for character in "*?["):
         return {}

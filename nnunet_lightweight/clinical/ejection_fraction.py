@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nnunet_lightweight.clinical.agreement import agreement, agreement_markdown, ef_distribution, save_agreement_plots
 from nnunet_lightweight.clinical.volumes import (
     N_DISKS,
     DiskMeasurement,
@@ -29,6 +30,7 @@ from nnunet_lightweight.clinical.volumes import (
     measure_disks,
     single_plane_volume_from_disks,
 )
+from nnunet_lightweight.conversion.camus import parse_info_file
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.image_io import read_segmentation
 from nnunet_lightweight.core.labels import CASE_ID_REGEX, LABELS, PHASES, VIEWS
@@ -102,7 +104,6 @@ def find_info_files(folder: Path) -> dict[str, dict[str, dict]]:
 
     The patient is the name of the folder holding the files; `folder` may be a patient folder or a database root.
     """
-    from nnunet_lightweight.conversion.camus import parse_info_file
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -418,12 +419,6 @@ def ef(
     progress: bool = False,
 ) -> dict:
     """Write `ef.csv`, `agreement.json`, `agreement.md` and the Bland-Altman/scatter PNGs into `output_dir`."""
-    from nnunet_lightweight.clinical.agreement import (
-        agreement,
-        agreement_markdown,
-        ef_distribution,
-        save_agreement_plots,
-    )
 
     output_dir = Path(output_dir)
     target = check_output_dir(

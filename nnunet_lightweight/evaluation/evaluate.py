@@ -22,6 +22,7 @@ from nnunet_lightweight.evaluation.io import (
     read_pair,
 )
 from nnunet_lightweight.evaluation.metrics import DISTANCE_METRICS, METRICS, segmentation_metrics
+from nnunet_lightweight.evaluation.overlays import save_overlays
 from nnunet_lightweight.evaluation.postprocessing import postprocess_segmentation
 
 SUMMARY_METRICS = (*METRICS, *(f"{name}_mm" for name in DISTANCE_METRICS))
@@ -178,8 +179,6 @@ def evaluate_folder(
         with staged_output(target) as staging:
             write_evaluation(evaluation, staging)
             if images is not None:
-                from nnunet_lightweight.evaluation.overlays import save_overlays
-
                 worst = evaluation.metrics.groupby("case")["dice"].mean().nsmallest(8).index.tolist()
                 save_overlays(
                     images,

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.presets import load_preset
 from nnunet_lightweight.inference.engines import (
     build_engine,
     count_gmacs,
@@ -30,7 +31,10 @@ from nnunet_lightweight.inference.engines import (
     resolve_device,
     set_cpu_threads,
 )
+from nnunet_lightweight.inference.model_folder import find_trainer_class
 from nnunet_lightweight.inference.onnx_export import onnxruntime_available
+from nnunet_lightweight.planning.configuration import preset_architecture
+from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLightEcho
 
 LIGHTECHO_TRAINER = "nnUNetTrainerLightEcho"
 DEFAULT_TRAINER = "nnUNetTrainer"
@@ -84,11 +88,6 @@ def network_for_trainer(
 ) -> nn.Module:
     """The 2D network `trainer_name` trains (eval mode, random weights), built by the trainer class itself."""
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-
-    from nnunet_lightweight.core.presets import load_preset
-    from nnunet_lightweight.inference.model_folder import find_trainer_class
-    from nnunet_lightweight.planning.configuration import preset_architecture
-    from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLightEcho
 
     trainer = find_trainer_class(trainer_name)
     if issubclass(trainer, nnUNetTrainerLightEcho):

@@ -13,7 +13,6 @@ dependencies (torch._dynamo, seaborn, scipy.stats, pandas): seconds at every `li
 from __future__ import annotations
 
 import functools
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +25,13 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import nn
 
 from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.json_files import read_json_object
 
 if TYPE_CHECKING:
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 DEFAULT_CHECKPOINT = "checkpoint_final.pth"
+_NOT_A_MODEL = "not a trained nnU-Net model folder"
 
 
 @dataclass
@@ -108,15 +109,6 @@ def available_folds(model_folder: Path, checkpoint_name: str = DEFAULT_CHECKPOIN
     return folds
 
 
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise InputError(f"{path.parent} is not a trained nnU-Net model folder: {path.name} is missing")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise InputError(f"cannot read {path}: {error}") from None
-
-
 def _parse_fold(fold: int | str) -> int | str:
     if isinstance(fold, str) and fold != "all":
         if not fold.isdigit():
@@ -132,8 +124,8 @@ def load_trained_model(
     model_folder = Path(model_folder)
     if not model_folder.is_dir():
         raise FileNotFoundError(f"model folder not found: {model_folder}")
-    plans = _read_json(model_folder / "plans.json")
-    dataset_json = _read_json(model_folder / "dataset.json")
+    plans = read_json_object(model_folder / "plans.json", "plans file", _NOT_A_MODEL)
+    dataset_json = read_json_object(model_folder / "dataset.json", "dataset file", _NOT_A_MODEL)
     missing = [key for key in ("labels", "file_ending") if key not in dataset_json]
     if "channel_names" not in dataset_json and "modality" not in dataset_json:
         missing.append("channel_names")

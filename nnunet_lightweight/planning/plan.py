@@ -32,6 +32,7 @@ from nnunet_lightweight.conversion.splits import install_splits
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.json_files import read_json_object
 from nnunet_lightweight.core.nnunet_paths import SPLITS_FILE
+from nnunet_lightweight.core.presets import load_preset
 from nnunet_lightweight.planning.nnUNetPlannerLightEcho import DEFAULT_PLANS, LIGHTECHO_PLANS, nnUNetPlannerLightEcho
 
 STATE_FILE = "lightecho_plan.json"
@@ -304,8 +305,6 @@ def plan(
     (when lightecho plan wrote it) made from other raw data, then write the LightEcho plans (same preprocessed
     data). `force` also redoes plans and preprocessing it did not write. Returns the LightEcho plans file."""
     from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
-
-    from nnunet_lightweight.core.presets import load_preset
 
     for variable in (nnUNet_raw, nnUNet_preprocessed):
         if not variable.is_set():

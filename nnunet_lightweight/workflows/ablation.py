@@ -24,8 +24,16 @@ from pathlib import Path
 import pandas as pd
 
 from nnunet_lightweight.core.errors import InputError
-from nnunet_lightweight.core.output import check_not_input, check_writable, follow_umask
-from nnunet_lightweight.core.output import write_text_atomically as _atomic_write
+from nnunet_lightweight.core.output import check_not_input, check_writable, follow_umask, write_text_atomically
+from nnunet_lightweight.core.presets import load_preset
+from nnunet_lightweight.evaluation.compare import wilcoxon_paired
+from nnunet_lightweight.evaluation.evaluate import evaluate_cases
+from nnunet_lightweight.planning.configuration import preset_architecture
+
+# Renamed: run_ablation keeps the resolved name in a local variable `dataset_name`.
+from nnunet_lightweight.planning.plan import dataset_name as resolve_dataset_name
+from nnunet_lightweight.training import discover_trainers
+from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLightEcho
 
 CONFIGURATION = "2d"
 PLANS = "nnUNetPlans"
@@ -93,9 +101,6 @@ NNUNET_REFERENCE_PRESET = "nnunet_default_2d_256"
 def _trainers() -> dict[str, type]:
     from nnunetv2.training.nnUNetTrainer.variants.training_length.nnUNetTrainer_Xepochs import nnUNetTrainer_100epochs
 
-    from nnunet_lightweight.training import discover_trainers
-    from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLightEcho
-
     found = {name: cls for name, cls in discover_trainers().items() if cls.__module__.startswith(VARIANTS_PACKAGE)}
     return {**found, FINAL_TRAINER: nnUNetTrainerLightEcho, NNUNET_BASELINE: nnUNetTrainer_100epochs}
 
@@ -155,10 +160,6 @@ def count_parameters(trainer: str, plans: dict | None = None, dataset_json: dict
     """
     import torch
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
-
-    from nnunet_lightweight.core.presets import load_preset
-    from nnunet_lightweight.planning.configuration import preset_architecture
-    from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLightEcho
 
     if trainer not in _trainers():
         raise InputError(f"unknown ablation variant {trainer!r} (see `lightecho ablation --list`)")
@@ -301,7 +302,6 @@ def compare_with_best(candidate: pd.DataFrame, best: pd.DataFrame, alpha: float 
     Kept when Dice or HD is significantly better (two-sided Wilcoxon p < alpha, direction from the mean paired
     difference) and neither is significantly worse.
     """
-    from nnunet_lightweight.evaluation.compare import wilcoxon_paired
 
     paired = candidate.merge(best, on=["case", "structure"], suffixes=("", "_best"))
     if paired.empty:
@@ -318,7 +318,6 @@ def compare_with_best(candidate: pd.DataFrame, best: pd.DataFrame, alpha: float 
 def _evaluate(
     row: AblationRow, predictions: Path, reference: Path, labels: dict[str, int], validation_cases: set[str]
 ) -> None:
-    from nnunet_lightweight.evaluation.evaluate import evaluate_cases
 
     # gt_segmentations holds every case; the fold's validation folder must hold a prediction for each of its cases.
     evaluation = evaluate_cases(predictions, reference, labels, postprocess=row.postprocessing, allow_missing=True)
@@ -353,7 +352,7 @@ def run_ablation(
     """
     from nnunetv2.paths import nnUNet_results
 
-    dataset_name = _dataset_name(dataset)
+    dataset_name = resolve_dataset_name(dataset)
     preprocessed = _preprocessed_folder(dataset_name)
     reference = preprocessed / "gt_segmentations"
     if not reference.is_dir():
@@ -618,9 +617,9 @@ def _write_outputs(
         if scored
         else pd.DataFrame()
     )
-    _atomic_write(out_dir / "ablation.csv", table.to_csv(index=False, float_format="%.6g"))
-    _atomic_write(out_dir / "metrics.csv", metrics.to_csv(index=False, float_format="%.6g"))
-    _atomic_write(out_dir / "ablation.md", ablation_markdown(table, settings, labels))
+    write_text_atomically(out_dir / "ablation.csv", table.to_csv(index=False, float_format="%.6g"))
+    write_text_atomically(out_dir / "metrics.csv", metrics.to_csv(index=False, float_format="%.6g"))
+    write_text_atomically(out_dir / "ablation.md", ablation_markdown(table, settings, labels))
     if scored:
         with tempfile.NamedTemporaryFile(dir=out_dir, suffix=".png", delete=False) as handle:
             temporary = Path(handle.name)
@@ -632,18 +631,12 @@ def _write_outputs(
 # ---------------------------------------------------------------------------------------------------------- input
 
 
-def _dataset_name(dataset: str | int) -> str:
-    from nnunet_lightweight.planning.plan import dataset_name
-
-    return dataset_name(dataset)
-
-
 def _preprocessed_folder(dataset: str | int) -> Path:
     from nnunetv2.paths import nnUNet_preprocessed
 
     if not nnUNet_preprocessed.is_set():
         raise InputError("environment variable nnUNet_preprocessed is not set")
-    folder = Path(nnUNet_preprocessed.get()) / _dataset_name(dataset)
+    folder = Path(nnUNet_preprocessed.get()) / resolve_dataset_name(dataset)
     if not (folder / f"{PLANS}.json").is_file():
         raise InputError(
             f"{folder / f'{PLANS}.json'} not found: plan and preprocess the dataset first (lightecho plan -d {dataset})"
@@ -705,7 +698,7 @@ def _prepare_output(out_dir: Path, settings: dict, overwrite: bool) -> None:
         )
     check_writable(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(settings_file, json.dumps(settings, indent=2) + "\n")
+    write_text_atomically(settings_file, json.dumps(settings, indent=2) + "\n")
 
 
 def _format(value, kind: str) -> str:

@@ -12,8 +12,23 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from nnunet_lightweight.clinical.cine import cine_volume_curve, plot_volume_curves
+from nnunet_lightweight.clinical.ejection_fraction import ef
+from nnunet_lightweight.conversion.camus import convert_camus
+from nnunet_lightweight.conversion.phantom import generate_phantom
 from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.image_io import read_sequence_file, write_frame
 from nnunet_lightweight.core.output import check_not_input, check_writable, write_text_atomically
+from nnunet_lightweight.evaluation import compare_models
+from nnunet_lightweight.evaluation.compare import paired_difference_table
+from nnunet_lightweight.evaluation.overlays import save_overlays
+from nnunet_lightweight.inference.benchmark import time_engine
+from nnunet_lightweight.inference.engines import build_engine, count_gmacs, count_parameters, resolve_device
+from nnunet_lightweight.inference.fast_predictor import FastPredictor
+from nnunet_lightweight.inference.model_folder import find_trainer_class, load_trained_model
+from nnunet_lightweight.inference.settings import PredictorSettings
+from nnunet_lightweight.pretrained import shipped_model_folder
+from nnunet_lightweight.workflows.demo_report import demo_report_markdown
 
 DATASET_ID = 990
 DATASET_NAME = f"Dataset{DATASET_ID}_CAMUS"
@@ -89,7 +104,6 @@ class Demo:
 
     def training_rule(self) -> str:
         """How long the models trained, in words, from their trainer classes."""
-        from nnunet_lightweight.inference.model_folder import find_trainer_class
 
         budgets = {getattr(find_trainer_class(self.trainer(model)), "budget_seconds", None) for model in MODELS}
         if len(budgets) == 1 and None not in budgets:
@@ -153,8 +167,6 @@ class Demo:
         return report
 
     def prepare_data(self) -> None:
-        from nnunet_lightweight.conversion.camus import convert_camus
-        from nnunet_lightweight.conversion.phantom import generate_phantom
 
         source = Path(self.settings.data) if self.settings.data != "phantom" else self.work_dir / "phantom"
         if self.settings.data == "phantom":
@@ -283,8 +295,6 @@ class Demo:
             staging.rename(out)
 
     def compare(self) -> dict:
-        from nnunet_lightweight.evaluation import compare_models, save_overlays
-        from nnunet_lightweight.evaluation.compare import paired_difference_table
 
         self._announce("evaluation: Dice, HD, paired differences with 95 % CIs, Wilcoxon tests, outliers, overlays")
         predictions = {model: self.prediction_folder(model, postprocessed=True) for model in MODELS}
@@ -305,7 +315,6 @@ class Demo:
         return comparison
 
     def ejection_fraction(self) -> dict:
-        from nnunet_lightweight.clinical.ejection_fraction import ef
 
         self._announce("EDV, ESV and EF from predicted vs reference masks (Simpson biplane), Bland-Altman")
         reports = {}
@@ -340,7 +349,6 @@ class Demo:
     def real_loop(self) -> dict:
         """The shipped CAMUS LightEcho model on the bundled real cine loop: overlay strip, LV volume curve with
         ED/ES, single-plane EF (kept in real_loop/real_loop.json); {"skipped": reason} without a shipped model."""
-        from nnunet_lightweight.pretrained import shipped_model_folder
 
         self._announce("the shipped CAMUS LightEcho model on a real apical 4-chamber cine loop")
         out = self.report_dir / "real_loop"
@@ -362,7 +370,6 @@ class Demo:
     def write_report(
         self, training: dict, efficiency: dict, comparison: dict, ef_reports: dict, real_loop: dict, wall_time: float
     ) -> Path:
-        from nnunet_lightweight.workflows.demo_report import demo_report_markdown
 
         self._announce("writing report.md")
         text = demo_report_markdown(self, training, efficiency, comparison, ef_reports, real_loop, wall_time)
@@ -408,9 +415,6 @@ def measure_efficiency(results_folders: dict[str, Path], device: str, rounds: in
 
     import torch
 
-    from nnunet_lightweight.inference.benchmark import time_engine
-    from nnunet_lightweight.inference.engines import build_engine, count_gmacs, count_parameters, resolve_device
-
     target = resolve_device(device)
     result, engines = {}, {}
     for model, folder in results_folders.items():
@@ -444,13 +448,6 @@ def segment_real_loop(model_folder: Path, loop: Path, out: Path, device: str = "
     import shutil
 
     import numpy as np
-
-    from nnunet_lightweight.clinical.cine import cine_volume_curve, plot_volume_curves
-    from nnunet_lightweight.core.image_io import read_sequence_file, write_frame
-    from nnunet_lightweight.evaluation.overlays import save_overlays
-    from nnunet_lightweight.inference.fast_predictor import FastPredictor
-    from nnunet_lightweight.inference.model_folder import load_trained_model
-    from nnunet_lightweight.inference.settings import PredictorSettings
 
     sequence = read_sequence_file(loop)
     predictor = FastPredictor(load_trained_model(model_folder), PredictorSettings(device=device), log=None)

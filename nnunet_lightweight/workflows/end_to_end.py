@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.evaluation.io import list_cases, read_segmentation
+from nnunet_lightweight.evaluation.metrics import dice_score
 
 
 def nnunet_predict_command(
@@ -90,8 +92,6 @@ def lightecho_predict_command(
 def mask_agreement(folder_a: Path, folder_b: Path, labels: Sequence[int], min_pixels: int = 1) -> dict:
     """Per-structure Dice between the same-named masks of two folders, over the cases where the structure has at
     least `min_pixels` pixels in either folder."""
-    from nnunet_lightweight.evaluation.io import list_cases, read_segmentation
-    from nnunet_lightweight.evaluation.metrics import dice_score
 
     cases_a, cases_b = list_cases(folder_a), list_cases(folder_b)
     if set(cases_a) != set(cases_b):
