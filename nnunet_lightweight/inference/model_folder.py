@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 DEFAULT_CHECKPOINT = "checkpoint_final.pth"
-_NOT_A_MODEL = "not a trained nnU-Net model folder"
 
 
 @dataclass
@@ -109,6 +108,13 @@ def available_folds(model_folder: Path, checkpoint_name: str = DEFAULT_CHECKPOIN
     return folds
 
 
+def _model_file(model_folder: Path, name: str) -> dict:
+    """plans.json or dataset.json of a model folder; a missing one means the folder is not a model folder."""
+    if not (model_folder / name).is_file():
+        raise InputError(f"{model_folder} is not a trained nnU-Net model folder: {name} is missing")
+    return read_json_object(model_folder / name, "model file")
+
+
 def _parse_fold(fold: int | str) -> int | str:
     if isinstance(fold, str) and fold != "all":
         if not fold.isdigit():
@@ -124,8 +130,8 @@ def load_trained_model(
     model_folder = Path(model_folder)
     if not model_folder.is_dir():
         raise FileNotFoundError(f"model folder not found: {model_folder}")
-    plans = read_json_object(model_folder / "plans.json", "plans file", _NOT_A_MODEL)
-    dataset_json = read_json_object(model_folder / "dataset.json", "dataset file", _NOT_A_MODEL)
+    plans = _model_file(model_folder, "plans.json")
+    dataset_json = _model_file(model_folder, "dataset.json")
     missing = [key for key in ("labels", "file_ending") if key not in dataset_json]
     if "channel_names" not in dataset_json and "modality" not in dataset_json:
         missing.append("channel_names")
