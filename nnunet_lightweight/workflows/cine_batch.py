@@ -30,7 +30,9 @@ import hashlib
 import json
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -198,13 +200,17 @@ def _row(entry: ClipEntry, clip: Clip | None = None) -> dict:
     return row
 
 
-def measure_clip(entry: ClipEntry, clip: Clip, segment: Segment, n_disks: int = N_DISKS) -> ClipResult:
-    """Segment one decoded clip inside its sector and measure its volumes and beats; InputError where it cannot."""
+def segment_clip(clip: Clip, segment: Segment) -> np.ndarray:
+    """Label maps (T, H, W) of a clip's frames, segmented with everything outside its sector blanked."""
     sector = find_sector(clip.frames, clip.coloured)
     masks = np.asarray(segment(sector.masked(clip.frames)))
     if masks.shape != clip.frames.shape:
         raise InputError(f"the segmentation returned shape {masks.shape} for frames of shape {clip.frames.shape}")
-    masks = np.where(sector.mask, check_label_sequence(masks, "segmentation"), 0).astype(np.uint8)
+    return np.where(sector.mask, check_label_sequence(masks, "segmentation"), 0).astype(np.uint8)
+
+
+def measure_masks(entry: ClipEntry, clip: Clip, masks: np.ndarray, n_disks: int = N_DISKS) -> ClipResult:
+    """A clip's volume curve, beats and CSV row from its label maps; InputError where it cannot be measured."""
     spacing = entry.spacing_mm or clip.spacing_mm
     unit = UNIT_ML if spacing else UNIT_PX
     curve = cine_volume_curve(masks, spacing or (1.0, 1.0), entry.view or "", n_disks, unit)
@@ -219,6 +225,11 @@ def measure_clip(entry: ClipEntry, clip: Clip, segment: Segment, n_disks: int = 
     return ClipResult(entry, row, curve, beats, clip.frames, masks)
 
 
+def measure_clip(entry: ClipEntry, clip: Clip, segment: Segment, n_disks: int = N_DISKS) -> ClipResult:
+    """Segment one decoded clip inside its sector and measure its volumes and beats; InputError where it cannot."""
+    return measure_masks(entry, clip, segment_clip(clip, segment), n_disks)
+
+
 def _read(entry: ClipEntry) -> tuple[ClipEntry, Clip | Exception]:
     try:
         return entry, read_clip(entry.path)
@@ -231,18 +242,42 @@ def _reason(error: Exception) -> str:
     return text if isinstance(error, InputError) else f"{type(error).__name__}: {text}"
 
 
+def _failure(entry: ClipEntry, clip: Clip | None, error: Exception) -> ClipResult:
+    return ClipResult(entry, {**_row(entry, clip), "Reason": _reason(error)})
+
+
+def _completed(result: ClipResult) -> Future:
+    future: Future = Future()
+    future.set_result(result)
+    return future
+
+
+def _measured_or_failed(entry: ClipEntry, clip: Clip, masks: np.ndarray, n_disks: int) -> ClipResult:
+    try:
+        return measure_masks(entry, clip, masks, n_disks)
+    except Exception as error:  # as for reading: the reason goes into the row
+        return _failure(entry, clip, error)
+
+
 def measure_clips(entries: list[ClipEntry], segment: Segment, n_disks: int = N_DISKS,
                   prefetch_depth: int = 2) -> Iterator[ClipResult]:
-    """Results of `entries` in order; clips are decoded in a background thread while the current one is
-    segmented and measured."""
-    for entry, clip in prefetched((_read(entry) for entry in entries), prefetch_depth):
-        if isinstance(clip, Exception):
-            yield ClipResult(entry, {**_row(entry), "Reason": _reason(clip)})
-            continue
-        try:
-            yield measure_clip(entry, clip, segment, n_disks)
-        except Exception as error:  # as above: the reason goes into the row
-            yield ClipResult(entry, {**_row(entry, clip), "Reason": _reason(error)})
+    """Results of `entries` in order. Three stages overlap: a reader thread decodes the next clips, this thread
+    segments the current one, and a measuring thread measures the previous one."""
+    pending: deque[Future] = deque()
+    with ThreadPoolExecutor(max_workers=1) as measuring:
+        for entry, clip in prefetched((_read(entry) for entry in entries), prefetch_depth):
+            if isinstance(clip, Exception):
+                pending.append(_completed(_failure(entry, None, clip)))
+            else:
+                try:
+                    masks = segment_clip(clip, segment)
+                    pending.append(measuring.submit(_measured_or_failed, entry, clip, masks, n_disks))
+                except Exception as error:  # as for reading: the reason goes into the row
+                    pending.append(_completed(_failure(entry, clip, error)))
+            while len(pending) > 1 or (pending and pending[0].done()):
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _typical_beat_curve(result: ClipResult) -> VolumeCurve:

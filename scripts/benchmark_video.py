@@ -1,0 +1,116 @@
+"""Frames per second end to end (decode -> sector -> masks -> volumes -> beats -> EF) for 112x112 AVI clips, against
+the network alone with the same engine and precision.
+
+The clips are EchoNet-Dynamic-sized (112x112, 50 fps) AVIs built from a real CAMUS patient's ED and ES frames
+(morphed ED -> ES -> ED over several beats), or any folder of clips given with --input. The shipped LightEcho
+model's predictor (its input convention: the sector resized to 224x224) segments every frame; the network-alone
+rate runs the same engine on batches of 224x224 frames, nothing else. Prints the CPU model and flags.
+
+Example (the 2-core CI machine):
+    python scripts/benchmark_video.py --clips 4 --frames 100
+Targets (issue 17): >= 60 frames/s end to end on the 2-core CI machine at the fastest precision the CPU supports,
+and >= 80 % of the network-alone rate on any CPU.
+"""
+import argparse
+import json
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from scipy import ndimage
+
+from nnunet_lightweight.cpu_features import cpu_has_bf16, describe_cpu
+from nnunet_lightweight.inference.fast_predictor import FastPredictor
+from nnunet_lightweight.inference.model_folder import load_trained_model
+from nnunet_lightweight.pretrained import shipped_model_folder
+from nnunet_lightweight.workflows.cine_batch import cine_batch
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CAMUS = REPO.parent / "shared" / "camus224" / "CAMUS_public"
+CLIP_SIZE = 112
+CLIP_FPS = 50
+BEAT_FRAMES = 40  # 0.8 s cycles at 50 fps
+
+
+def write_camus_clips(camus_root: Path, folder: Path, count: int, frames: int) -> list[Path]:
+    """`count` 112x112 AVIs of `frames` frames morphing a CAMUS patient's 4CH ED and ES frames (a grey-level blend:
+    speed, not accuracy, is measured here)."""
+    import av
+
+    case = camus_root / "database_nifti" / "patient0001" / "patient0001_4CH"
+    ed, es = (sitk.GetArrayFromImage(sitk.ReadImage(f"{case}_{phase}.nii.gz")).astype(np.float32)
+              for phase in ("ED", "ES"))
+    ed, es = (ndimage.zoom(image, CLIP_SIZE / image.shape[0], order=1) for image in (ed, es))
+    paths = []
+    for number in range(count):
+        weights = (1 - np.cos(2 * np.pi * (np.arange(frames) + 7 * number) / BEAT_FRAMES)) / 2
+        path = folder / f"clip{number:03d}_4CH.avi"
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream("mpeg4", rate=Fraction(CLIP_FPS))
+            stream.width = stream.height = CLIP_SIZE
+            stream.pix_fmt = "yuv420p"
+            for w in weights:
+                frame = np.round((1 - w) * ed + w * es).clip(0, 255).astype(np.uint8)
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="gray")))
+            container.mux(stream.encode())
+        paths.append(path)
+    return paths
+
+
+def network_alone_fps(predictor: FastPredictor, frames: int) -> float:
+    """Frames per second of the predictor's engine alone on batches of model-sized frames (after a warm-up)."""
+    batch = torch.zeros((predictor.batch_size, predictor.model.num_input_channels, *predictor.patch))
+    predictor.logits(batch)
+    runs = max(1, frames // predictor.batch_size)
+    start = time.perf_counter()
+    for _ in range(runs):
+        predictor.logits(batch)
+    return runs * predictor.batch_size / (time.perf_counter() - start)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", type=Path, help="a folder, glob or CSV of clips (default: clips built from CAMUS)")
+    parser.add_argument("--camus", type=Path, default=DEFAULT_CAMUS, help="CAMUS_public folder for the built clips")
+    parser.add_argument("--clips", type=int, default=4, help="built clips (default 4)")
+    parser.add_argument("--frames", type=int, default=100, help="frames per built clip (default 100)")
+    parser.add_argument("--precision", default="fastest",
+                        help="fastest (bf16 where the CPU has native bf16, else fp32), fp32, bf16 or auto")
+    parser.add_argument("--backend", default="auto", help="predictor backend (default auto: OpenVINO on CPU)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=None)
+    args = parser.parse_args()
+    precision = ("bf16" if cpu_has_bf16() else "fp32") if args.precision == "fastest" else args.precision
+    print(f"CPU: {describe_cpu()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="benchmark_video_") as work:
+        work = Path(work)
+        source = args.input
+        if source is None:
+            (work / "clips").mkdir()
+            write_camus_clips(args.camus, work / "clips", args.clips, args.frames)
+            source = work / "clips"
+        predictor = FastPredictor(load_trained_model(shipped_model_folder()), device=args.device,
+                                  backend=args.backend, precision=precision, batch_size=args.batch_size, log=None)
+        print(f"engine: {predictor.describe()}", flush=True)
+        cine_batch(source, work / "warmup", predictor, curves=False, progress=None)  # first calls build kernels
+        predictor.network_seconds = 0.0
+        summary = cine_batch(source, work / "out", predictor, curves=False, progress=None)
+        network_share = predictor.network_seconds / summary["seconds"]
+        network = network_alone_fps(predictor, summary["frames"])
+    end_to_end = summary["frames_per_second"]
+    result = {"cpu": describe_cpu(), "engine": predictor.describe(), "precision": precision,
+              "clips": summary["clips"], "frames": summary["frames"], "measured": summary["measured"],
+              "end_to_end_frames_per_second": end_to_end, "network_alone_frames_per_second": round(network, 2),
+              "end_to_end_share_of_network": round(end_to_end / network, 3),
+              "network_share_of_end_to_end_time": round(network_share, 3)}
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
