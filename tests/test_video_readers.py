@@ -59,6 +59,21 @@ def test_dicom_frames_spacing_and_frame_rate(loop, tmp_path, photometric, jpeg):
         assert clip.coloured[sector].mean() < 0.01, "grey speckle must not read as coloured"
 
 
+@pytest.mark.parametrize("syntax", ["JPEGLSLossless", "RLELossless"])
+def test_dicom_lossless_compressions(loop, tmp_path, syntax):
+    """JPEG-LS (pyjpegls) and RLE, compressed by pydicom itself from an uncompressed grey clip: frames exact."""
+    import pydicom
+    import pydicom.uid
+
+    grey = grey_from_rgb(loop["canvas"])
+    dataset = pydicom.dcmread(write_dicom(tmp_path / "plain.dcm", grey, jpeg=False))
+    dataset.compress(getattr(pydicom.uid, syntax))
+    dataset.save_as(tmp_path / "compressed.dcm")
+    clip = read_clip(tmp_path / "compressed.dcm")
+    np.testing.assert_array_equal(clip.frames, grey)
+    assert clip.fps == pytest.approx(FPS) and clip.spacing_mm == pytest.approx((0.29, 0.31))
+
+
 def test_dicom_chunks_are_the_whole_clip(loop, tmp_path):
     path = write_dicom(tmp_path / "clip", loop["canvas"], jpeg=True)  # no suffix: found by its DICM marker
     stream = open_clip(path)
