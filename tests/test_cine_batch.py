@@ -177,3 +177,21 @@ def test_shipped_model_on_the_real_a4c_loop(example_loop, tmp_path):
     assert row["VolumeUnit"] == "mL"  # 0.4 mm pixels from the NIfTI header
     assert "unmeasurable_frames" not in row["QualityFlags"]
     assert 20 <= float(row["EF"]) <= 85 and 40 <= float(row["EDV"]) <= 250
+
+
+def test_a_failing_segmentation_is_one_rows_reason(tmp_path):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_video(clips / "a.avi", np.full((6, 32, 32), 90, np.uint8), FPS, codec="ffv1")
+    write_video(clips / "b.avi", np.full((6, 48, 48), 90, np.uint8), FPS, codec="ffv1")
+
+    def segment(frames):
+        if frames.shape[1] == 32:
+            raise RuntimeError("engine failed")
+        return np.zeros(frames.shape, np.uint8)
+
+    summary = cine_batch(clips, tmp_path / "out", segment, curves=False, progress=None)
+    rows = _read_rows(tmp_path / "out" / CLIPS_CSV)
+    assert summary["clips"] == 2 and [r["FileName"].rsplit("/", 1)[-1] for r in rows] == ["a.avi", "b.avi"]
+    assert rows[0]["Reason"] == "RuntimeError: engine failed" and rows[0]["FrameHeight"] == "32"
+    assert "measurable LV" in rows[1]["Reason"]
