@@ -159,7 +159,9 @@ def test_batch_rows_ef_agreement_biplane_and_bad_clips(batch_clips, camus_root, 
     assert float(biplane[0]["EF"]) == pytest.approx(reference["ef"], abs=1.0) and biplane[0]["VolumeUnit"] == "mL"
     curves = sorted(p.name for p in (tmp_path / "out" / "curves").iterdir())
     overlays = sorted((tmp_path / "out" / "overlays").iterdir())
-    assert len(curves) == 2 and len(overlays) == 2
+    # An overlay for every segmented clip (the one without an LV too: it shows why), curves for measured ones.
+    assert len(curves) == 2 and [p.name for p in overlays] == ["00001_patient0001_4CH.mp4",
+                                                               "00002_patient0001_2CH.mp4", "00006_empty_lv.mp4"]
     overlay = read_clip(overlays[0])
     assert overlay.frames.shape[0] == 60 and overlay.coloured.any()  # the contours are drawn in colour
 
@@ -195,3 +197,4 @@ def test_a_failing_segmentation_is_one_rows_reason(tmp_path):
     assert summary["clips"] == 2 and [r["FileName"].rsplit("/", 1)[-1] for r in rows] == ["a.avi", "b.avi"]
     assert rows[0]["Reason"] == "RuntimeError: engine failed" and rows[0]["FrameHeight"] == "32"
     assert "measurable LV" in rows[1]["Reason"]
+    assert rows[1]["QualityFlags"].startswith("spacing_unknown") and rows[1]["VolumeUnit"] == "px^3"

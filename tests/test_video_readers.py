@@ -80,6 +80,8 @@ def test_dicom_chunks_are_the_whole_clip(loop, tmp_path):
     chunks = list(stream.chunks(5))
     assert [len(c) for c in chunks] == [5, 5, 2]
     np.testing.assert_array_equal(np.concatenate(chunks), read_clip(path).frames)
+    named_by_uid = path.rename(tmp_path / "1.2.840.113619.2.1")  # PACS exports name files by their UID
+    np.testing.assert_array_equal(read_clip(named_by_uid).frames, np.concatenate(chunks))
     assert "JPEG Baseline" in stream.source and "SequenceOfUltrasoundRegions" in stream.source
 
 

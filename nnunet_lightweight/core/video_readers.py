@@ -2,7 +2,7 @@
 
 Formats (one suffix list, `CLIP_SUFFIXES`):
 - multi-frame ultrasound DICOM through pydicom (uncompressed, JPEG Baseline, JPEG-LS, RLE; MONOCHROME, RGB,
-  YBR_FULL, YBR_FULL_422, PALETTE COLOR), also files without a suffix that carry DICOM's "DICM" marker;
+  YBR_FULL, YBR_FULL_422, PALETTE COLOR), also files of any other name that carry DICOM's "DICM" marker;
 - AVI/MP4/MOV/MKV/WEBM/GIF through PyAV;
 - NIfTI/MHA/NRRD 2D+t sequences through SimpleITK (time on the first array axis, as CAMUS half-sequences).
 
@@ -108,7 +108,7 @@ def clip_kind(path: str | Path) -> str | None:
         return "dicom"
     if name.endswith(IMAGE_SEQUENCE_SUFFIXES):
         return "sequence"
-    if "." not in name and path.is_file():  # scanners and PACS exports often write DICOM without a suffix
+    if path.is_file():  # scanners and PACS write DICOM without a suffix, or named by UID (1.2.840....)
         with open(path, "rb") as handle:
             handle.seek(_DICOM_MARKER_OFFSET)
             if handle.read(4) == b"DICM":

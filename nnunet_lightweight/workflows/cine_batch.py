@@ -58,6 +58,8 @@ CINE_BATCH_LAYOUT = OutputLayout(SUMMARY_JSON, (CLIPS_CSV, BIPLANE_CSV, "curves"
 _VIEW_TOKEN = re.compile(r"(?<![a-z0-9])a?([24])c(?:h)?(?![a-z0-9])", re.IGNORECASE)
 _FILE_COLUMNS = ("filename", "file", "path")
 OVERLAY_FORMATS = ("mp4", "gif")
+# No pixel size in the file or the listing: volumes in px^3 (EF is unit-free, volumes are not comparable).
+FLAG_NO_SPACING = "spacing_unknown"
 # Contour colours of the overlay videos (RGB): LV red, MYO green, LA blue, as the project's overlay figures.
 _LABEL_COLOURS = {1: (228, 26, 28), 2: (77, 175, 74), 3: (55, 126, 184)}
 
@@ -210,14 +212,20 @@ def segment_clip(clip: Clip, segment: Segment) -> np.ndarray:
 
 
 def measure_masks(entry: ClipEntry, clip: Clip, masks: np.ndarray, n_disks: int = N_DISKS) -> ClipResult:
-    """A clip's volume curve, beats and CSV row from its label maps; InputError where it cannot be measured."""
+    """A clip's volume curve, beats and CSV row from its label maps; a row with the reason where there is too
+    little LV to measure."""
     spacing = entry.spacing_mm or clip.spacing_mm
     unit = UNIT_ML if spacing else UNIT_PX
-    curve = cine_volume_curve(masks, spacing or (1.0, 1.0), entry.view or "", n_disks, unit)
-    beats = detect_beats(curve.volumes, clip.fps)
     row = _row(entry, clip)
-    row.update(VolumeUnit=unit, NumBeats=len(beats.beats), QualityFlags=";".join(beats.flags),
-               Reason=beats.reason or "")
+    row.update(VolumeUnit=unit, QualityFlags="" if spacing else FLAG_NO_SPACING)
+    try:
+        curve = cine_volume_curve(masks, spacing or (1.0, 1.0), entry.view or "", n_disks, unit)
+    except InputError as error:  # fewer than two frames with a measurable LV
+        row.update(NumBeats=0, Reason=_reason(error))
+        return ClipResult(entry, row, frames=clip.frames, masks=masks)
+    beats = detect_beats(curve.volumes, clip.fps)
+    flags = ([row["QualityFlags"]] if row["QualityFlags"] else []) + beats.flags
+    row.update(NumBeats=len(beats.beats), QualityFlags=";".join(flags), Reason=beats.reason or "")
     if beats.measurable:
         row.update(EF=beats.ef, EDV=beats.edv, ESV=beats.esv, EDFrame=beats.ed_frame + 1, ESFrame=beats.es_frame + 1)
         if beats.beats:
