@@ -73,6 +73,9 @@ def test_list_clips_from_folder_glob_and_listing(tmp_path):
     (tmp_path / "bad.csv").write_text("Name\nb.dcm\n")
     with pytest.raises(InputError, match="no FileName"):
         list_clips(tmp_path / "bad.csv")
+    (tmp_path / "no_name.csv").write_text("FileName,Patient\nb.dcm,p1\n,p2\n")
+    with pytest.raises(InputError, match="line 3: no file name"):
+        list_clips(tmp_path / "no_name.csv")
     (tmp_path / "bad_spacing.csv").write_text("FileName,Spacing\nb.dcm,-1\n")
     with pytest.raises(InputError, match="line 2: bad spacing"):
         list_clips(tmp_path / "bad_spacing.csv")

@@ -135,28 +135,27 @@ def _read_listing(listing: Path) -> list[ClipEntry]:
     if not rows:
         raise InputError(f"{listing} lists no clips")
     columns = {name.strip().lower(): name for name in rows[0]}
-    file_column = next((columns[c] for c in _FILE_COLUMNS if c in columns), None)
-    if file_column is None:
+    file_key = next((c for c in _FILE_COLUMNS if c in columns), None)
+    if file_key is None:
         raise InputError(f"{listing} has no FileName (or File, Path) column; its columns: {', '.join(rows[0])}")
     entries = []
     for line, row in enumerate(rows, start=2):
-        def value(name: str) -> str | None:
-            text = row.get(columns.get(name, ""), None)
-            return text.strip() if text and text.strip() else None
-
-        path = _resolve_listed(listing.parent, value(file_column.lower()) or "")
+        cells = {name: (row.get(original) or "").strip() or None for name, original in columns.items()}
+        if not cells[file_key]:
+            raise InputError(f"{listing} line {line}: no file name")
+        path = _resolve_listed(listing.parent, cells[file_key])
         spacing = None
         try:
-            if value("spacing"):
-                spacing = (float(value("spacing")),) * 2
-            elif value("spacingrow") and value("spacingcol"):
-                spacing = (float(value("spacingrow")), float(value("spacingcol")))
+            if cells.get("spacing"):
+                spacing = (float(cells["spacing"]),) * 2
+            elif cells.get("spacingrow") and cells.get("spacingcol"):
+                spacing = (float(cells["spacingrow"]), float(cells["spacingcol"]))
             if spacing is not None:
                 spacing = tuple(float(s) for s in check_spacing(spacing, "spacing"))
         except (ValueError, InputError) as error:
             raise InputError(f"{listing} line {line}: bad spacing ({error})") from None
-        entries.append(ClipEntry(path, value("patient"), normalise_view(value("view")) or view_from_name(path),
-                                 spacing))
+        view = normalise_view(cells.get("view")) or view_from_name(path)
+        entries.append(ClipEntry(path, cells.get("patient"), view, spacing))
     return entries
 
 
