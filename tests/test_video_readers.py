@@ -74,6 +74,16 @@ def test_dicom_lossless_compressions(loop, tmp_path, syntax):
     assert clip.fps == pytest.approx(FPS) and clip.spacing_mm == pytest.approx((0.29, 0.31))
 
 
+def test_dicom_monochrome1_is_inverted(loop, tmp_path):
+    import pydicom
+
+    grey = grey_from_rgb(loop["canvas"])
+    dataset = pydicom.dcmread(write_dicom(tmp_path / "plain.dcm", grey, jpeg=False))
+    dataset.PhotometricInterpretation = "MONOCHROME1"  # the lowest value shows white
+    dataset.save_as(tmp_path / "inverted.dcm")
+    np.testing.assert_array_equal(read_clip(tmp_path / "inverted.dcm").frames, 255 - grey)
+
+
 def test_dicom_chunks_are_the_whole_clip(loop, tmp_path):
     path = write_dicom(tmp_path / "clip", loop["canvas"], jpeg=True)  # no suffix: found by its DICM marker
     stream = open_clip(path)
@@ -109,6 +119,8 @@ def test_avi_frames_and_frame_rate(loop, tmp_path, codec, tolerance):
     box = sector_box_of(frames[0])
     avi = read_clip(write_video(tmp_path / "clip.avi", frames, FPS, codec))
     assert avi.frames.shape == frames.shape and avi.fps == pytest.approx(FPS) and avi.spacing_mm is None
+    stream = open_clip(tmp_path / "clip.avi")
+    assert [len(chunk) for chunk in stream.chunks(5)] == [5, 5, 2] and stream.fps == pytest.approx(FPS)
     # Limited-range YUV is stretched back to 0-255: the decoded grey levels match the source's.
     assert _sector_error(avi.frames, frames, box) < tolerance
     assert abs(float(avi.frames[(slice(None), *box)].mean()) - float(frames[(slice(None), *box)].mean())) < 1.0
