@@ -11,6 +11,7 @@ Example (the 2-core CI machine):
 Targets (issue 17): >= 60 frames/s end to end on the 2-core CI machine at the fastest precision the CPU supports,
 and >= 80 % of the network-alone rate on any CPU.
 """
+
 import argparse
 import json
 import sys
@@ -24,9 +25,10 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
-from nnunet_lightweight.cpu_features import cpu_has_bf16, describe_cpu
+from nnunet_lightweight.core.cpu_features import cpu_has_bf16, describe_cpu
 from nnunet_lightweight.inference.fast_predictor import FastPredictor
 from nnunet_lightweight.inference.model_folder import load_trained_model
+from nnunet_lightweight.inference.settings import PredictorSettings
 from nnunet_lightweight.pretrained import shipped_model_folder
 from nnunet_lightweight.workflows.cine_batch import cine_batch
 
@@ -43,8 +45,9 @@ def write_camus_clips(camus_root: Path, folder: Path, count: int, frames: int) -
     import av
 
     case = camus_root / "database_nifti" / "patient0001" / "patient0001_4CH"
-    ed, es = (sitk.GetArrayFromImage(sitk.ReadImage(f"{case}_{phase}.nii.gz")).astype(np.float32)
-              for phase in ("ED", "ES"))
+    ed, es = (
+        sitk.GetArrayFromImage(sitk.ReadImage(f"{case}_{phase}.nii.gz")).astype(np.float32) for phase in ("ED", "ES")
+    )
     ed, es = (ndimage.zoom(image, CLIP_SIZE / image.shape[0], order=1) for image in (ed, es))
     paths = []
     for number in range(count):
@@ -79,8 +82,11 @@ def main() -> int:
     parser.add_argument("--camus", type=Path, default=DEFAULT_CAMUS, help="CAMUS_public folder for the built clips")
     parser.add_argument("--clips", type=int, default=4, help="built clips (default 4)")
     parser.add_argument("--frames", type=int, default=100, help="frames per built clip (default 100)")
-    parser.add_argument("--precision", default="fastest",
-                        help="fastest (bf16 where the CPU has native bf16, else fp32), fp32, bf16 or auto")
+    parser.add_argument(
+        "--precision",
+        default="fastest",
+        help="fastest (bf16 where the CPU has native bf16, else fp32), fp32, bf16 or auto",
+    )
     parser.add_argument("--backend", default="auto", help="predictor backend (default auto: OpenVINO on CPU)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=None)
@@ -94,8 +100,10 @@ def main() -> int:
             (work / "clips").mkdir()
             write_camus_clips(args.camus, work / "clips", args.clips, args.frames)
             source = work / "clips"
-        predictor = FastPredictor(load_trained_model(shipped_model_folder()), device=args.device,
-                                  backend=args.backend, precision=precision, batch_size=args.batch_size, log=None)
+        settings = PredictorSettings(
+            device=args.device, backend=args.backend, precision=precision, batch_size=args.batch_size
+        )
+        predictor = FastPredictor(load_trained_model(shipped_model_folder()), settings, log=None)
         print(f"engine: {predictor.describe()}", flush=True)
         cine_batch(source, work / "warmup", predictor, curves=False, progress=None)  # first calls build kernels
         predictor.network_seconds = 0.0
@@ -103,11 +111,18 @@ def main() -> int:
         network_share = predictor.network_seconds / summary["seconds"]
         network = network_alone_fps(predictor, summary["frames"])
     end_to_end = summary["frames_per_second"]
-    result = {"cpu": describe_cpu(), "engine": predictor.describe(), "precision": precision,
-              "clips": summary["clips"], "frames": summary["frames"], "measured": summary["measured"],
-              "end_to_end_frames_per_second": end_to_end, "network_alone_frames_per_second": round(network, 2),
-              "end_to_end_share_of_network": round(end_to_end / network, 3),
-              "network_share_of_end_to_end_time": round(network_share, 3)}
+    result = {
+        "cpu": describe_cpu(),
+        "engine": predictor.describe(),
+        "precision": precision,
+        "clips": summary["clips"],
+        "frames": summary["frames"],
+        "measured": summary["measured"],
+        "end_to_end_frames_per_second": end_to_end,
+        "network_alone_frames_per_second": round(network, 2),
+        "end_to_end_share_of_network": round(end_to_end / network, 3),
+        "network_share_of_end_to_end_time": round(network_share, 3),
+    }
     print(json.dumps(result, indent=2))
     return 0
 

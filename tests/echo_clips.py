@@ -5,6 +5,7 @@ label map interpolates each structure's signed distance map, so the ED and ES fr
 the CAMUS frames and masks. `nearest_frame_segmenter` then returns, for each decoded frame, the mask of the
 source frame it is closest to: a segmentation that is right by construction, to test everything around it.
 """
+
 from __future__ import annotations
 
 import io
@@ -26,8 +27,10 @@ TEXT_YELLOW = (255, 220, 0)
 def camus_phases(camus_root: Path, view: str = "4CH", patient: str = PATIENT) -> dict[str, np.ndarray]:
     """The ED and ES frames ("ED", "ES") and label maps ("ED_gt", "ES_gt") of one CAMUS view, uint8."""
     folder = camus_root / "database_nifti" / patient
-    return {name: sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{patient}_{view}_{name}.nii.gz")))
-            .astype(np.uint8) for name in ("ED", "ES", "ED_gt", "ES_gt")}
+    return {
+        name: sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{patient}_{view}_{name}.nii.gz"))).astype(np.uint8)
+        for name in ("ED", "ES", "ED_gt", "ES_gt")
+    }
 
 
 def beat_weights(n_frames: int, period: int, offset: int = 0) -> np.ndarray:
@@ -42,8 +45,10 @@ def _signed_distance(region: np.ndarray) -> np.ndarray:
 def beating_loop(phases: dict[str, np.ndarray], weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Frames (T, H, W) uint8 and label maps (T, H, W) of a loop morphing between ED (w=0) and ES (w=1)."""
     ed, es = phases["ED"].astype(np.float32), phases["ES"].astype(np.float32)
-    distances = {label: (_signed_distance(phases["ED_gt"] == label), _signed_distance(phases["ES_gt"] == label))
-                 for label in (1, 2, 3)}
+    distances = {
+        label: (_signed_distance(phases["ED_gt"] == label), _signed_distance(phases["ES_gt"] == label))
+        for label in (1, 2, 3)
+    }
     frames, masks = [], []
     for w in weights:
         frames.append(np.round((1 - w) * ed + w * es).astype(np.uint8))
@@ -75,8 +80,8 @@ def on_canvas(frames: np.ndarray, masks: np.ndarray | None = None) -> tuple[np.n
             canvas[t, trace_rows + width, trace_cols] = ECG_GREEN
     canvas[:, 8:22, 10:70] = TEXT_YELLOW  # a text block
     canvas[:, 10:20:3, 12:68] = (90, 70, 0)  # its dark "letters"
-    canvas[:, 40:260, CANVAS[1] - 30:CANVAS[1] - 24] = 160  # depth scale bar (grey, static)
-    canvas[:, 40:260:20, CANVAS[1] - 36:CANVAS[1] - 24] = 220  # its ticks
+    canvas[:, 40:260, CANVAS[1] - 30 : CANVAS[1] - 24] = 160  # depth scale bar (grey, static)
+    canvas[:, 40:260:20, CANVAS[1] - 36 : CANVAS[1] - 24] = 220  # its ticks
     canvas[:, 30:34, 60:64] = 255  # a focus marker
     placed_masks = None
     if masks is not None:
@@ -87,8 +92,10 @@ def on_canvas(frames: np.ndarray, masks: np.ndarray | None = None) -> tuple[np.n
 
 def placed_box(box: tuple[slice, slice]) -> tuple[slice, slice]:
     """A box of the 224x224 frame in canvas coordinates."""
-    return (slice(box[0].start + OFFSET[0], box[0].stop + OFFSET[0]),
-            slice(box[1].start + OFFSET[1], box[1].stop + OFFSET[1]))
+    return (
+        slice(box[0].start + OFFSET[0], box[0].stop + OFFSET[0]),
+        slice(box[1].start + OFFSET[1], box[1].stop + OFFSET[1]),
+    )
 
 
 def write_video(path: Path, frames: np.ndarray, fps: int, codec: str = "mpeg4") -> Path:
@@ -115,9 +122,16 @@ def write_gif(path: Path, frames: np.ndarray, fps: int) -> Path:
     return path
 
 
-def write_dicom(path: Path, pixels: np.ndarray, fps: float | None = 25.0,
-                spacing_mm: tuple[float, float] | None = (0.29, 0.31), photometric: str = "YBR_FULL_422",
-                jpeg: bool = True, sector_box: tuple[slice, slice] | None = None, pixel_data: bool = True) -> Path:
+def write_dicom(
+    path: Path,
+    pixels: np.ndarray,
+    fps: float | None = 25.0,
+    spacing_mm: tuple[float, float] | None = (0.29, 0.31),
+    photometric: str = "YBR_FULL_422",
+    jpeg: bool = True,
+    sector_box: tuple[slice, slice] | None = None,
+    pixel_data: bool = True,
+) -> Path:
     """An Ultrasound Multi-frame Image DICOM of RGB (T, H, W, 3) or grey (T, H, W) pixels: JPEG Baseline (frames
     encoded by Pillow, YBR_FULL_422) or uncompressed (RGB, YBR_FULL or MONOCHROME2), with FrameTime and a
     SequenceOfUltrasoundRegions holding the (row, col) spacing in cm plus an ECG region in other units."""
@@ -188,7 +202,7 @@ def nearest_frame_segmenter(source_frames: np.ndarray, source_masks: np.ndarray,
 
     def segment(frames: np.ndarray) -> np.ndarray:
         decoded = np.asarray(frames)[(slice(None), *box)].reshape(len(frames), -1).astype(np.float32)
-        distances = ((decoded ** 2).sum(1)[:, None] - 2 * decoded @ reference.T + (reference ** 2).sum(1)[None])
+        distances = (decoded**2).sum(1)[:, None] - 2 * decoded @ reference.T + (reference**2).sum(1)[None]
         return source_masks[distances.argmin(axis=1)]
 
     return segment

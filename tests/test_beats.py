@@ -1,8 +1,9 @@
 """Beat-by-beat ED/ES: beats in noisy curves, per-beat EF, fallbacks and reasons, and EF of real CAMUS masks."""
+
 import numpy as np
 import pytest
-
 from echo_clips import beat_weights, beating_loop, camus_phases
+
 from nnunet_lightweight.clinical.beats import (
     FLAG_FPS_UNKNOWN,
     FLAG_IRREGULAR,
@@ -82,8 +83,10 @@ def test_ef_of_a_beating_camus_loop_matches_its_ed_and_es_masks(camus_root):
     _, masks = beating_loop(phases, beat_weights(60, period=20, offset=3))
     curve = cine_volume_curve(masks, (1.0, 1.0), "4CH", volume_unit="px^3")
     analysis = detect_beats(curve.volumes, fps=25)
-    expected = ejection_fraction(simpson_single_plane_volume(phases["ED_gt"], (1.0, 1.0)),
-                                 simpson_single_plane_volume(phases["ES_gt"], (1.0, 1.0)))
+    expected = ejection_fraction(
+        simpson_single_plane_volume(phases["ED_gt"], (1.0, 1.0)),
+        simpson_single_plane_volume(phases["ES_gt"], (1.0, 1.0)),
+    )
     assert [(b.ed_frame, b.es_frame) for b in analysis.beats] == [(17, 27), (37, 47)]
     assert all(b.ef == pytest.approx(expected, abs=1e-6) for b in analysis.beats)
     assert analysis.ef == pytest.approx(expected, abs=1e-6) and analysis.flags == []

@@ -1,10 +1,10 @@
 """EF per clip at scale: listings, shards, one row per clip (bad clips included), biplane, and EF agreement."""
+
 import csv
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from echo_clips import (
     beat_weights,
     beating_loop,
@@ -16,9 +16,10 @@ from echo_clips import (
     write_dicom,
     write_video,
 )
+
 from nnunet_lightweight.clinical.ejection_fraction import ef_table
+from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.video_readers import grey_from_rgb, read_clip
-from nnunet_lightweight.errors import InputError
 from nnunet_lightweight.workflows.cine_batch import (
     BIPLANE_CSV,
     CLIP_COLUMNS,
@@ -62,8 +63,12 @@ def test_list_clips_from_folder_glob_and_listing(tmp_path):
     (tmp_path / "Videos" / "0X1A.avi").write_bytes(b"x")
     found = list_clips(tmp_path)
     assert [e.path.name for e in found] == ["0X1A.avi", "a_4CH.avi", "b.dcm", "c_a2c.mp4"]
-    assert {e.path.name: e.view for e in found} == {"0X1A.avi": None, "a_4CH.avi": "4CH", "b.dcm": None,
-                                                    "c_a2c.mp4": "2CH"}
+    assert {e.path.name: e.view for e in found} == {
+        "0X1A.avi": None,
+        "a_4CH.avi": "4CH",
+        "b.dcm": None,
+        "c_a2c.mp4": "2CH",
+    }
     assert [e.path.name for e in list_clips(tmp_path / "*.avi")] == ["a_4CH.avi"]
     listing = tmp_path / "list.csv"
     listing.write_text("FileName,Patient,View,Spacing\n0X1A,p1,A4C,0.25\nb.dcm,p1,a2c,\n")
@@ -82,8 +87,10 @@ def test_list_clips_from_folder_glob_and_listing(tmp_path):
 
 
 def test_shards_partition_the_list_deterministically_and_keep_patients_together(tmp_path):
-    entries = [ClipEntry(tmp_path / f"clip{i:03d}_{view}.avi", f"patient{i // 2}", view)
-               for i, view in zip(range(200), ["2CH", "4CH"] * 100)]
+    entries = [
+        ClipEntry(tmp_path / f"clip{i:03d}_{view}.avi", f"patient{i // 2}", view)
+        for i, view in zip(range(200), ["2CH", "4CH"] * 100)
+    ]
     shards = [shard(entries, i, 4) for i in range(4)]
     assert sorted(e.path for s in shards for e in s) == sorted(e.path for e in entries)  # each clip exactly once
     assert all(25 <= len(s) <= 75 for s in shards)  # balanced enough for array jobs
@@ -116,10 +123,12 @@ def batch_clips(camus_root, tmp_path_factory):
     write_dicom(folder / "still.dcm", canvas_2ch[:1])
     write_video(folder / "empty_lv.avi", np.zeros((12, 64, 64), np.uint8) + 100, FPS, codec="ffv1")
     listing = folder / "clips.csv"
-    listing.write_text("FileName,Patient,View,Spacing\n"
-                       f"patient0001_4CH.avi,patient0001,A4C,{SPACING_MM[0]}\n"
-                       "patient0001_2CH.dcm,patient0001,A2C,\n"
-                       "truncated.avi,patient0002,A4C,\nreport.dcm,,,\nstill.dcm,,,\nempty_lv.avi,,,\n")
+    listing.write_text(
+        "FileName,Patient,View,Spacing\n"
+        f"patient0001_4CH.avi,patient0001,A4C,{SPACING_MM[0]}\n"
+        "patient0001_2CH.dcm,patient0001,A2C,\n"
+        "truncated.avi,patient0002,A4C,\nreport.dcm,,,\nstill.dcm,,,\nempty_lv.avi,,,\n"
+    )
     segment_4ch = nearest_frame_segmenter(frames_4ch, masks_4ch, sector_box_of(phases_4ch["ED"]))
     segment_2ch = nearest_frame_segmenter(grey_from_rgb(canvas_2ch), placed_masks_2ch, box_2ch)
 
@@ -134,8 +143,7 @@ def batch_clips(camus_root, tmp_path_factory):
 
 
 def test_batch_rows_ef_agreement_biplane_and_bad_clips(batch_clips, camus_root, tmp_path):
-    summary = cine_batch(batch_clips["listing"], tmp_path / "out", batch_clips["segment"], overlay="mp4",
-                         progress=None)
+    summary = cine_batch(batch_clips["listing"], tmp_path / "out", batch_clips["segment"], overlay="mp4", progress=None)
     rows = {row["FileName"].rsplit("/", 1)[-1]: row for row in _read_rows(tmp_path / "out" / CLIPS_CSV)}
     assert list(_read_rows(tmp_path / "out" / CLIPS_CSV)[0]) == list(CLIP_COLUMNS)
     assert summary["clips"] == 6 and summary["measured"] == 2
@@ -163,8 +171,11 @@ def test_batch_rows_ef_agreement_biplane_and_bad_clips(batch_clips, camus_root, 
     curves = sorted(p.name for p in (tmp_path / "out" / "curves").iterdir())
     overlays = sorted((tmp_path / "out" / "overlays").iterdir())
     # An overlay for every segmented clip (the one without an LV too: it shows why), curves for measured ones.
-    assert len(curves) == 2 and [p.name for p in overlays] == ["00001_patient0001_4CH.mp4",
-                                                               "00002_patient0001_2CH.mp4", "00006_empty_lv.mp4"]
+    assert len(curves) == 2 and [p.name for p in overlays] == [
+        "00001_patient0001_4CH.mp4",
+        "00002_patient0001_2CH.mp4",
+        "00006_empty_lv.mp4",
+    ]
     overlay = read_clip(overlays[0])
     assert overlay.frames.shape[0] == 60 and overlay.coloured.any()  # the contours are drawn in colour
 
@@ -173,9 +184,10 @@ def test_shipped_model_on_the_real_a4c_loop(example_loop, tmp_path):
     """The real loop through the shipped model's predictor: an LV in every frame and a plausible single-plane EF."""
     from nnunet_lightweight.inference.fast_predictor import FastPredictor
     from nnunet_lightweight.inference.model_folder import load_trained_model
+    from nnunet_lightweight.inference.settings import PredictorSettings
     from nnunet_lightweight.pretrained import shipped_model_folder
 
-    predictor = FastPredictor(load_trained_model(shipped_model_folder()), device="cpu", log=None)
+    predictor = FastPredictor(load_trained_model(shipped_model_folder()), PredictorSettings(device="cpu"), log=None)
     summary = cine_batch(example_loop, tmp_path / "out", predictor, progress=None)
     row = _read_rows(tmp_path / "out" / CLIPS_CSV)[0]
     assert summary["measured"] == 1, row["Reason"]

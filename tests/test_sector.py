@@ -1,9 +1,10 @@
 """Sector search: found despite colour and grey overlays, in loops, short loops and still frames, and in a real loop."""
+
 import numpy as np
 import pytest
+from echo_clips import beat_weights, beating_loop, camus_phases, on_canvas, placed_box, sector_box_of, write_dicom
 from skimage.morphology import convex_hull_image
 
-from echo_clips import beat_weights, beating_loop, camus_phases, on_canvas, placed_box, sector_box_of, write_dicom
 from nnunet_lightweight.core.sector import find_sector, sector_bounding_box
 from nnunet_lightweight.core.video_readers import grey_from_rgb, read_clip
 

@@ -1,8 +1,8 @@
 """Clip readers: DICOM (uncompressed and JPEG Baseline, grey/RGB/YBR), AVI, GIF, NIfTI; spacing, fps, bad files."""
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from echo_clips import (
     ECG_GREEN,
     beat_weights,
@@ -15,8 +15,9 @@ from echo_clips import (
     write_gif,
     write_video,
 )
+
+from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.video_readers import grey_from_rgb, open_clip, prefetched, read_clip
-from nnunet_lightweight.errors import InputError
 
 FPS = 25
 
@@ -34,12 +35,20 @@ def _sector_error(decoded: np.ndarray, expected: np.ndarray, box) -> float:
     return float(np.abs(decoded[(slice(None), *box)].astype(float) - expected[(slice(None), *box)]).mean())
 
 
-@pytest.mark.parametrize("photometric, jpeg", [("MONOCHROME2", False), ("RGB", False), ("YBR_FULL", False),
-                                               ("YBR_FULL_422", True)])
+@pytest.mark.parametrize(
+    "photometric, jpeg", [("MONOCHROME2", False), ("RGB", False), ("YBR_FULL", False), ("YBR_FULL_422", True)]
+)
 def test_dicom_frames_spacing_and_frame_rate(loop, tmp_path, photometric, jpeg):
     pixels = grey_from_rgb(loop["canvas"]) if photometric == "MONOCHROME2" else loop["canvas"]
-    path = write_dicom(tmp_path / "clip.dcm", pixels, fps=FPS, spacing_mm=(0.29, 0.31), photometric=photometric,
-                       jpeg=jpeg, sector_box=loop["box"])
+    path = write_dicom(
+        tmp_path / "clip.dcm",
+        pixels,
+        fps=FPS,
+        spacing_mm=(0.29, 0.31),
+        photometric=photometric,
+        jpeg=jpeg,
+        sector_box=loop["box"],
+    )
     clip = read_clip(path)
     assert clip.frames.dtype == np.uint8 and clip.frames.shape == loop["canvas"].shape[:3]
     assert clip.fps == pytest.approx(FPS)

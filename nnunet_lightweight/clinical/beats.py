@@ -12,6 +12,7 @@ may start or end anywhere in the cycle. Per-beat EF = 100 (EDV - ESV) / EDV; the
 EchoNet-Dynamic reports) with the median beside it. With no full beat, ED and ES fall back to the maximum and
 minimum over the clip, and the result says so in its flags.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -101,8 +102,9 @@ def detect_beats(volumes: np.ndarray, fps: float | None = None) -> BeatAnalysis:
     if measurable.sum() < 2 or measurable.mean() < MIN_MEASURABLE_SHARE:
         # Beats bridged over that many gaps would be guesses (a model seeing the clip at the wrong scale finds an
         # LV of a few pixels in half the frames, and its max/min then reads as a huge EF).
-        return _not_measurable(f"no measurable LV in most frames: {int(measurable.sum())} of {len(volumes)} "
-                               "frames have one", flags)
+        return _not_measurable(
+            f"no measurable LV in most frames: {int(measurable.sum())} of {len(volumes)} frames have one", flags
+        )
     frames = np.arange(len(volumes))
     # For the peak search only, gaps are bridged linearly and a 3-frame median removes one-frame spikes (a frame
     # whose LV was partly missed); ED and ES volumes are always those of measured frames.
@@ -125,8 +127,11 @@ def detect_beats(volumes: np.ndarray, fps: float | None = None) -> BeatAnalysis:
         flags.append(FLAG_NO_FULL_BEAT)
         if edv - esv < MIN_STROKE_FRACTION * float(np.median(curve)):
             flags.append(FLAG_FLAT)
-            return _not_measurable(f"flat volume curve: the LV volume varies by {100 * (edv - esv) / edv:.1f} % "
-                                   "over the clip, no beat to measure", flags)
+            return _not_measurable(
+                f"flat volume curve: the LV volume varies by {100 * (edv - esv) / edv:.1f} % "
+                "over the clip, no beat to measure",
+                flags,
+            )
         ef = ejection_fraction(edv, esv)
         return BeatAnalysis([], ed, es, edv, esv, ef, ef, flags)
     efs = np.array([beat.ef for beat in beats])
@@ -136,5 +141,6 @@ def detect_beats(volumes: np.ndarray, fps: float | None = None) -> BeatAnalysis:
         flags.append(FLAG_IRREGULAR)
     median = float(np.median(efs))
     typical = beats[int(np.argmin(np.abs(efs - median)))]
-    return BeatAnalysis(beats, typical.ed_frame, typical.es_frame, typical.edv, typical.esv, float(efs.mean()),
-                        median, flags)
+    return BeatAnalysis(
+        beats, typical.ed_frame, typical.es_frame, typical.edv, typical.esv, float(efs.mean()), median, flags
+    )

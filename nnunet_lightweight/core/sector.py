@@ -13,6 +13,7 @@ Cues, combined (each alone fails on some real exports):
    dark blood pools that touch the sector's edge, is the sector mask.
 A frame with no such region is used whole.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.morphology import convex_hull_image
 
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
 
 # Pixels brighter than this share of the clip's bright level (its 99th percentile) at some time hold image.
 BRIGHT_SHARE = 0.1

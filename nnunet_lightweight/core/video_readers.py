@@ -4,7 +4,8 @@ Formats (one suffix list, `CLIP_SUFFIXES`):
 - multi-frame ultrasound DICOM through pydicom (uncompressed, JPEG Baseline, JPEG-LS, RLE; MONOCHROME, RGB,
   YBR_FULL, YBR_FULL_422, PALETTE COLOR), also files of any other name that carry DICOM's "DICM" marker;
 - AVI/MP4/MOV/MKV/WEBM/GIF through PyAV;
-- NIfTI/MHA/NRRD 2D+t sequences through SimpleITK (time on the first array axis, as CAMUS half-sequences).
+- NIfTI/MHA/NRRD 2D+t grey sequences through `core.image_io` (time on the first array axis, as CAMUS
+  half-sequences).
 
 Colour never goes through a per-frame colour conversion: YBR data (DICOM YBR, the YUV planes of a video) gives
 its Y plane, which is the grey level; RGB data a BT.601 weighted sum in integer arithmetic over a whole chunk of
@@ -14,6 +15,7 @@ frames. The same pass marks the pixels that are coloured in any frame (ECG trace
 `open_clip` reads the header and decodes lazily in chunks (decoding can overlap the network); `read_clip` decodes
 everything; `prefetched` runs any reading loop in a background thread.
 """
+
 from __future__ import annotations
 
 import queue
@@ -25,9 +27,9 @@ from typing import TypeVar
 
 import numpy as np
 
-from nnunet_lightweight.errors import InputError
+from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.image_io import VIDEO_SUFFIXES, read_sequence
 
-VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".gif")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 IMAGE_SEQUENCE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
 CLIP_SUFFIXES = VIDEO_SUFFIXES + DICOM_SUFFIXES + IMAGE_SEQUENCE_SUFFIXES
@@ -99,7 +101,7 @@ class ClipStream:
 
 
 def clip_kind(path: str | Path) -> str | None:
-    """"video", "dicom" or "sequence" for a file this module reads, None otherwise."""
+    """ "video", "dicom" or "sequence" for a file this module reads, None otherwise."""
     path = Path(path)
     name = path.name.lower()
     if name.endswith(VIDEO_SUFFIXES):
@@ -175,6 +177,7 @@ def _to_uint8(frames: np.ndarray, bits_stored: int | None = None) -> np.ndarray:
 # DICOM
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def _open_dicom(path: Path) -> ClipStream:
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -185,15 +188,18 @@ def _open_dicom(path: Path) -> ClipStream:
     except (InvalidDicomError, OSError, ValueError, EOFError) as error:
         raise InputError(f"cannot read DICOM {path}: {error}") from None
     if not any(tag in dataset for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        raise InputError(f"{path}: DICOM without pixel data ({dataset.get('Modality', 'no modality')}, "
-                         f"{dataset.get('SOPClassUID', 'no SOP class')}: a report or structured document?)")
+        raise InputError(
+            f"{path}: DICOM without pixel data ({dataset.get('Modality', 'no modality')}, "
+            f"{dataset.get('SOPClassUID', 'no SOP class')}: a report or structured document?)"
+        )
     photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
     spacing, spacing_from = _dicom_spacing(dataset)
     frames = int(dataset.get("NumberOfFrames", 1) or 1)
     syntax_name = syntax.name if syntax is not None else "unknown transfer syntax"
-    source = (f"DICOM {dataset.get('Modality', '?')}, {frames} frame(s), {syntax_name}, {photometric}, "
-              f"spacing {spacing_from}")
+    source = (
+        f"DICOM {dataset.get('Modality', '?')}, {frames} frame(s), {syntax_name}, {photometric}, spacing {spacing_from}"
+    )
 
     def decode(frames_per_chunk: int) -> Chunks:
         from pydicom.pixels import iter_pixels
@@ -209,9 +215,11 @@ def _open_dicom(path: Path) -> ClipStream:
         except InputError:
             raise
         except Exception as error:  # pydicom and its plugins raise many kinds for damaged or unsupported data
-            raise InputError(f"cannot decode the pixel data of DICOM {path} "
-                             f"({syntax_name}, {photometric}): "
-                             f"{type(error).__name__}: {error}") from None
+            raise InputError(
+                f"cannot decode the pixel data of DICOM {path} "
+                f"({syntax_name}, {photometric}): "
+                f"{type(error).__name__}: {error}"
+            ) from None
         if pending:
             yield _dicom_chunk(np.stack(pending), photometric, dataset)
 
@@ -241,17 +249,24 @@ def _dicom_spacing(dataset) -> tuple[tuple[float, float] | None, str]:
     measured in cm, else PixelSpacing, else none."""
     regions = []
     for region in dataset.get("SequenceOfUltrasoundRegions", []):
-        if (region.get("RegionSpatialFormat") == _REGION_2D and region.get("PhysicalUnitsXDirection") == _UNIT_CM
-                and region.get("PhysicalUnitsYDirection") == _UNIT_CM
-                and region.get("PhysicalDeltaX") and region.get("PhysicalDeltaY")):
-            area = ((region.get("RegionLocationMaxX1", 0) - region.get("RegionLocationMinX0", 0))
-                    * (region.get("RegionLocationMaxY1", 0) - region.get("RegionLocationMinY0", 0)))
+        if (
+            region.get("RegionSpatialFormat") == _REGION_2D
+            and region.get("PhysicalUnitsXDirection") == _UNIT_CM
+            and region.get("PhysicalUnitsYDirection") == _UNIT_CM
+            and region.get("PhysicalDeltaX")
+            and region.get("PhysicalDeltaY")
+        ):
+            area = (region.get("RegionLocationMaxX1", 0) - region.get("RegionLocationMinX0", 0)) * (
+                region.get("RegionLocationMaxY1", 0) - region.get("RegionLocationMinY0", 0)
+            )
             regions.append((area, region))
     if regions:
         region = max(regions, key=lambda item: item[0])[1]
         # PhysicalDeltaY is the size of a row step, PhysicalDeltaX of a column step, both in cm (and may be signed).
-        return (10 * abs(float(region.PhysicalDeltaY)), 10 * abs(float(region.PhysicalDeltaX))), \
-            "from SequenceOfUltrasoundRegions"
+        return (
+            10 * abs(float(region.PhysicalDeltaY)),
+            10 * abs(float(region.PhysicalDeltaX)),
+        ), "from SequenceOfUltrasoundRegions"
     pixel_spacing = dataset.get("PixelSpacing")
     if pixel_spacing and len(pixel_spacing) == 2 and all(float(s) > 0 for s in pixel_spacing):
         return (float(pixel_spacing[0]), float(pixel_spacing[1])), "from PixelSpacing"
@@ -278,6 +293,7 @@ def _dicom_fps(dataset) -> float | None:
 # ---------------------------------------------------------------------------------------------------------------
 # Videos
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def _open_video(path: Path) -> ClipStream:
     import av
@@ -307,11 +323,14 @@ def _open_video(path: Path) -> ClipStream:
                         yield _merge_video_frames(pending)
                         pending = []
         except (av.error.FFmpegError, OSError, ValueError) as error:
-            raise InputError(f"cannot decode video {path} (damaged or truncated file) after {decoded} frame(s): "
-                             f"{error}") from None
+            raise InputError(
+                f"cannot decode video {path} (damaged or truncated file) after {decoded} frame(s): {error}"
+            ) from None
         if declared and decoded < _MIN_DECODED_SHARE * declared:
-            raise InputError(f"cannot read video {path} (truncated or damaged file): {decoded} of the {declared} "
-                             "frames its container declares could be decoded")
+            raise InputError(
+                f"cannot read video {path} (truncated or damaged file): {decoded} of the {declared} "
+                "frames its container declares could be decoded"
+            )
         if pending:
             yield _merge_video_frames(pending)
 
@@ -320,7 +339,7 @@ def _open_video(path: Path) -> ClipStream:
 
 def _plane(plane) -> np.ndarray:
     """A video plane as a (height, width) uint8 view, without its line padding."""
-    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
+    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
 
 
 def _video_frame(frame) -> tuple[np.ndarray, np.ndarray | None]:
@@ -355,47 +374,31 @@ def _merge_video_frames(frames: list[tuple[np.ndarray, np.ndarray | None]]) -> t
 # 2D+t images
 # ---------------------------------------------------------------------------------------------------------------
 
-def _open_image_sequence(path: Path) -> ClipStream:
-    import SimpleITK as sitk
 
-    try:
-        image = sitk.ReadImage(str(path))
-        array = sitk.GetArrayFromImage(image)
-    except RuntimeError as error:
-        # ITK's first line names its own source file; the lines after it say what went wrong
-        reason = " ".join(line.strip() for line in str(error).splitlines()[1:] if line.strip()) or str(error)
-        raise InputError(f"cannot read {path} (unreadable or truncated file): {reason}") from None
-    coloured = None
-    if image.GetNumberOfComponentsPerPixel() in (3, 4):
-        rgb = _to_uint8(array[..., :3])
-        coloured = _coloured_rgb(rgb.reshape(-1, *rgb.shape[-3:]))
-        array = grey_from_rgb(rgb)
-    elif image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"{path} has {image.GetNumberOfComponentsPerPixel()} components per pixel")
-    array = array.reshape([size for size in array.shape if size > 1] or [1, 1])
-    if array.ndim == 2:
-        array = array[None]
-    if array.ndim != 3:
-        raise InputError(f"{path} is not a sequence of 2D frames: shape {array.shape}")
-    try:
-        frames = _to_uint8(array)
-    except ValueError as error:
-        raise InputError(f"{path}: {error}") from None
-    column_mm, row_mm = image.GetSpacing()[:2]
+def _open_image_sequence(path: Path) -> ClipStream:
+    # The project's image reader: ITK's errors as one line, truncated NIfTI files and NaN pixels refused.
+    array, (row_mm, column_mm) = read_sequence(path)
+    frames = _to_uint8(array)
     # (1, 1) is what formats without a physical size write (the 224x224 CAMUS copy, exported frames): no spacing.
     spacing = None if (row_mm, column_mm) == (1.0, 1.0) else (float(row_mm), float(column_mm))
 
     def decode(frames_per_chunk: int) -> Chunks:
         for start in range(0, len(frames), frames_per_chunk):
-            yield frames[start:start + frames_per_chunk], coloured
+            yield frames[start : start + frames_per_chunk], None
 
-    return ClipStream(path, None, spacing, f"image sequence ({path.name.split('.', 1)[-1]}, "
-                                          f"spacing {'from header' if spacing else 'unknown'})", decode)
+    return ClipStream(
+        path,
+        None,
+        spacing,
+        f"image sequence ({path.name.split('.', 1)[-1]}, spacing {'from header' if spacing else 'unknown'})",
+        decode,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Background reading
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def prefetched(items: Iterable[Item], depth: int = 2) -> Iterator[Item]:
     """Iterate `items` in a background thread, up to `depth` ahead (decoding overlaps the consumer's work);

@@ -21,6 +21,7 @@ that a patient's views stay together, every clip lands in exactly one shard, and
 when other clips are added: run N array jobs (SLURM `--array=0-N-1`, any scheduler) with I from 0 to N-1 and
 concatenate their clips.csv files.
 """
+
 from __future__ import annotations
 
 import csv
@@ -39,19 +40,36 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset_conversion.common import OutputLayout, check_output_dir, staged_output
 from nnunet_lightweight.clinical.beats import BeatAnalysis, detect_beats
 from nnunet_lightweight.clinical.cine import VolumeCurve, biplane_from_curves, check_label_sequence, cine_volume_curve
 from nnunet_lightweight.clinical.ejection_fraction import UNIT_ML, UNIT_PX
 from nnunet_lightweight.clinical.volumes import N_DISKS, check_spacing
+from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
 from nnunet_lightweight.core.sector import find_sector
 from nnunet_lightweight.core.video_readers import CLIP_SUFFIXES, Clip, clip_kind, prefetched, read_clip
-from nnunet_lightweight.errors import InputError
 
 Segment = Callable[[np.ndarray], np.ndarray]
-CLIP_COLUMNS = ("FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS", "NumberOfFrames", "Patient",
-                "View", "VolumeUnit", "EDFrame", "ESFrame", "NumBeats", "BeatEFMean", "BeatEFMedian", "QualityFlags",
-                "Reason")
+CLIP_COLUMNS = (
+    "FileName",
+    "EF",
+    "ESV",
+    "EDV",
+    "FrameHeight",
+    "FrameWidth",
+    "FPS",
+    "NumberOfFrames",
+    "Patient",
+    "View",
+    "VolumeUnit",
+    "EDFrame",
+    "ESFrame",
+    "NumBeats",
+    "BeatEFMean",
+    "BeatEFMedian",
+    "QualityFlags",
+    "Reason",
+)
 BIPLANE_COLUMNS = ("Patient", "EF", "EDV", "ESV", "VolumeUnit", "FileName2CH", "FileName4CH", "Reason")
 CLIPS_CSV, BIPLANE_CSV, SUMMARY_JSON = "clips.csv", "patients_biplane.csv", "cine_batch.json"
 CINE_BATCH_LAYOUT = OutputLayout(SUMMARY_JSON, (CLIPS_CSV, BIPLANE_CSV, "curves", "overlays"))
@@ -88,7 +106,7 @@ class ClipResult:
 
 
 def normalise_view(text: str | None) -> str | None:
-    """"2CH"/"4CH" for the usual spellings (A2C, 2CH, a4c, 4C...), the text itself otherwise, None if empty."""
+    """ "2CH"/"4CH" for the usual spellings (A2C, 2CH, a4c, 4C...), the text itself otherwise, None if empty."""
     if text is None or not str(text).strip() or str(text).strip().lower() == "nan":
         return None
     match = _VIEW_TOKEN.fullmatch(str(text).strip())
@@ -196,8 +214,12 @@ def _row(entry: ClipEntry, clip: Clip | None = None) -> dict:
     row = dict.fromkeys(CLIP_COLUMNS, "")
     row.update(FileName=str(entry.path), Patient=entry.patient or "", View=entry.view or "")
     if clip is not None:
-        row.update(FrameHeight=clip.frames.shape[1], FrameWidth=clip.frames.shape[2],
-                   FPS=round(clip.fps, 3) if clip.fps else "", NumberOfFrames=len(clip.frames))
+        row.update(
+            FrameHeight=clip.frames.shape[1],
+            FrameWidth=clip.frames.shape[2],
+            FPS=round(clip.fps, 3) if clip.fps else "",
+            NumberOfFrames=len(clip.frames),
+        )
     return row
 
 
@@ -266,8 +288,9 @@ def _measured_or_failed(entry: ClipEntry, clip: Clip, masks: np.ndarray, n_disks
         return _failure(entry, clip, error)
 
 
-def measure_clips(entries: list[ClipEntry], segment: Segment, n_disks: int = N_DISKS,
-                  prefetch_depth: int = 2) -> Iterator[ClipResult]:
+def measure_clips(
+    entries: list[ClipEntry], segment: Segment, n_disks: int = N_DISKS, prefetch_depth: int = 2
+) -> Iterator[ClipResult]:
     """Results of `entries` in order. Three stages overlap: a reader thread decodes the next clips, this thread
     segments the current one, and a measuring thread measures the previous one."""
     pending: deque[Future] = deque()
@@ -307,10 +330,14 @@ def biplane_rows(results: list[ClipResult]) -> list[dict]:
             measured = [r for r in candidates if r.beats is not None and r.beats.measurable]
             chosen[view] = measured[0] if measured else candidates[0]
         row = dict.fromkeys(BIPLANE_COLUMNS, "")
-        row.update(Patient=patient, FileName2CH=str(chosen["2CH"].entry.path),
-                   FileName4CH=str(chosen["4CH"].entry.path))
-        unmeasured = [f"{view}: {r.row['Reason'] or 'not measured'}" for view, r in sorted(chosen.items())
-                      if r.beats is None or not r.beats.measurable]
+        row.update(
+            Patient=patient, FileName2CH=str(chosen["2CH"].entry.path), FileName4CH=str(chosen["4CH"].entry.path)
+        )
+        unmeasured = [
+            f"{view}: {r.row['Reason'] or 'not measured'}"
+            for view, r in sorted(chosen.items())
+            if r.beats is None or not r.beats.measurable
+        ]
         if unmeasured:
             row["Reason"] = "; ".join(unmeasured)
         else:
@@ -336,8 +363,14 @@ def plot_beats(result: ClipResult, path: Path) -> None:
     axes.plot(time_axis, curve.volumes, "o-", color="tab:blue", markersize=3, label="single-plane volume")
     for number, beat in enumerate(beats.beats, start=1):
         axes.plot(time_axis[[beat.ed_frame, beat.es_frame]], [beat.edv, beat.esv], "-", color="tab:grey")
-        axes.annotate(f"{beat.ef:.0f} %", (time_axis[beat.es_frame], beat.esv), textcoords="offset points",
-                      xytext=(0, -12), ha="center", fontsize=8)
+        axes.annotate(
+            f"{beat.ef:.0f} %",
+            (time_axis[beat.es_frame], beat.esv),
+            textcoords="offset points",
+            xytext=(0, -12),
+            ha="center",
+            fontsize=8,
+        )
     for frame, colour, name in ((beats.ed_frame, "tab:red", "ED"), (beats.es_frame, "tab:green", "ES")):
         if frame is not None:
             axes.axvline(time_axis[frame], color=colour, linestyle="--", linewidth=1, label=f"{name} (typical beat)")
@@ -347,8 +380,11 @@ def plot_beats(result: ClipResult, path: Path) -> None:
     axes.plot(time_axis[es_frames], curve.volumes[es_frames], "s", color="tab:green", markersize=6)
     axes.set_xlabel("time (s)" if fps else "frame")
     axes.set_ylabel(f"LV volume ({curve.volume_unit})")
-    summary = (f"EF {beats.ef:.1f} % (mean of {len(beats.beats)} beat(s), median {beats.ef_median:.1f} %)"
-               if beats.beats else (f"EF {beats.ef:.1f} % (max/min)" if beats.measurable else beats.reason))
+    summary = (
+        f"EF {beats.ef:.1f} % (mean of {len(beats.beats)} beat(s), median {beats.ef_median:.1f} %)"
+        if beats.beats
+        else (f"EF {beats.ef:.1f} % (max/min)" if beats.measurable else beats.reason)
+    )
     axes.set_title(f"{result.entry.path.name}: {summary}", fontsize=9)
     axes.legend(loc="best", fontsize=7)
     figure.tight_layout()
@@ -401,10 +437,19 @@ def _write_csv(rows: list[dict], columns: tuple[str, ...], path: Path) -> None:
             writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
-def cine_batch(source: str | Path, output_dir: str | Path, segment: Segment, shard_index: int = 0,
-               shard_count: int = 1, curves: bool = True, overlay: str | None = None, n_disks: int = N_DISKS,
-               overwrite: bool = False, prefetch_depth: int = 2,
-               progress: Callable[[str], None] | None = print) -> dict:
+def cine_batch(
+    source: str | Path,
+    output_dir: str | Path,
+    segment: Segment,
+    shard_index: int = 0,
+    shard_count: int = 1,
+    curves: bool = True,
+    overlay: str | None = None,
+    n_disks: int = N_DISKS,
+    overwrite: bool = False,
+    prefetch_depth: int = 2,
+    progress: Callable[[str], None] | None = print,
+) -> dict:
     """Measure every clip of `source` (this shard of it) and write clips.csv, patients_biplane.csv (where a listing
     gives patients with both views), curves/<clip>.png, overlays/<clip>.<overlay> and cine_batch.json."""
     if overlay is not None and overlay not in OVERLAY_FORMATS:
@@ -424,22 +469,32 @@ def cine_batch(source: str | Path, output_dir: str | Path, segment: Segment, sha
             if curves and result.curve is not None:
                 plot_beats(result, staging / "curves" / f"{name}.png")
             if overlay and result.masks is not None:
-                write_overlay_video(result.frames, result.masks, result.row["FPS"] or None,
-                                    staging / "overlays" / f"{name}.{overlay}")
+                write_overlay_video(
+                    result.frames, result.masks, result.row["FPS"] or None, staging / "overlays" / f"{name}.{overlay}"
+                )
             result.frames = result.masks = None  # a batch keeps rows and curves, not every clip's pixels
             results.append(result)
             if progress:
                 row = result.row
-                progress(f"  [{number}/{len(selected)}] {result.entry.path.name}: "
-                         + (f"EF {row['EF']:.1f} %" if row["EF"] != "" else f"not measured ({row['Reason']})"))
+                progress(
+                    f"  [{number}/{len(selected)}] {result.entry.path.name}: "
+                    + (f"EF {row['EF']:.1f} %" if row["EF"] != "" else f"not measured ({row['Reason']})")
+                )
         _write_csv([r.row for r in results], CLIP_COLUMNS, staging / CLIPS_CSV)
         patients = biplane_rows(results)
         if patients:
             _write_csv(patients, BIPLANE_COLUMNS, staging / BIPLANE_CSV)
         seconds = time.perf_counter() - start
-        summary = {"source": str(source), "shard": [shard_index, shard_count], "clips_listed": len(entries),
-                   "clips": len(selected), "measured": sum(r.row["EF"] != "" for r in results),
-                   "biplane_patients": sum(p["EF"] != "" for p in patients), "frames": frames,
-                   "seconds": round(seconds, 3), "frames_per_second": round(frames / seconds, 2) if seconds else None}
+        summary = {
+            "source": str(source),
+            "shard": [shard_index, shard_count],
+            "clips_listed": len(entries),
+            "clips": len(selected),
+            "measured": sum(r.row["EF"] != "" for r in results),
+            "biplane_patients": sum(p["EF"] != "" for p in patients),
+            "frames": frames,
+            "seconds": round(seconds, 3),
+            "frames_per_second": round(frames / seconds, 2) if seconds else None,
+        }
         (staging / SUMMARY_JSON).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
