@@ -213,3 +213,30 @@ def test_a_failing_segmentation_is_one_rows_reason(tmp_path):
     assert rows[0]["Reason"] == "RuntimeError: engine failed" and rows[0]["FrameHeight"] == "32"
     assert "measurable LV" in rows[1]["Reason"]
     assert rows[1]["QualityFlags"].startswith("spacing_unknown") and rows[1]["VolumeUnit"] == "px^3"
+
+
+def test_cine_clips_command_measures_a_folder_in_shards(example_loop, tmp_path, capsys):
+    """`lightecho cine --clips`: the shipped model on every clip of a folder; shards partition it; a broken clip
+    is a row with its reason, not a failed command."""
+    from nnunet_lightweight.cli import main
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    (clips / "patient1_4CH.nii.gz").write_bytes(example_loop.read_bytes())
+    (clips / "patient2_4CH.avi").write_bytes(b"RIFF not really a video")
+    engine = ["--backend", "torch", "--precision", "fp32", "--device", "cpu"]
+    assert main(["cine", "--clips", str(clips), "-o", str(tmp_path / "all"), *engine]) == 0
+    rows = {r["FileName"].rsplit("/", 1)[-1]: r for r in _read_rows(tmp_path / "all" / CLIPS_CSV)}
+    assert set(rows) == {"patient1_4CH.nii.gz", "patient2_4CH.avi"}
+    assert 20 <= float(rows["patient1_4CH.nii.gz"]["EF"]) <= 85 and rows["patient1_4CH.nii.gz"]["View"] == "4CH"
+    assert rows["patient2_4CH.avi"]["EF"] == "" and rows["patient2_4CH.avi"]["Reason"]
+    assert "2 clips, 1 measured" in capsys.readouterr().out
+    shards = []
+    for index in (0, 1):
+        out = tmp_path / f"shard{index}"
+        assert main(["cine", "--clips", str(clips), "--shard", f"{index}/2", "-o", str(out), *engine]) == 0
+        shards += [r["FileName"] for r in _read_rows(out / CLIPS_CSV)] if (out / CLIPS_CSV).is_file() else []
+    assert sorted(shards) == sorted(r["FileName"] for r in rows.values())
+    assert main(["cine", "--clips", str(clips), "--shard", "2/2", "-o", str(tmp_path / "bad")]) == 2
+    assert main(["cine", "--clips", str(clips), "--4ch", str(example_loop), "-o", str(tmp_path / "both")]) == 2
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "both").exists()

@@ -19,7 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(e.g. 'sequences/images/patient0001_2CH_frame*_0000.nii.gz'), or AVI/MP4 video. Writes "
         "OUT/cine.json (frames 1-based, volumes, EF, Info_<view>.cfg reference ED/ES where found "
         "beside the sequence), OUT/curves.csv, OUT/volume_curve.png and, when segmenting, "
-        "OUT/<view>_masks.nii.gz.",
+        "OUT/<view>_masks.nii.gz. With --clips instead, many clips (multi-frame ultrasound DICOM, "
+        "AVI/MP4, NIfTI/MHA) are measured in one run, EF beat by beat: OUT/clips.csv has one row per clip "
+        "(EchoNet-Dynamic FileList.csv columns plus patient, view, volume unit, ED/ES frames, beats, "
+        "quality flags and the reason where a clip is not measurable), OUT/patients_biplane.csv the "
+        "biplane EF of patients with both views, OUT/curves/ a volume-curve PNG per clip.",
     )
     parser.add_argument(
         "--2ch",
@@ -34,6 +38,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SEQUENCE",
         default=None,
         help="apical 4-chamber sequence (file, quoted glob of frames, or video)",
+    )
+    parser.add_argument(
+        "--clips",
+        metavar="SOURCE",
+        default=None,
+        help="many clips instead of --2ch/--4ch: a folder (searched recursively), a quoted glob, or a CSV "
+        "with a FileName column (EchoNet-Dynamic's FileList.csv works) and optional Patient, View and "
+        "Spacing (mm) or SpacingRow/SpacingCol columns",
+    )
+    parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        default="0/1",
+        help="with --clips: measure only shard I of N (I from 0 to N-1; split by patient, stable when clips "
+        "are added), e.g. one SLURM array job each; concatenate their clips.csv files",
+    )
+    parser.add_argument(
+        "--overlay",
+        metavar="FORMAT",
+        default=None,
+        help="with --clips: also write OUT/overlays/<clip>.<FORMAT> (mp4 or gif), every frame with its contours",
     )
     parser.add_argument(
         "--model",
@@ -93,8 +118,12 @@ def _run(args: argparse.Namespace) -> int:
     from nnunet_lightweight.inference.model_folder import load_trained_model
     from nnunet_lightweight.pretrained import shipped_model_folder
 
+    if args.clips is not None:
+        if args.sequence_2ch is not None or args.sequence_4ch is not None:
+            raise InputError("give either --clips or --2ch/--4ch, not both")
+        return _run_clips(args)
     if args.sequence_2ch is None and args.sequence_4ch is None:
-        raise InputError("give --2ch, --4ch or both")
+        raise InputError("give --2ch, --4ch or both (or --clips for many clips)")
     segmenter = None
     if args.model is not None:
         print(f"loading {args.model} (fold {args.fold})")
@@ -133,4 +162,25 @@ def _run(args: argparse.Namespace) -> int:
             f"EF {biplane['ef']:.1f} %"
         )
     print(f"written: {args.output}/cine.json, curves.csv, volume_curve.png")
+    return 0
+
+
+def _run_clips(args: argparse.Namespace) -> int:
+    # The batch workflow imports scipy.signal and PyAV: only this form pays for them.
+    from nnunet_lightweight.inference.fast_predictor import FastPredictor
+    from nnunet_lightweight.inference.model_folder import load_trained_model
+    from nnunet_lightweight.pretrained import shipped_model_folder
+    from nnunet_lightweight.workflows.cine_batch import cine_batch, parse_shard
+
+    shard_index, shard_count = parse_shard(args.shard)
+    model_folder = args.model if args.model is not None else shipped_model_folder()
+    print(f"segmenting with {model_folder}" + (f" (fold {args.fold})" if args.model is not None else ""))
+    predictor = FastPredictor(
+        load_trained_model(model_folder, [args.fold], args.checkpoint), predictor_settings(args), log=None
+    )
+    summary = cine_batch(
+        args.clips, args.output, predictor, shard_index, shard_count, overlay=args.overlay, n_disks=args.disks,
+        overwrite=args.overwrite,
+    )
+    print(f"written: {args.output}/clips.csv ({summary['clips']} clips, {summary['measured']} measured)")
     return 0
