@@ -179,7 +179,13 @@ def _run_clips(args: argparse.Namespace) -> int:
         load_trained_model(model_folder, [args.fold], args.checkpoint), predictor_settings(args), log=None
     )
     summary = cine_batch(
-        args.clips, args.output, predictor, shard_index, shard_count, overlay=args.overlay, n_disks=args.disks,
+        args.clips,
+        args.output,
+        predictor,
+        shard_index,
+        shard_count,
+        overlay=args.overlay,
+        n_disks=args.disks,
         overwrite=args.overwrite,
     )
     print(f"written: {args.output}/clips.csv ({summary['clips']} clips, {summary['measured']} measured)")
