@@ -15,7 +15,7 @@ from nnunet_lightweight.clinical.cine import (
 )
 from nnunet_lightweight.clinical.ejection_fraction import ejection_fraction
 from nnunet_lightweight.core.errors import InputError
-from nnunet_lightweight.core.image_io import read_sequence_file
+from nnunet_lightweight.core.video_readers import read_loop
 from nnunet_lightweight.inference.fast_predictor import FastPredictor
 from nnunet_lightweight.inference.model_folder import load_trained_model
 from nnunet_lightweight.inference.settings import PredictorSettings
@@ -143,7 +143,7 @@ def test_video_loop_with_a_plugged_in_segmenter(tmp_path):
     masks = sequence_masks(axes, "4CH", (1.0, 1.0))
     frames = _dark_cavity_frames(masks)[:, : masks.shape[1] // 16 * 16, : masks.shape[2] // 16 * 16]
     iio.imwrite(tmp_path / "loop.mp4", np.repeat(frames[..., None], 3, axis=-1), plugin="pyav", codec="libx264", fps=30)
-    sequence = read_sequence_file(tmp_path / "loop.mp4")
+    sequence = read_loop(tmp_path / "loop.mp4")
     assert sequence.frames.shape == frames.shape and sequence.frame_rate == 30
     report = cine(tmp_path / "out", sequence_4ch=tmp_path / "loop.mp4", segmenter=_threshold_segmenter)
     view = report["views"]["4CH"]
@@ -214,7 +214,7 @@ def test_cine_and_predict_give_identical_masks_of_a_video(tmp_path):
     engine and precision, write the same masks."""
     import imageio.v3 as iio
 
-    loop = read_sequence_file(REAL_LOOP).frames[:6]
+    loop = read_loop(REAL_LOOP).frames[:6]
     grey = np.clip(loop, 0, 255).astype(np.uint8)
     iio.imwrite(tmp_path / "loop.avi", np.repeat(grey[..., None], 3, axis=-1), plugin="pyav", codec="ffv1", fps=25)
     engine = ["--device", "cpu", "--backend", "torch", "--precision", "fp32"]
@@ -224,3 +224,24 @@ def test_cine_and_predict_give_identical_masks_of_a_video(tmp_path):
     cine_masks = sitk_array(tmp_path / "cine" / "4CH_masks.nii.gz")
     assert predicted.shape == (6, *grey.shape[1:]) and (predicted == 1).any()  # the LV is found
     np.testing.assert_array_equal(cine_masks, predicted)
+
+
+def test_dicom_loop_is_measured_with_its_ultrasound_region_spacing(tmp_path):
+    pytest.importorskip("pydicom")
+    from echo_clips import write_dicom
+
+    axes = sequence_axes(10, ed_frame=1, ed_axes=(60, 22, 20), es_axes=(50, 15, 13))
+    frames = _dark_cavity_frames(sequence_masks(axes, "4CH", (1.0, 1.0)))
+    # A scanner's DICOM has no suffix: the DICM marker says what it is.
+    dicom = write_dicom(tmp_path / "1.2.840.1", frames, spacing_mm=(0.3, 0.3), photometric="MONOCHROME2", jpeg=False)
+    seen = []
+
+    def recording_segmenter(frames, spacing=None):
+        seen.append(tuple(spacing))
+        return _threshold_segmenter(frames)
+
+    view = cine(tmp_path / "mm", sequence_4ch=dicom, segmenter=recording_segmenter)["views"]["4CH"]
+    assert seen == [pytest.approx((0.3, 0.3))] and view["volume_unit"] == "mL" and view["frame_rate"] == 25
+    px_view = cine(tmp_path / "px", sequence_4ch=dicom, segmenter=_threshold_segmenter, units="px")["views"]["4CH"]
+    assert (view["ed_frame"], view["es_frame"]) == (px_view["ed_frame"], px_view["es_frame"])
+    assert view["edv"] == pytest.approx(px_view["edv"] * 0.3**3 / 1000, rel=0.02)

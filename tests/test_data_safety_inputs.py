@@ -375,20 +375,20 @@ def _reader_only_predictor():
 
 def test_video_reader_counts_decoded_frames(tmp_path) -> None:
     from nnunet_lightweight.core.errors import InputError
-    from nnunet_lightweight.core.image_io import read_sequence_file
+    from nnunet_lightweight.core.video_readers import read_loop
 
     write_video(tmp_path / "loop.avi", 30)
-    sequence = read_sequence_file(tmp_path / "loop.avi")
+    sequence = read_loop(tmp_path / "loop.avi")
     assert sequence.frames.shape == (30, 32, 32) and sequence.frame_rate == 25
     assert sequence.frames.min() >= 0 and sequence.frames[:, 0, :].std() > 10  # real frames, none black
     _cut(tmp_path / "loop.avi", 1 / 3)
     with pytest.raises(InputError, match=r"loop\.avi \((unreadable|truncated)"):
-        read_sequence_file(tmp_path / "loop.avi")
+        read_loop(tmp_path / "loop.avi")
 
 
 def test_predict_reads_a_one_frame_video_and_refuses_truncated_images(tmp_path) -> None:
     from nnunet_lightweight.core.errors import InputError
-    from nnunet_lightweight.core.image_io import read_sequence_file
+    from nnunet_lightweight.core.video_readers import read_loop
     from nnunet_lightweight.inference.fast_predictor import Case
 
     write_video(tmp_path / "still.avi", 1)
@@ -396,7 +396,7 @@ def test_predict_reads_a_one_frame_video_and_refuses_truncated_images(tmp_path) 
     frames, properties = predictor.read_case(Case("still", [tmp_path / "still.avi"], video=True))
     assert len(frames) == 1 and frames[0].shape == (1, 1, 32, 32) and properties is None
     with pytest.raises(InputError, match="cine loop|at least 2"):
-        read_sequence_file(tmp_path / "still.avi")  # a cine loop still needs two frames
+        read_loop(tmp_path / "still.avi")  # a cine loop still needs two frames
 
     image = (np.arange(32 * 32).reshape(32, 32) * 7 % 251).astype(np.float32)
     write_frame(image, (1.0, 1.0), tmp_path / "case_0000.nii.gz")

@@ -19,8 +19,8 @@ import torch
 from scipy import ndimage
 
 from nnunet_lightweight.core.errors import InputError
-from nnunet_lightweight.core.image_io import read_sequence_file
 from nnunet_lightweight.core.labels import keep_largest_component_per_label
+from nnunet_lightweight.core.video_readers import read_loop
 from nnunet_lightweight.evaluation.metrics import dice_score
 from nnunet_lightweight.inference.components import keep_largest_component
 from nnunet_lightweight.inference.engines import (
@@ -501,7 +501,22 @@ def test_video_input(model_folder, tmp_path):
     predict(model_folder, tmp_path / "loop.avi", tmp_path / "out", EAGER_CPU, folds=[0], verbose=False)
     masks = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "loop.nii.gz")))
     predictor = FastPredictor(load_trained_model(model_folder, [0]), EAGER_CPU, log=None)
-    np.testing.assert_array_equal(masks, predictor(read_sequence_file(tmp_path / "loop.avi").frames))
+    np.testing.assert_array_equal(masks, predictor(read_loop(tmp_path / "loop.avi").frames))
+
+
+def test_dicom_clip_input(model_folder, tmp_path):
+    pytest.importorskip("pydicom")
+    from echo_clips import write_dicom
+
+    frames = np.stack([_echo_frame(20 + t, (64, 64)) for t in range(3)]).clip(0, 255).astype(np.uint8)
+    (tmp_path / "in").mkdir()
+    write_dicom(tmp_path / "in" / "1.2.840.7", frames, photometric="MONOCHROME2", jpeg=False)  # no suffix: DICM
+    assert [(c.name, c.video) for c in find_cases(tmp_path / "in", ".nii.gz")] == [("1.2.840.7", True)]
+    predict(model_folder, tmp_path / "in", tmp_path / "out", EAGER_CPU, folds=[0], verbose=False)
+    masks = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "1.2.840.7.nii.gz")))
+    predictor = FastPredictor(load_trained_model(model_folder, [0]), EAGER_CPU, log=None)
+    sequence = read_loop(tmp_path / "in" / "1.2.840.7")
+    np.testing.assert_array_equal(masks, predictor(sequence.frames, spacing=sequence.spacing))
 
 
 def test_prediction_start_up_imports_no_trainer_dynamo_or_plotting():

@@ -16,7 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the LV area and single-plane Simpson volume of every frame, picks ED (largest volume) and ES "
         "(smallest), and with both views computes the biplane EDV, ESV and EF from each view's ED and "
         "ES frames. Sequences: 2D+t NIfTI/MHA (CAMUS half-sequences), a quoted glob of 2D frame files "
-        "(e.g. 'sequences/images/patient0001_2CH_frame*_0000.nii.gz'), or AVI/MP4 video. Writes "
+        "(e.g. 'sequences/images/patient0001_2CH_frame*_0000.nii.gz'), an AVI/MP4 video or a multi-frame "
+        "ultrasound DICOM (.dcm or any file with the DICM marker; measured in mm from its "
+        "SequenceOfUltrasoundRegions). Writes "
         "OUT/cine.json (frames 1-based, volumes, EF, Info_<view>.cfg reference ED/ES where found "
         "beside the sequence), OUT/curves.csv, OUT/volume_curve.png and, when segmenting, "
         "OUT/<view>_masks.nii.gz. With --clips instead, many clips (multi-frame ultrasound DICOM, "
@@ -30,14 +32,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="sequence_2ch",
         metavar="SEQUENCE",
         default=None,
-        help="apical 2-chamber sequence (file, quoted glob of frames, or video)",
+        help="apical 2-chamber sequence (file, quoted glob of frames, video or DICOM)",
     )
     parser.add_argument(
         "--4ch",
         dest="sequence_4ch",
         metavar="SEQUENCE",
         default=None,
-        help="apical 4-chamber sequence (file, quoted glob of frames, or video)",
+        help="apical 4-chamber sequence (file, quoted glob of frames, video or DICOM)",
     )
     parser.add_argument(
         "--clips",

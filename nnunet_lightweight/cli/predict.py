@@ -92,7 +92,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "mixed precision and CUDA graphs on GPU, channels_last on CPU, and argmax plus the "
         "largest-component filter on the device. INPUT is a folder of nnU-Net images "
         "(<case>_0000.nii.gz) or of frame files, one frame file, a 2D+t cine loop (e.g. a CAMUS "
-        "half-sequence NIfTI, segmented frame by frame) or a video (AVI/MP4, needs PyAV). The output "
+        "half-sequence NIfTI, segmented frame by frame), a video (AVI/MP4, needs PyAV) or a multi-frame "
+        "DICOM clip (.dcm or any file with the DICM marker). The output "
         "folder also gets dataset.json, plans.json and prediction_summary.json (settings, timings). Where the "
         "model folder records an input convention (input_convention.json, as the shipped model does), "
         "each frame or loop is cropped to its ultrasound sector, resized to the convention's size "
@@ -107,7 +108,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "trained on the 400 CAMUS training patients; frames of any size are brought to its "
         "input convention, the sector resized to 224x224)",
     )
-    parser.add_argument("-i", "--input", type=Path, required=True, help="input folder, frame file, cine loop or video")
+    parser.add_argument(
+        "-i", "--input", type=Path, required=True, help="input folder, frame file, cine loop, video or DICOM clip"
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created)")
     parser.add_argument(
         "-f",

@@ -2,7 +2,8 @@
 
 A sequence is a (frames, rows, cols) array: a CAMUS half-sequence NIfTI (`patientNNNN_4CH_half_sequence.nii.gz`,
 read with SimpleITK, whose array order is (T, H, W) with the apex at row 0), any other 2D+t image SimpleITK reads,
-a glob of 2D frame files, or an AVI/MP4 video (decoded with PyAV; colour frames are averaged to grey).
+a glob of 2D frame files, an AVI/MP4 video or a multi-frame DICOM (`core.video_readers.read_loop`: the luma of
+colour frames, the pixel size of DICOM's SequenceOfUltrasoundRegions).
 Frames are segmented by any callable `frames -> label maps`, e.g. `FastPredictor` (the one predictor of
 `lightecho predict`, so a loop gives the same masks from both commands);
 label-map sequences (e.g. CAMUS `_half_sequence_gt.nii.gz`) are measured directly.
@@ -35,8 +36,8 @@ from nnunet_lightweight.clinical.volumes import (
 )
 from nnunet_lightweight.conversion.camus import parse_info_file
 from nnunet_lightweight.core.errors import InputError
-from nnunet_lightweight.core.image_io import read_sequence_file
 from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
+from nnunet_lightweight.core.video_readers import NO_SPACING, read_loop
 
 Segmenter = Callable[[np.ndarray], np.ndarray]
 _SEGMENT_HINT = "give a model to segment it"
@@ -91,7 +92,7 @@ def check_label_sequence(masks: np.ndarray, what: str) -> np.ndarray:
 
 def is_label_sequence(path: str | Path) -> bool:
     """Whether a sequence file holds label maps (integers 0-3) rather than grey-level frames to segment."""
-    frames = read_sequence_file(path).frames  # outside the try: a truncated or NaN file is that error, not "frames"
+    frames = read_loop(path).frames  # outside the try: a truncated or NaN file is that error, not "frames"
     try:
         check_label_sequence(frames, str(path))
     except InputError:
@@ -273,7 +274,7 @@ def cine(
     Without a `segmenter` the sequences must be label maps; a segmenter sees the frames with the file's own pixel
     size. `spacing` (row, col) in mm replaces the files' spacing for measuring. `units`: "auto" (mm where the
     spacing is given, where Info files sit beside the sequence, or where the file's spacing is not 1 x 1; pixels
-    otherwise and for videos), "mm" or "px".
+    otherwise and for files without a pixel size, such as videos), "mm" or "px".
     """
     import pandas as pd
 
@@ -292,7 +293,7 @@ def cine(
     for view, path in (("2CH", sequence_2ch), ("4CH", sequence_4ch)):
         if path is None:
             continue
-        sequence = read_sequence_file(path)
+        sequence = read_loop(path)
         info = _camus_info_beside(Path(str(path)), view)
         if sequence.frame_rate is None and isinstance(info.get("FrameRate"), (int, float)):
             sequence.frame_rate = float(info["FrameRate"])
@@ -307,7 +308,7 @@ def cine(
         # As for `lightecho ef`: CAMUS Info files beside the sequence mean a native release with spacing in mm.
         physical = units == "mm" or (
             units == "auto"
-            and sequence.spacing_source != "video (no spacing)"
+            and sequence.spacing_source != NO_SPACING
             and (sequence.spacing_source == "given" or bool(info) or not np.allclose(sequence.spacing, 1.0))
         )
         measure_spacing, unit = (sequence.spacing, UNIT_ML) if physical else ((1.0, 1.0), UNIT_PX)

@@ -1,5 +1,6 @@
-"""Validated reading and writing of 2D frames, 2D+t sequences (NIfTI/MHA/NRRD via SimpleITK), globs of frame
-files and videos (PyAV): truncated, damaged or non-finite files stop with an InputError naming the file.
+"""Validated reading and writing of 2D frames, 2D+t sequences (NIfTI/MHA/NRRD via SimpleITK) and globs of frame
+files: truncated, damaged or non-finite files stop with an InputError naming the file. Videos and DICOM clips are
+read by `core.video_readers`, which builds on this module (never the other way round).
 """
 
 from __future__ import annotations
@@ -147,31 +148,28 @@ def write_frame(array: np.ndarray, spacing: tuple[float, float], path: Path) -> 
     sitk.WriteImage(image, str(path), True)
 
 
-# Containers PyAV decodes (GIF included): the one list of what is read as a video, by `predict` and `cine` alike.
-VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".gif")
-
-
 @dataclass
 class Sequence:
-    """Frames (T, H, W), their (row, col) spacing, where the spacing came from, and the frame rate if known."""
+    """Frames (T, H, W), their (row, col) spacing, where the spacing came from, the frame rate if known, and the
+    (H, W) pixels coloured in any frame where the source is colour (overlays, never ultrasound sector)."""
 
     frames: np.ndarray
     spacing: tuple[float, float]
     spacing_source: str
     frame_rate: float | None = None
+    coloured: np.ndarray | None = None
 
 
 def read_sequence_file(path: str | Path, min_frames: int = 2) -> Sequence:
-    """A 2D+t sequence from a NIfTI/MHA/NRRD file, a glob of 2D frame files, or an AVI/MP4 video, with at least
-    `min_frames` frames (a cine loop needs two; `predict` segments a single still frame too)."""
+    """A 2D+t sequence from a NIfTI/MHA/NRRD file or a glob of 2D frame files, with at least `min_frames` frames
+    (a cine loop needs two; `predict` segments a single still frame too). `core.video_readers.read_loop` also
+    reads videos and DICOM."""
     text = str(path)
     if any(character in text for character in "*?["):
         return _read_frame_files(sorted(glob.glob(text)), text, min_frames)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"sequence not found: {path}")
-    if path.suffix.lower() in VIDEO_SUFFIXES:
-        return _read_video(path, min_frames)
     frames, spacing = read_sequence(path)
     if frames.shape[0] < min_frames:
         raise InputError(f"{path} holds {frames.shape[0]} frame(s); a cine loop needs at least {min_frames}")
@@ -190,37 +188,3 @@ def _read_frame_files(paths: list[str], pattern: str, min_frames: int) -> Sequen
     if not all(np.allclose(s, spacings[0], rtol=1e-3) for s in spacings):
         raise InputError(f"the frames matching {pattern} differ in spacing")
     return Sequence(np.stack(frames), (float(spacings[0][0]), float(spacings[0][1])), "header")
-
-
-# A video decoding to fewer frames than this share of the count its container declares is truncated or damaged
-# (declared counts of intact files can be off by a frame or two, never by a tenth).
-_MIN_DECODED_SHARE = 0.9
-
-
-def _read_video(path: Path, min_frames: int) -> Sequence:
-    """Grey frames of a video, decoded with PyAV frame by frame: imageio's reader pads a truncated file with black
-    frames up to the declared count, which then measure as a real (wrong) EF."""
-    import av
-
-    frames = []
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise InputError(f"{path} holds no video stream")
-            stream = container.streams.video[0]
-            declared = int(stream.frames or 0)
-            frame_rate = float(stream.average_rate) if stream.average_rate else None
-            for frame in container.decode(stream):
-                frames.append(frame.to_ndarray(format="rgb24").mean(axis=-1, dtype=np.float32))
-    except InputError:
-        raise
-    except (av.error.FFmpegError, OSError, ValueError) as error:
-        raise InputError(f"cannot read video {path} (unreadable, damaged or truncated file): {error}") from None
-    if declared and len(frames) < _MIN_DECODED_SHARE * declared:
-        raise InputError(
-            f"cannot read video {path} (truncated or damaged file): {len(frames)} of the {declared} "
-            "frames its container declares could be decoded"
-        )
-    if len(frames) < max(min_frames, 1):
-        raise InputError(f"{path} is not a video of at least {max(min_frames, 1)} frame(s) ({len(frames)} decoded)")
-    return Sequence(np.stack(frames), (1.0, 1.0), "video (no spacing)", frame_rate)

@@ -13,7 +13,8 @@ frames. The same pass marks the pixels that are coloured in any frame (ECG trace
 `core.sector` uses to tell overlays from the grey ultrasound sector.
 
 `open_clip` reads the header and decodes lazily in chunks (decoding can overlap the network); `read_clip` decodes
-everything; `prefetched` runs any reading loop in a background thread.
+everything; `read_loop` is the one reader of `cine --2ch/--4ch` and `predict`, which also take globs of frame files;
+`prefetched` runs any reading loop in a background thread.
 """
 
 from __future__ import annotations
@@ -28,12 +29,16 @@ from typing import TypeVar
 import numpy as np
 
 from nnunet_lightweight.core.errors import InputError
-from nnunet_lightweight.core.image_io import VIDEO_SUFFIXES, read_sequence
+from nnunet_lightweight.core.image_io import Sequence, read_sequence, read_sequence_file
 
+# Containers PyAV decodes (GIF included).
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".gif")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 IMAGE_SEQUENCE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
 CLIP_SUFFIXES = VIDEO_SUFFIXES + DICOM_SUFFIXES + IMAGE_SEQUENCE_SUFFIXES
 DEFAULT_CHUNK_FRAMES = 32
+# `Sequence.spacing_source` of a clip whose file gives no pixel size (videos, DICOM without it): measured in pixels.
+NO_SPACING = "none in the file"
 
 # BT.601 luma weights in 1/256 (they sum to 256): Y = (77 R + 150 G + 29 B + 128) >> 8 fits in uint16.
 _LUMA_WEIGHTS = (77, 150, 29)
@@ -135,6 +140,17 @@ def open_clip(path: str | Path, min_frames: int = 2) -> ClipStream:
 def read_clip(path: str | Path, min_frames: int = 2) -> Clip:
     """The whole clip at `path` decoded: grey uint8 frames, fps, spacing in mm (or None) and its source."""
     return open_clip(path, min_frames).read()
+
+
+def read_loop(path: str | Path, min_frames: int = 2) -> Sequence:
+    """A cine loop as a `Sequence`: videos and DICOM decoded by this module (grey uint8, coloured pixels marked),
+    2D+t images and globs of frame files by `core.image_io` (their pixel values as stored, for label maps too)."""
+    is_pattern = any(character in str(path) for character in "*?[")
+    if is_pattern or clip_kind(path) not in ("video", "dicom"):
+        return read_sequence_file(path, min_frames)
+    clip = read_clip(path, min_frames)
+    spacing, source = (clip.spacing_mm, "header") if clip.spacing_mm else ((1.0, 1.0), NO_SPACING)
+    return Sequence(clip.frames, (float(spacing[0]), float(spacing[1])), source, clip.fps, clip.coloured)
 
 
 def grey_from_rgb(rgb: np.ndarray) -> np.ndarray:

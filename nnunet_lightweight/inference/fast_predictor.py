@@ -42,9 +42,10 @@ import numpy as np
 import torch
 
 from nnunet_lightweight.core.errors import InputError
-from nnunet_lightweight.core.image_io import VIDEO_SUFFIXES, check_image_content, read_sequence_file
+from nnunet_lightweight.core.image_io import check_image_content
 from nnunet_lightweight.core.labels import keep_largest_component_per_label
 from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
+from nnunet_lightweight.core.video_readers import CLIP_SUFFIXES, DICOM_SUFFIXES, VIDEO_SUFFIXES, clip_kind, read_loop
 from nnunet_lightweight.inference.components import keep_largest_component
 from nnunet_lightweight.inference.engines import (
     build_engine,
@@ -361,7 +362,7 @@ class FastPredictor:
     def read_case(self, case: Case) -> tuple[list[Frame], dict | None]:
         """Read and preprocess a case's frames; returns the frames and the reader's properties (None for videos)."""
         if case.video:
-            sequence = read_sequence_file(case.files[0], min_frames=1)  # a still frame saved as a video is valid
+            sequence = read_loop(case.files[0], min_frames=1)  # a still frame saved as a video is valid
             spacing = [_DUMMY_SPACING, *sequence.spacing]
             return self.prepare(np.asarray(sequence.frames, dtype=np.float32)[None], spacing), None
         try:
@@ -400,15 +401,17 @@ def find_cases(
     videos: list[Case] = []
     channels: dict[str, dict[int, Path]] = {}
     for path in files:
-        if path.suffix.lower() in VIDEO_SUFFIXES:
-            videos.append(Case(path.stem, [path], video=True))
+        if clip_kind(path) in ("video", "dicom"):
+            # DICOM from scanners often has no suffix, or a UID with dots for a name: only a known suffix goes.
+            suffix = next((s for s in CLIP_SUFFIXES if path.name.lower().endswith(s)), "")
+            videos.append(Case(path.name[: len(path.name) - len(suffix)], [path], video=True))
             continue
         parts = split(path)
         if parts is None:
             if input_path.is_file():
                 raise InputError(
                     f"{path}: not an image this model's reader handles ({', '.join(endings)}) "
-                    f"nor a video ({', '.join(VIDEO_SUFFIXES)})"
+                    f"nor a video or DICOM clip ({', '.join(VIDEO_SUFFIXES + DICOM_SUFFIXES)}, or DICM marker)"
                 )
             continue
         match = _CHANNEL_SUFFIX.search(parts[0])
@@ -509,7 +512,7 @@ def predict_cases(
 def _write_case(
     predictor: FastPredictor, case: Case, masks: list[np.ndarray], properties: dict | None, path: Path
 ) -> None:
-    if properties is None:  # a video: no geometry, pixels of 1 unit
+    if properties is None:  # a video or DICOM clip: written in pixels of 1 unit, as `predict` has always done
         import SimpleITK as sitk
 
         volume = np.stack([m.reshape(m.shape[-2:]) for m in masks]).astype(np.uint8)
