@@ -8,8 +8,9 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.sector import sector_bounding_box
 from nnunet_lightweight.evaluation.metrics import dice_score
-from nnunet_lightweight.inference.input_convention import CONVENTION_FILE, InputConvention, sector_bounding_box
+from nnunet_lightweight.inference.input_convention import CONVENTION_FILE, InputConvention
 
 
 def _fan(shape: tuple[int, int], box: tuple[slice, slice], seed: int = 0) -> np.ndarray:
@@ -35,7 +36,7 @@ def test_sector_box_of_a_fan_with_overlays():
 
 def test_sector_box_of_the_real_example_loop(example_loop):
     frames = sitk.GetArrayFromImage(sitk.ReadImage(str(example_loop)))
-    rows, cols = sector_bounding_box(frames.max(0))
+    rows, cols = sector_bounding_box(frames)
     # The sector (seen in the loop): apex near row 24, arc bottom near row 412, sides near columns 98 and 462;
     # the logo, depth scale and grey bar outside it must not widen the box.
     assert 15 <= rows.start <= 35 and 395 <= rows.stop <= 425
@@ -50,7 +51,7 @@ def test_placement_round_trip_and_frames_of_the_convention_size():
     model_frame = placement.to_model(frame[None])
     assert model_frame.shape == (1, 64, 64)
     mask = np.zeros((1, 64, 64), np.uint8)
-    mask[:, 20:44, 16:48] = 1
+    mask[:, 40:60, 24:40] = 1  # inside the fan: masks outside the sector are background
     back = placement.to_input(mask)
     assert back.shape == (1, 150, 200)
     box = placement.box
@@ -58,6 +59,27 @@ def test_placement_round_trip_and_frames_of_the_convention_size():
     outside = back.copy()
     outside[(slice(None), *box)] = 0
     assert not outside.any()
+    assert not back[0][~placement.sector.mask].any()
+
+
+def test_a_colour_ecg_trace_beside_the_sector_changes_neither_box_nor_masks():
+    box = (slice(20, 180), slice(40, 230))
+    clean = _fan((200, 260), box)[None].repeat(4, axis=0)
+    clean += np.arange(4)[:, None, None] * (clean > 0)  # the sector moves, as a heart does
+    with_ecg = clean.copy()
+    coloured = np.zeros((200, 260), bool)
+    coloured[180:189, :] = True  # a thick green ECG trace touching the sector's arc, across the whole frame
+    with_ecg[:, coloured] = 150 + 20 * np.arange(4)[:, None]  # it changes from frame to frame, as a sweep does
+    convention = InputConvention((64, 64))
+    reference = convention.place(clean)
+    assert convention.place(with_ecg).box != reference.box  # grey alone, the trace joins the sector
+    placement = convention.place(with_ecg, coloured)
+    assert placement.box == reference.box
+    np.testing.assert_array_equal(placement.sector.mask, reference.sector.mask)
+    np.testing.assert_allclose(placement.to_model(with_ecg), reference.to_model(clean))
+    mask = np.zeros((4, 64, 64), np.uint8)
+    mask[:, 40:60, 24:40] = 1
+    np.testing.assert_array_equal(placement.to_input(mask), reference.to_input(mask))
 
 
 def test_convention_file_round_trip_and_bad_file(tmp_path):

@@ -100,18 +100,21 @@ def is_label_sequence(path: str | Path) -> bool:
     return True
 
 
-def segment_sequence(frames: np.ndarray, segmenter: Segmenter, spacing=None) -> np.ndarray:
+def segment_sequence(
+    frames: np.ndarray, segmenter: Segmenter, spacing=None, coloured: np.ndarray | None = None
+) -> np.ndarray:
     """Label maps (T, H, W) of every frame, from any callable mapping (T, H, W) frames to (T, H, W) label maps.
 
-    A segmenter with a `spacing` keyword (like `FastPredictor`) also receives the frames' (row, col) spacing.
+    A segmenter with a `spacing` or `coloured` keyword (like `FastPredictor`, which finds the ultrasound sector
+    and keeps the reader's coloured overlay pixels out of it) also receives the frames' (row, col) spacing and the
+    (H, W) pixels coloured in any frame.
     """
     frames = np.asarray(frames)
     if frames.ndim != 3:
         raise InputError(f"expected (frames, rows, cols), got shape {frames.shape}")
-    takes_spacing = "spacing" in inspect.signature(segmenter).parameters
-    masks = np.asarray(
-        segmenter(frames, spacing=spacing) if takes_spacing and spacing is not None else segmenter(frames)
-    )
+    parameters = inspect.signature(segmenter).parameters
+    given = {"spacing": spacing, "coloured": coloured}
+    masks = np.asarray(segmenter(frames, **{k: v for k, v in given.items() if k in parameters and v is not None}))
     if masks.shape != frames.shape:
         raise InputError(f"the segmenter returned shape {masks.shape} for frames of shape {frames.shape}")
     return check_label_sequence(masks, "segmenter output")
@@ -299,7 +302,7 @@ def cine(
             sequence.frame_rate = float(info["FrameRate"])
         # The model sees the file's own pixel size (its training convention); `spacing` only changes the measuring.
         masks = (
-            segment_sequence(sequence.frames, segmenter, sequence.spacing)
+            segment_sequence(sequence.frames, segmenter, sequence.spacing, sequence.coloured)
             if segmenter is not None
             else check_label_sequence(sequence.frames, str(path))
         )

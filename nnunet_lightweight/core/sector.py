@@ -100,6 +100,6 @@ def find_sector(frames: np.ndarray, coloured: np.ndarray | None = None) -> Secto
 
 
 def sector_bounding_box(frames: np.ndarray, coloured: np.ndarray | None = None) -> tuple[slice, slice]:
-    """The sector's bounding box (rows, cols) in a frame (H, W) or clip (T, H, W): a drop-in for
-    `inference.input_convention.sector_bounding_box` that also uses motion, colour and shape."""
+    """The sector's bounding box (rows, cols) in a frame (H, W) or clip (T, H, W), with the pixels known to be
+    coloured in any frame."""
     return find_sector(frames, coloured).box

@@ -215,14 +215,15 @@ class FastPredictor:
         )
         return Frame(np.ascontiguousarray(data, dtype=np.float32), properties)
 
-    def prepare(self, stack: np.ndarray, spacing: list[float]) -> list[Frame]:
+    def prepare(self, stack: np.ndarray, spacing: list[float], coloured: np.ndarray | None = None) -> list[Frame]:
         """Preprocessed frames of an image stack (C, frames, rows, cols) with nnU-Net's 3-axis `spacing`.
 
-        Where the model folder records an input convention, the stack is first cropped to its sector's bounding
-        box and resized to the convention's frame size, which is then at the model's own spacing (no resampling);
-        `segment` maps the masks back.
+        Where the model folder records an input convention, the stack is first blanked outside its ultrasound
+        sector (found over all frames, never in the `coloured` (rows, cols) pixels the reader marked), cropped to
+        the sector's bounding box and resized to the convention's frame size, which is then at the model's own
+        spacing (no resampling); `segment` maps the masks back.
         """
-        placement = self.convention.place(stack[0]) if self.convention else None
+        placement = self.convention.place(stack[0], coloured) if self.convention else None
         if placement is not None:
             stack = placement.to_model(stack)
             spacing = [spacing[0], *self.model.configuration_manager.spacing]
@@ -345,18 +346,22 @@ class FastPredictor:
         self.network_seconds += time.perf_counter() - start
         return self._export(logits.float(), frame.properties)
 
-    def __call__(self, frames: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
-        """Label maps (T, rows, cols) uint8 of grey-level frames (T, rows, cols) whose pixels are `spacing` (row, col).
+    def __call__(
+        self, frames: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0), coloured: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Label maps (T, rows, cols) uint8 of grey-level frames (T, rows, cols) whose pixels are `spacing` (row, col),
+        with the (rows, cols) pixels a clip reader found `coloured` (overlays, see `prepare`).
 
         Frames go through nnU-Net's preprocessing one by one (z-score per frame for the default plans), so this is
-        a drop-in segmenter for cine loops (`clinical.cine` calls it with `spacing`)."""
+        a drop-in segmenter for cine loops (`clinical.cine.segment_sequence` calls it with `spacing` and
+        `coloured`)."""
         frames = np.asarray(frames)
         if frames.ndim == 2:
             frames = frames[None]
         if frames.ndim != 3:
             raise InputError(f"expected frames (T, rows, cols), got shape {frames.shape}")
         spacing_3d = [_DUMMY_SPACING, float(spacing[0]), float(spacing[1])]
-        prepared = self.prepare(frames.astype(np.float32)[None], spacing_3d)
+        prepared = self.prepare(frames.astype(np.float32)[None], spacing_3d, coloured)
         return np.stack([s.reshape(frames.shape[1:]) for s in self.segment(prepared)])
 
     def read_case(self, case: Case) -> tuple[list[Frame], dict | None]:
@@ -364,7 +369,7 @@ class FastPredictor:
         if case.video:
             sequence = read_loop(case.files[0], min_frames=1)  # a still frame saved as a video is valid
             spacing = [_DUMMY_SPACING, *sequence.spacing]
-            return self.prepare(np.asarray(sequence.frames, dtype=np.float32)[None], spacing), None
+            return self.prepare(np.asarray(sequence.frames, dtype=np.float32)[None], spacing, sequence.coloured), None
         try:
             data, properties = self.reader_writer.read_images([str(f) for f in case.files])
         except Exception as error:  # SimpleITK raises RuntimeError; other readers their own kinds

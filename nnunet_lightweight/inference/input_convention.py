@@ -2,8 +2,10 @@
 
 The 224x224 CAMUS copy has no physical spacing, so a model trained on it knows only a geometric convention: the
 ultrasound sector's bounding box resized to 224x224, apex up. A model folder records it in
-`input_convention.json`; the predictor then crops every frame (or cine loop) to its sector's bounding box,
-resizes that box to the convention's size, segments it, and pastes the masks back at the input's own size.
+`input_convention.json`; the predictor then finds the sector of every frame or cine loop (`core.sector`: clip-wide,
+with the reader's coloured pixels, so that an ECG trace or coloured text beside the sector neither widens the box
+nor reaches the network), blanks what lies outside it, crops its bounding box, resizes that to the convention's
+size, segments it, and pastes the masks back at the input's own size, background outside the sector.
 Stock nnU-Net commands resample by header spacing instead, so they need frames already in the convention.
 """
 
@@ -17,6 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.core.sector import Sector, find_sector
 
 CONVENTION_FILE = "input_convention.json"
 SECTOR_BOUNDING_BOX = "sector_bounding_box"
@@ -58,61 +61,43 @@ class InputConvention:
             raise InputError(f"{path}: not a valid input convention ({error})") from None
         return cls((rows, cols))
 
-    def place(self, frames: np.ndarray) -> Placement | None:
+    def place(self, frames: np.ndarray, coloured: np.ndarray | None = None) -> Placement | None:
         """Where frames (..., rows, cols) sit in the convention, or None for frames of the convention's size.
 
-        Frames of exactly that size are taken as given: in the training frames themselves a dim sector side
-        can make the detected box narrower than the frame, and re-cropping them would change their scale.
+        `coloured`: the (rows, cols) pixels the reader found coloured in any frame (never sector). Frames of
+        exactly the convention's size are taken as given: in the training frames themselves a dim sector side
+        can make the detected sector narrower than the frame, and re-cropping them would change their scale.
         """
         rows, cols = frames.shape[-2:]
         if (rows, cols) == self.frame_size:
             return None
-        box = sector_bounding_box(frames.reshape(-1, rows, cols).max(0))
-        return Placement((rows, cols), box, self.frame_size)
+        return Placement((rows, cols), find_sector(frames.reshape(-1, rows, cols), coloured), self.frame_size)
 
 
 @dataclass(frozen=True)
 class Placement:
-    """A frame's sector box and the convention's size: `to_model` crops and resizes, `to_input` maps masks back."""
+    """A clip's sector and the convention's size: `to_model` blanks, crops and resizes, `to_input` maps masks back."""
 
     input_shape: tuple[int, int]
-    box: tuple[slice, slice]
+    sector: Sector
     model_shape: tuple[int, int]
 
+    @property
+    def box(self) -> tuple[slice, slice]:
+        return self.sector.box
+
     def to_model(self, frame: np.ndarray) -> np.ndarray:
-        """The sector box of `frame` (..., rows, cols), linearly resized to the model's frame size (float32)."""
-        crop = np.asarray(frame, dtype=np.float32)[(..., *self.box)]
+        """`frame` (..., rows, cols) blank outside the sector, its box linearly resized to the model's size (float32)."""
+        crop = self.sector.masked(np.asarray(frame, dtype=np.float32))[(..., *self.box)]
         factors = [1.0] * (crop.ndim - 2) + [m / c for m, c in zip(self.model_shape, crop.shape[-2:])]
-        resized = ndimage.zoom(crop, factors, order=1, mode="nearest", grid_mode=True)
-        return resized
+        return ndimage.zoom(crop, factors, order=1, mode="nearest", grid_mode=True)
 
     def to_input(self, mask: np.ndarray) -> np.ndarray:
-        """A label map (..., model rows, model cols) at the input's own size: nearest-neighbour into the box."""
+        """A label map (..., model rows, model cols) at the input's own size: nearest-neighbour into the box,
+        background outside the sector (nothing was shown to the network there)."""
         box_shape = [s.stop - s.start for s in self.box]
         factors = [1.0] * (mask.ndim - 2) + [b / m for b, m in zip(box_shape, mask.shape[-2:])]
         resized = ndimage.zoom(mask, factors, order=0, mode="nearest", grid_mode=True)
         full = np.zeros((*mask.shape[:-2], *self.input_shape), dtype=mask.dtype)
         full[(..., *self.box)] = resized
-        return full
-
-
-def sector_bounding_box(frame: np.ndarray) -> tuple[slice, slice]:
-    """The bounding box of the ultrasound sector in a grey-level frame: its largest bright connected region.
-
-    Pixels above a tenth of the 99th percentile are the image; an opening removes thin overlays (text, scale
-    ticks, ECG lines) before the largest connected region is taken. A frame with no such region is used whole.
-    """
-    frame = np.asarray(frame, dtype=np.float32)
-    if frame.ndim != 2:
-        raise InputError(f"expected a 2D frame for the sector search, got shape {frame.shape}")
-    high = float(np.percentile(frame, 99))
-    whole = (slice(0, frame.shape[0]), slice(0, frame.shape[1]))
-    if high <= float(frame.min()):
-        return whole
-    bright = ndimage.binary_opening(frame > frame.min() + 0.1 * (high - frame.min()), iterations=2)
-    labels, count = ndimage.label(bright)
-    if count == 0:
-        return whole
-    sizes = ndimage.sum_labels(bright, labels, index=np.arange(1, count + 1))
-    rows, cols = ndimage.find_objects((labels == 1 + int(np.argmax(sizes))).astype(np.uint8))[0]
-    return rows, cols
+        return self.sector.masked(full)

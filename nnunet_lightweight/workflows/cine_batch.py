@@ -6,9 +6,10 @@ are taken from the CSV's folder, and a name without a suffix (EchoNet-Dynamic's 
 `<name>.avi` there and in its `Videos/` folder. The view comes from the View column, else from the file name
 (A2C/2CH, A4C/4CH tokens).
 
-Per clip: decode (a reader thread decodes the next clips while the current one is segmented), find the
-ultrasound sector (`core.sector`) and blank what lies outside it (overlays), segment every frame with the
-injected `segment(frames (T, H, W) uint8) -> masks (T, H, W)`, measure the single-plane volume of every frame
+Per clip: decode (a reader thread decodes the next clips while the current one is segmented), segment every
+frame with the injected `segment(frames (T, H, W) uint8) -> masks (T, H, W)` (a `FastPredictor`, which also takes
+the clip's coloured pixels and finds the ultrasound sector, blanking the overlays outside it, as `predict` and
+single-clip `cine` do), measure the single-plane volume of every frame
 (`clinical.cine.cine_volume_curve`) and find ED/ES beat by beat (`clinical.beats`). Volumes are in mL where the
 clip's spacing is known (DICOM ultrasound regions, the CSV, an image header) and in px^3 otherwise. A clip that
 cannot be read or measured gets its reason in the Reason column; the batch goes on. ED and ES frames are 1-based.
@@ -41,12 +42,11 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_lightweight.clinical.beats import BeatAnalysis, detect_beats
-from nnunet_lightweight.clinical.cine import VolumeCurve, biplane_from_curves, check_label_sequence, cine_volume_curve
+from nnunet_lightweight.clinical.cine import VolumeCurve, biplane_from_curves, cine_volume_curve, segment_sequence
 from nnunet_lightweight.clinical.ejection_fraction import UNIT_ML, UNIT_PX
 from nnunet_lightweight.clinical.volumes import N_DISKS, check_spacing
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
-from nnunet_lightweight.core.sector import find_sector
 from nnunet_lightweight.core.video_readers import CLIP_SUFFIXES, Clip, clip_kind, prefetched, read_clip
 
 Segment = Callable[[np.ndarray], np.ndarray]
@@ -224,12 +224,9 @@ def _row(entry: ClipEntry, clip: Clip | None = None) -> dict:
 
 
 def segment_clip(clip: Clip, segment: Segment) -> np.ndarray:
-    """Label maps (T, H, W) of a clip's frames, segmented with everything outside its sector blanked."""
-    sector = find_sector(clip.frames, clip.coloured)
-    masks = np.asarray(segment(sector.masked(clip.frames)))
-    if masks.shape != clip.frames.shape:
-        raise InputError(f"the segmentation returned shape {masks.shape} for frames of shape {clip.frames.shape}")
-    return np.where(sector.mask, check_label_sequence(masks, "segmentation"), 0).astype(np.uint8)
+    """Label maps (T, H, W) of a clip's frames. The segmenter gets the clip's coloured pixels where it takes them:
+    `FastPredictor` then blanks everything outside the ultrasound sector, as it does for `predict` and `cine`."""
+    return segment_sequence(clip.frames, segment, coloured=clip.coloured)
 
 
 def measure_masks(entry: ClipEntry, clip: Clip, masks: np.ndarray, n_disks: int = N_DISKS) -> ClipResult:
