@@ -245,3 +245,25 @@ def test_dicom_loop_is_measured_with_its_ultrasound_region_spacing(tmp_path):
     px_view = cine(tmp_path / "px", sequence_4ch=dicom, segmenter=_threshold_segmenter, units="px")["views"]["4CH"]
     assert (view["ed_frame"], view["es_frame"]) == (px_view["ed_frame"], px_view["es_frame"])
     assert view["edv"] == pytest.approx(px_view["edv"] * 0.3**3 / 1000, rel=0.02)
+
+
+def test_ed_and_es_come_beat_by_beat_from_the_representative_beat(tmp_path):
+    # Five beats (ED at frames 6, 16, ... 46, ES five frames later, 1-based) whose ES deepens beat by beat: the
+    # global minimum is in the last beat, the representative beat (EF nearest the median) is the third.
+    es_per_beat = [(66, 19 - k / 2, 17 - k / 2) for k in range(5)]
+    fractions = (1 - np.cos(2 * np.pi * (np.arange(55) - 5) / 10)) / 2
+    axes = [
+        tuple(np.add(ED_AXES, f * np.subtract(es_per_beat[min(max(t - 5, 0) // 10, 4)], ED_AXES)))
+        for t, f in enumerate(fractions)
+    ]
+    write_sequence(tmp_path / "loop.nii.gz", sequence_masks(axes, "4CH", SPACING), SPACING)
+    view = cine(tmp_path / "out", sequence_4ch=tmp_path / "loop.nii.gz")["views"]["4CH"]
+    assert view["n_beats"] == 5
+    # beats.detect_beats smooths with a 3-frame median: where one beat's ED meets the next, a peak may move a frame.
+    assert all(abs(b["ed_frame"] - ed) <= 1 for b, ed in zip(view["beats"], (6, 16, 26, 36, 46)))
+    typical = view["beats"][2]
+    assert (view["ed_frame"], view["es_frame"]) == (typical["ed_frame"], typical["es_frame"])
+    assert abs(view["es_frame"] - 31) <= 1  # not the global minimum at frame 51
+    efs = [b["ef"] for b in view["beats"]]
+    assert view["ef_beat_median"] == pytest.approx(efs[2]) == pytest.approx(view["ef_single_plane"])
+    assert view["ef_beat_mean"] == pytest.approx(np.mean(efs))

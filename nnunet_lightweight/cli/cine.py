@@ -13,8 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="volume curve, automatic ED/ES frames and EF of a 2CH and/or 4CH cine loop",
         description="Segments every frame of a cine loop with a trained nnU-Net/LightEcho model (or reads a "
         "label-map sequence such as CAMUS _half_sequence_gt.nii.gz when no --model is given), measures "
-        "the LV area and single-plane Simpson volume of every frame, picks ED (largest volume) and ES "
-        "(smallest), and with both views computes the biplane EDV, ESV and EF from each view's ED and "
+        "the LV area and single-plane Simpson volume of every frame, finds the beats over the whole loop "
+        "and takes ED and ES from the representative beat (per-beat EF, mean and median in cine.json; the "
+        "largest and smallest volume where there is no full beat), and with both views computes the biplane EDV, ESV and EF from each view's ED and "
         "ES frames. Sequences: 2D+t NIfTI/MHA (CAMUS half-sequences), a quoted glob of 2D frame files "
         "(e.g. 'sequences/images/patient0001_2CH_frame*_0000.nii.gz'), an AVI/MP4 video or a multi-frame "
         "ultrasound DICOM (.dcm or any file with the DICM marker; measured in mm from its "

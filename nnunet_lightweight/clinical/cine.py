@@ -8,8 +8,11 @@ Frames are segmented by any callable `frames -> label maps`, e.g. `FastPredictor
 `lightecho predict`, so a loop gives the same masks from both commands);
 label-map sequences (e.g. CAMUS `_half_sequence_gt.nii.gz`) are measured directly.
 
-Per view, every frame's LV area and single-plane Simpson volume form the curves; ED is the frame of largest and ES
-the frame of smallest volume. With both views, the biplane EDV and ESV combine each view's own ED and ES frames
+Per view, every frame's LV area and single-plane Simpson volume form the curves. `cine_volume_curve` takes ED as
+the frame of largest and ES as the frame of smallest volume; `cine` then finds the beats over the whole loop
+(`clinical.beats.detect_beats`: ED peak to next ES trough), reports each beat's EF with their mean and median,
+and takes the ED and ES of the representative beat (EF nearest the median), keeping the largest and smallest
+volume where the loop holds no full beat (a CAMUS half-sequence runs from ED to ES only). With both views, the biplane EDV and ESV combine each view's own ED and ES frames
 (the two views are separate acquisitions); where both have the same number of frames, a biplane curve is also
 drawn, assuming the two loops are synchronised (CAMUS half-sequences both run from ED to ES).
 """
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunet_lightweight.clinical.beats import detect_beats
 from nnunet_lightweight.clinical.ejection_fraction import ALLOWED_LABELS, UNIT_ML, UNIT_PX, ejection_fraction
 from nnunet_lightweight.clinical.volumes import (
     N_DISKS,
@@ -316,6 +320,9 @@ def cine(
         )
         measure_spacing, unit = (sequence.spacing, UNIT_ML) if physical else ((1.0, 1.0), UNIT_PX)
         curve = cine_volume_curve(masks, measure_spacing, view, n_disks, unit)
+        beats = detect_beats(curve.volumes, sequence.frame_rate)
+        if beats.beats:  # the representative beat's frames; without a full beat the largest and smallest volume
+            curve.ed_index, curve.es_index = beats.ed_frame, beats.es_frame
         curves.append(curve)
         sequences[view], masks_by_view[view] = sequence, masks
         report_views[view] = {
@@ -330,6 +337,14 @@ def cine(
             "edv": curve.edv,
             "esv": curve.esv,
             "ef_single_plane": curve.ef,
+            "n_beats": len(beats.beats),
+            "ef_beat_mean": beats.ef_mean if beats.beats else None,
+            "ef_beat_median": beats.ef_median if beats.beats else None,
+            "beats": [
+                {"ed_frame": b.ed_frame + 1, "es_frame": b.es_frame + 1, "edv": b.edv, "esv": b.esv, "ef": b.ef}
+                for b in beats.beats
+            ],
+            "beat_flags": beats.flags,
             "reference_ed_frame": info.get("ED"),
             "reference_es_frame": info.get("ES"),
             "reference_ef": info.get("EF"),
