@@ -24,7 +24,7 @@ from nnunet_lightweight.evaluation.compare import paired_difference_table
 from nnunet_lightweight.evaluation.overlays import save_overlays
 from nnunet_lightweight.inference.benchmark import time_engine
 from nnunet_lightweight.inference.engines import build_engine, count_gmacs, count_parameters, resolve_device
-from nnunet_lightweight.inference.fast_predictor import FastPredictor
+from nnunet_lightweight.inference.fast_predictor import FastPredictor, predict
 from nnunet_lightweight.inference.model_folder import find_trainer_class, load_trained_model
 from nnunet_lightweight.inference.settings import PredictorSettings
 from nnunet_lightweight.pretrained import shipped_model_folder
@@ -236,33 +236,17 @@ class Demo:
             raise RuntimeError(f"{command[0]} failed with exit code {process.returncode}; see {log_file}")
 
     def predict(self, model: str) -> None:
-        self._announce(f"predicting the held-out test frames with {model} (nnUNetv2_predict)")
+        """The held-out test frames through the one predictor of `lightecho predict`, as nnUNetv2_predict would
+        (fp32, nnU-Net's mirroring where the checkpoint allows it, no CCA: post-processing is the next step)
+        without its start-up and worker processes."""
+        self._announce(f"predicting the held-out test frames with {model} (lightecho predict's predictor)")
         out = self.prediction_folder(model, postprocessed=False)
-        if not (out / "predict_from_raw_data_args.json").is_file():
-            self._run_streaming(
-                [
-                    "nnUNetv2_predict",
-                    "-i",
-                    str(self.raw / "imagesTs"),
-                    "-o",
-                    str(out),
-                    "-d",
-                    str(DATASET_ID),
-                    "-c",
-                    "2d",
-                    "-f",
-                    "0",
-                    "-tr",
-                    self.trainer(model),
-                    "-device",
-                    self.settings.device,
-                    "-npp",
-                    "1",
-                    "-nps",
-                    "1",
-                ],
-                self.work_dir / "logs" / f"predict_{out.parent.name}.log",
+        if not (out / "prediction_summary.json").is_file():
+            settings = PredictorSettings(
+                device=self.settings.device, backend="torch", precision="fp32", cca=False, mirroring=True
             )
+            summary = predict(self.results_folder(model), self.raw / "imagesTs", out, settings, [0], verbose=False)
+            print(f"        {summary['timing']['frames']} frames in {summary['timing']['seconds']:.1f} s", flush=True)
 
     def postprocess(self) -> None:
         """nnU-Net's own CCA, chosen on the fold-0 validation cases and applied to the test predictions."""
