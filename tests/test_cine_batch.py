@@ -239,4 +239,6 @@ def test_cine_clips_command_measures_a_folder_in_shards(example_loop, tmp_path, 
     assert sorted(shards) == sorted(r["FileName"] for r in rows.values())
     assert main(["cine", "--clips", str(clips), "--shard", "2/2", "-o", str(tmp_path / "bad")]) == 2
     assert main(["cine", "--clips", str(clips), "--4ch", str(example_loop), "-o", str(tmp_path / "both")]) == 2
-    assert not (tmp_path / "bad").exists() and not (tmp_path / "both").exists()
+    spacing = ["--spacing", "0.3", "0.3"]  # clips carry their own; a flag that would be ignored is refused
+    assert main(["cine", "--clips", str(clips), *spacing, "-o", str(tmp_path / "spacing")]) == 2
+    assert not any((tmp_path / name).exists() for name in ("bad", "both", "spacing"))

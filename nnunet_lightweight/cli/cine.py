@@ -124,6 +124,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.clips is not None:
         if args.sequence_2ch is not None or args.sequence_4ch is not None:
             raise InputError("give either --clips or --2ch/--4ch, not both")
+        if args.spacing is not None or args.units != "auto":
+            # Clips carry their own spacing (DICOM regions, image headers, the listing's Spacing columns).
+            raise InputError(
+                "--spacing, --pixel-units and --mm-units apply to --2ch/--4ch; with --clips give "
+                "the spacing in the listing's Spacing (or SpacingRow/SpacingCol) column"
+            )
         return _run_clips(args)
     if args.sequence_2ch is None and args.sequence_4ch is None:
         raise InputError("give --2ch, --4ch or both (or --clips for many clips)")

@@ -241,7 +241,10 @@ class Demo:
         without its start-up and worker processes."""
         self._announce(f"predicting the held-out test frames with {model} (lightecho predict's predictor)")
         out = self.prediction_folder(model, postprocessed=False)
-        if not (out / "prediction_summary.json").is_file():
+        # A demo folder from before this predictor holds nnUNetv2_predict's record instead: resume, don't redo.
+        if not any(
+            (out / record).is_file() for record in ("prediction_summary.json", "predict_from_raw_data_args.json")
+        ):
             settings = PredictorSettings(
                 device=self.settings.device, backend="torch", precision="fp32", cca=False, mirroring=True
             )
