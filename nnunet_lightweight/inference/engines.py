@@ -9,8 +9,6 @@ convolution, channels_last memory layout) unless a lower precision is asked for:
 from __future__ import annotations
 
 import copy
-import ctypes
-import functools
 import os
 import warnings
 from collections.abc import Callable
@@ -18,6 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from nnunet_lightweight.core.allocator import retain_freed_memory
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.inference.onnx_export import network_to_onnx, onnxruntime_available
 from nnunet_lightweight.inference.settings import BACKENDS, PRECISIONS
@@ -69,25 +68,6 @@ def openvino_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-@functools.cache
-def retain_freed_memory() -> bool:
-    """Let glibc keep freed activation buffers for reuse instead of returning them to the kernel.
-
-    By default glibc maps every buffer above 128 kB afresh and unmaps it when freed, so each forward pass
-    page-faults through its activations again: on 2 cores that was a quarter of LightEcho's CPU time (256x256,
-    compiled fp32: 42 -> 31 ms per frame). Raising the mmap and trim thresholds (what MALLOC_MMAP_THRESHOLD_
-    does) costs at most the peak activation memory, kept for the process's lifetime. Returns whether it applied
-    (glibc only).
-    """
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    largest_heap_allocation = 32 * 1024 * 1024  # glibc's upper bound for the mmap threshold on 64-bit systems
-    return bool(mallopt(m_mmap_threshold, largest_heap_allocation) and mallopt(m_trim_threshold, 1 << 30))
 
 
 def fold_batch_norm(network: nn.Module) -> nn.Module:
