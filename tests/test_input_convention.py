@@ -82,6 +82,25 @@ def test_a_colour_ecg_trace_beside_the_sector_changes_neither_box_nor_masks():
     np.testing.assert_array_equal(placement.to_input(mask), reference.to_input(mask))
 
 
+@pytest.mark.parametrize("shape", [(112, 112), (480, 560), (97, 130), (300, 217)])
+def test_resizes_are_scipys_zoom(shape):
+    """to_model's resize is scipy's linear zoom (to float rounding), to_input's scipy's nearest zoom exactly."""
+    rng = np.random.default_rng(1)
+    frames = rng.random((2, *shape), dtype=np.float32) * 255
+    placement = InputConvention((224, 224)).place(frames)
+    crop = placement.sector.masked(frames)[(..., *placement.box)]
+    factors = [1, *(224 / n for n in crop.shape[-2:])]
+    expected = ndimage.zoom(crop, factors, order=1, mode="nearest", grid_mode=True)
+    assert np.abs(placement.to_model(frames) - expected).max() < 0.01  # of 255 grey levels
+    masks = rng.integers(0, 4, (2, 224, 224)).astype(np.uint8)
+    box_shape = [s.stop - s.start for s in placement.box]
+    pasted = np.zeros_like(frames, dtype=np.uint8)
+    pasted[(..., *placement.box)] = ndimage.zoom(
+        masks, [1, *(b / 224 for b in box_shape)], order=0, mode="nearest", grid_mode=True
+    )
+    np.testing.assert_array_equal(placement.to_input(masks), placement.sector.masked(pasted))
+
+
 def test_convention_file_round_trip_and_bad_file(tmp_path):
     InputConvention((224, 224)).write(tmp_path)
     assert InputConvention.of_model_folder(tmp_path) == InputConvention((224, 224))
