@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -218,6 +218,44 @@ def verify_dataset(folder: Path, num_processes: int) -> None:
         raise InputError(f"nnU-Net's dataset integrity check failed for {folder}: {error}") from None
 
 
+def _read_image_and_label(
+    read: Callable[[Path], tuple[np.ndarray, tuple[float, float]]],
+    image_path: Path,
+    label_path: Path | None,
+    spacing: tuple[float, float] | None,
+    label_map: Mapping[int, int],
+) -> tuple[np.ndarray, np.ndarray | None, tuple[float, float]]:
+    """A frame or sequence and its labels (mapped, or None), checked against each other, and the spacing to use:
+    `spacing` where the source gives one, else the image header's, which the label header must then match."""
+    image, header_spacing = read(image_path)
+    if label_path is None:
+        return image, None, spacing or header_spacing
+    label, label_spacing = read(label_path)
+    if label.shape != image.shape:
+        raise InputError(f"shape mismatch: image {image_path} is {image.shape}, label {label_path} is {label.shape}")
+    if spacing is None and not np.allclose(label_spacing, header_spacing, rtol=1e-3):
+        raise InputError(
+            f"spacing mismatch: image {image_path} has {header_spacing}, label {label_path} has {label_spacing}"
+        )
+    return image, map_labels(label, label_map, label_path), spacing or header_spacing
+
+
+def _resized(
+    image: np.ndarray,
+    label: np.ndarray | None,
+    spacing: tuple[float, float],
+    resize: tuple[int, int] | None,
+    interpolation: str,
+) -> tuple[np.ndarray, np.ndarray | None, tuple[float, float]]:
+    """A frame and its label resized to `resize` (None: as they are), and the spacing that keeps the physical size."""
+    if resize is None:
+        return image, label, spacing
+    resized, resized_spacing = resize_frame(image, spacing, resize, is_label=False, interpolation=interpolation)
+    if label is not None:
+        label, _ = resize_frame(label, spacing, resize, is_label=True)
+    return resized, label, resized_spacing
+
+
 def _convert_frame(
     frame: FrameSource,
     plan: PatientPlan,
@@ -226,32 +264,15 @@ def _convert_frame(
     resize: tuple[int, int] | None,
     interpolation: str,
 ) -> dict:
-    image, header_spacing = read_frame(frame.image)
-    spacing = frame.spacing or header_spacing
-    label = None
-    if frame.label is not None:
-        label, label_spacing = read_frame(frame.label)
-        if label.shape != image.shape:
-            raise InputError(
-                f"shape mismatch: image {frame.image} is {image.shape}, label {frame.label} is {label.shape}"
-            )
-        if frame.spacing is None and not np.allclose(label_spacing, header_spacing, rtol=1e-3):
-            raise InputError(
-                f"spacing mismatch: image {frame.image} has {header_spacing}, label {frame.label} has {label_spacing}"
-            )
-        label = map_labels(label, label_map, frame.label)
-    out_image, out_spacing = image, spacing
-    if resize is not None:
-        out_image, out_spacing = resize_frame(image, spacing, resize, is_label=False, interpolation=interpolation)
-        if label is not None:
-            label, _ = resize_frame(label, spacing, resize, is_label=True)
+    image, label, spacing = _read_image_and_label(read_frame, frame.image, frame.label, frame.spacing, label_map)
+    out_image, out_label, out_spacing = _resized(image, label, spacing, resize, interpolation)
     images_dir, labels_dir = ("imagesTr", "labelsTr") if plan.subset == "train" else ("imagesTs", "labelsTs")
     image_rel = f"{images_dir}/{frame.case}_0000{FILE_ENDING}"
     write_frame(out_image, out_spacing, folder / image_rel)
     label_rel = None
-    if label is not None:
+    if out_label is not None:
         label_rel = f"{labels_dir}/{frame.case}{FILE_ENDING}"
-        write_frame(label, out_spacing, folder / label_rel)
+        write_frame(out_label, out_spacing, folder / label_rel)
     return {
         "patient": frame.patient,
         "view": frame.view,
@@ -275,27 +296,15 @@ def _convert_sequence(
     resize: tuple[int, int] | None,
     interpolation: str,
 ) -> dict:
-    frames, header_spacing = read_sequence(sequence.image)
-    spacing = sequence.spacing or header_spacing
-    labels = None
-    if sequence.label is not None:
-        labels, _ = read_sequence(sequence.label)
-        if labels.shape != frames.shape:
-            raise InputError(
-                f"shape mismatch: sequence {sequence.image} is {frames.shape}, labels "
-                f"{sequence.label} are {labels.shape}"
-            )
-        labels = map_labels(labels, label_map, sequence.label)
+    frames, labels, spacing = _read_image_and_label(
+        read_sequence, sequence.image, sequence.label, sequence.spacing, label_map
+    )
     ids = []
     out_spacing = spacing
     for index in range(frames.shape[0]):
         frame_id = sequence_frame_id(sequence.patient, sequence.view, index + 1)
-        image = frames[index]
         label = labels[index] if labels is not None else None
-        if resize is not None:
-            image, out_spacing = resize_frame(image, spacing, resize, is_label=False, interpolation=interpolation)
-            if label is not None:
-                label, _ = resize_frame(label, spacing, resize, is_label=True)
+        image, label, out_spacing = _resized(frames[index], label, spacing, resize, interpolation)
         write_frame(image, out_spacing, folder / SEQUENCES_FOLDER / "images" / f"{frame_id}_0000{FILE_ENDING}")
         if label is not None:
             write_frame(label, out_spacing, folder / SEQUENCES_FOLDER / "labels" / f"{frame_id}{FILE_ENDING}")
