@@ -63,6 +63,26 @@ DISKS = bounded(int, 1, 1000)  # Simpson disks; more than rows in a frame measur
 MORPHOLOGY_RADIUS = bounded(int, 1, 50)
 
 
+def add_unit_options(parser: argparse.ArgumentParser, spacing_source: str) -> None:
+    """`--pixel-units` / `--mm-units` (dest `units`, default "auto"): how far to trust `spacing_source`'s spacing."""
+    units = parser.add_mutually_exclusive_group()
+    units.add_argument(
+        "--pixel-units",
+        dest="units",
+        action="store_const",
+        const="px",
+        help=f"measure in pixels (volumes in px^3) whatever {spacing_source} says",
+    )
+    units.add_argument(
+        "--mm-units",
+        dest="units",
+        action="store_const",
+        const="mm",
+        help=f"trust {spacing_source} as mm (volumes in mL), even where it is exactly 1 x 1",
+    )
+    parser.set_defaults(units="auto")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `lightecho` parser with every subcommand module of this package registered."""
     parser = argparse.ArgumentParser(

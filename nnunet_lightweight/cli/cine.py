@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from nnunet_lightweight.cli import DISKS, bounded
+from nnunet_lightweight.cli import DISKS, add_unit_options, bounded
 from nnunet_lightweight.cli.predict import add_predictor_options, predictor_settings
 
 
@@ -92,22 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "record an input convention (the shipped one) bring frames of any size to it, others "
         "see the file's own pixel size",
     )
-    units = parser.add_mutually_exclusive_group()
-    units.add_argument(
-        "--pixel-units",
-        dest="units",
-        action="store_const",
-        const="px",
-        help="measure in pixels (volumes in px^3) whatever the spacing",
-    )
-    units.add_argument(
-        "--mm-units",
-        dest="units",
-        action="store_const",
-        const="mm",
-        help="trust the file's spacing as mm even where it is exactly 1 x 1",
-    )
-    parser.set_defaults(units="auto")
+    add_unit_options(parser, "the file's spacing")
     parser.add_argument("--disks", type=DISKS, default=20, help="number of Simpson disks (default 20)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")

@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from nnunet_lightweight.cli import DISKS
+from nnunet_lightweight.cli import DISKS, add_unit_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,22 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="camus_metadata.json of the converted dataset: says per patient whether the spacing is "
         "physical (default: found in or up to two folders above --ref or --pred)",
     )
-    units = parser.add_mutually_exclusive_group()
-    units.add_argument(
-        "--pixel-units",
-        dest="units",
-        action="store_const",
-        const="px",
-        help="measure in pixels (volumes in px^3) whatever the header spacing says",
-    )
-    units.add_argument(
-        "--mm-units",
-        dest="units",
-        action="store_const",
-        const="mm",
-        help="trust the header spacing as mm (volumes in mL), even where it is exactly 1 x 1",
-    )
-    parser.set_defaults(units="auto")
+    add_unit_options(parser, "the header spacing")
     parser.add_argument("--disks", type=DISKS, default=20, help="number of Simpson disks (default 20)")
     parser.add_argument(
         "--camus-exact",
