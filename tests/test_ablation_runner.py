@@ -138,7 +138,7 @@ def test_incremental_table_decisions_cca_and_final_row(fake_study, tmp_path, mon
     assert table.loc[3, "postprocessing"] == CCA  # evaluated with the kept post-processing
     assert table.loc[4, "trainer"] == BN and table.loc[4, "postprocessing"] == CCA
     assert table.loc[0, "epochs"] == 3 and table.loc[0, "frames"] == N_CASES
-    assert table.loc[0, "params"] == ablation.count_parameters(BASELINE)
+    assert table.loc[0, "params"] == ablation.count_variant_parameters(BASELINE)
     assert pd.isna(table.loc[0, "p_dice"]) and table["outliers"].notna().all()
 
     written = pd.read_csv(out / "ablation.csv")

@@ -21,7 +21,7 @@ from nnunet_lightweight.workflows.ablation import (
     LADDER,
     NNUNET_ABLATIONS,
     ablation_variants,
-    count_parameters,
+    count_variant_parameters,
     fold_folder,
     list_variants,
     run_ablation,
@@ -76,7 +76,7 @@ def test_variant_builds_and_trains_one_step_on_cpu(name, phantom_dataset):
     )
     trainer.configuration_manager.configuration["batch_size"] = 2  # CPU-sized; U-Net 3 alone has 31M parameters
     trainer.initialize()
-    assert sum(p.numel() for p in trainer.network.parameters()) == count_parameters(
+    assert sum(p.numel() for p in trainer.network.parameters()) == count_variant_parameters(
         name, phantom_dataset["plans"], phantom_dataset["dataset_json"]
     )
     dataloader, _ = trainer.get_dataloaders()
@@ -98,12 +98,12 @@ def test_table_iii_parameter_counts_within_ten_percent():
         "nnUNetTrainer_100epochs": 33e6,
     }
     for name, expected in paper.items():
-        assert abs(count_parameters(name) / expected - 1) <= 0.10, name
+        assert abs(count_variant_parameters(name) / expected - 1) <= 0.10, name
     # U-Net 1 without normalization is CAMUS's 1,976,644 parameters plus LightEcho's four auxiliary 1x1 heads.
     heads = (128 + 128 + 64 + 32) * 4 + 4 * 4
-    assert count_parameters("nnUNetTrainerLightEcho_UNet1Baseline") == 1_976_644 + heads
+    assert count_variant_parameters("nnUNetTrainerLightEcho_UNet1Baseline") == 1_976_644 + heads
     counts = dict(list_variants())
-    assert list(counts) == VARIANTS and counts[FINAL_TRAINER] == count_parameters(FINAL_TRAINER)
+    assert list(counts) == VARIANTS and counts[FINAL_TRAINER] == count_variant_parameters(FINAL_TRAINER)
 
 
 def test_table_iii_channels_lowest_resolution_batch_size_and_scheduler():
@@ -210,7 +210,7 @@ def test_runner_trains_evaluates_and_resumes_a_real_variant(phantom_dataset, mon
     assert training_state(folder) == "finished", (out / "logs" / f"{trainer}__fold_0.log").read_text()[-3000:]
     assert list(table["step"]) == ["Baseline", "Postprocessing", "Final"]
     assert table.loc[0, "decision"] == "reference" and table.loc[0, "epochs"] == 1
-    assert table.loc[0, "params"] == count_parameters(trainer) and table.loc[0, "frames"] == 4
+    assert table.loc[0, "params"] == count_variant_parameters(trainer) and table.loc[0, "frames"] == 4
     assert table.loc[1, "postprocessing"] == "cca" and table.loc[1, "decision"] in ("keep", "discard")
     assert 0 <= table.loc[0, "dice_LV"] <= 1 and table.loc[0, "hd_LV"] >= 0
     csv = pd.read_csv(out / "ablation.csv")

@@ -8,12 +8,9 @@ import pytest
 
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.inference.benchmark import benchmark, network_for_trainer, parse_path, time_engine
-from nnunet_lightweight.inference.engines import (
-    count_gmacs,
-    count_parameters,
-    openvino_available,
-)
+from nnunet_lightweight.inference.engines import count_gmacs, openvino_available
 from nnunet_lightweight.inference.onnx_export import onnxruntime_available
+from nnunet_lightweight.network import count_parameters
 
 
 def test_default_network_matches_the_reference_figures():

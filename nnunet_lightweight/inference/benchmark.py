@@ -22,24 +22,21 @@ import torch
 from torch import nn
 
 from nnunet_lightweight.core.errors import InputError
-from nnunet_lightweight.core.presets import load_preset
 from nnunet_lightweight.inference.engines import (
     build_engine,
     count_gmacs,
-    count_parameters,
     openvino_available,
     resolve_device,
     set_cpu_threads,
 )
 from nnunet_lightweight.inference.model_folder import find_trainer_class
 from nnunet_lightweight.inference.onnx_export import onnxruntime_available
-from nnunet_lightweight.planning.configuration import preset_architecture
-from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLightEcho
+from nnunet_lightweight.network import count_parameters
+from nnunet_lightweight.planning.configuration import total_stride, trainer_architecture
 
 LIGHTECHO_TRAINER = "nnUNetTrainerLightEcho"
 DEFAULT_TRAINER = "nnUNetTrainer"
 DEFAULT_MODELS = (LIGHTECHO_TRAINER, DEFAULT_TRAINER)
-DEFAULT_PRESET = "nnunet_default_2d_256"
 
 
 @dataclass(frozen=True)
@@ -90,12 +87,8 @@ def network_for_trainer(
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     trainer = find_trainer_class(trainer_name)
-    if issubclass(trainer, nnUNetTrainerLightEcho):
-        architecture = trainer.architecture()
-    else:
-        architecture = preset_architecture(load_preset(DEFAULT_PRESET))
-    strides = architecture["arch_kwargs"]["strides"]
-    total = [math.prod(s[axis] for s in strides) for axis in range(2)]
+    architecture = trainer_architecture(trainer, max(patch))
+    total = total_stride(architecture)
     if any(p % t or p < 2 * t for p, t in zip(patch, total)):
         # The bottleneck must keep at least 2x2 pixels: instance normalisation cannot normalise a single pixel.
         raise InputError(

@@ -127,11 +127,6 @@ def replace_mish(network: nn.Module) -> nn.Module:
     return network
 
 
-def count_parameters(network: nn.Module) -> int:
-    """Number of parameters."""
-    return sum(p.numel() for p in network.parameters())
-
-
 def count_gmacs(network: nn.Module, input_shape: tuple[int, ...]) -> float:
     """Multiply-accumulates (10^9) of one forward pass on a zero input of `input_shape` (convolutions and matmuls,
     counted by torch's FlopCounterMode; normalisation and activations are not MACs)."""

@@ -23,6 +23,11 @@ def build_network_from_preset(
     )
 
 
+def count_parameters(network: nn.Module) -> int:
+    """Number of trainable parameters of `network`."""
+    return sum(p.numel() for p in network.parameters() if p.requires_grad)
+
+
 def build_lightecho_network(
     num_input_channels: int = 1, num_classes: int = 4, deep_supervision: bool = False, preset: str = "lightecho"
 ) -> nn.Module:
@@ -30,4 +35,10 @@ def build_lightecho_network(
     return build_network_from_preset(load_preset(preset), num_input_channels, num_classes, deep_supervision)
 
 
-__all__ = ["LightEchoUNet", "LightEchoDecoder", "build_lightecho_network", "build_network_from_preset"]
+__all__ = [
+    "LightEchoUNet",
+    "LightEchoDecoder",
+    "build_lightecho_network",
+    "build_network_from_preset",
+    "count_parameters",
+]

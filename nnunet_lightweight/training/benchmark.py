@@ -23,12 +23,10 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunet_lightweight.core.cpu_features import cpu_flags, cpu_has_bf16, cpu_model
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.nnunet_paths import environment_variable
-from nnunet_lightweight.core.presets import load_preset
-from nnunet_lightweight.planning.configuration import preset_architecture
+from nnunet_lightweight.network import count_parameters
+from nnunet_lightweight.planning.configuration import trainer_architecture
 from nnunet_lightweight.training.cpu_training import FastCPUTraining
 from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLightEcho
-
-DEFAULT_TRAIN_PRESET = "nnunet_default_2d_224"  # stock nnU-Net's 2d plan for the 224x224 CAMUS copy
 
 
 @dataclass(frozen=True)
@@ -116,12 +114,7 @@ def build_benchmark_trainer(trainer_class: type, size: int, batch_size: int, pat
     """
     if not issubclass(trainer_class, FastCPUTraining):
         trainer_class = type(trainer_class.__name__, (FastCPUTraining, trainer_class), {})
-    architecture = (
-        trainer_class.architecture()
-        if hasattr(trainer_class, "architecture")
-        else preset_architecture(load_preset(DEFAULT_TRAIN_PRESET))
-    )
-    plans = _synthetic_plans(architecture, size, batch_size)
+    plans = _synthetic_plans(trainer_architecture(trainer_class, size), size, batch_size)
     with environment_variable("nnUNet_results", work_dir):  # nnU-Net's trainer writes its log under nnUNet_results
         trainer = trainer_class(plans, "2d", 0, _DATASET_JSON, torch.device("cpu"))
     if trainer.configuration_manager.batch_size != batch_size:
@@ -236,7 +229,7 @@ def _time_path(
             "steps": steps,
             "warmup_seconds": round(run["warmup_seconds"], 2),
             "last_loss": round(run["loss"], 4),
-            "params": sum(p.numel() for p in run["trainer"].network.parameters()),
+            "params": count_parameters(run["trainer"].network),
         }
         rows.append(row)
         if log:

@@ -25,10 +25,10 @@ import pandas as pd
 
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.output import check_not_input, check_writable, follow_umask, write_text_atomically
-from nnunet_lightweight.core.presets import load_preset
 from nnunet_lightweight.evaluation.compare import wilcoxon_paired
 from nnunet_lightweight.evaluation.evaluate import evaluate_cases
-from nnunet_lightweight.planning.configuration import preset_architecture
+from nnunet_lightweight.network import count_parameters
+from nnunet_lightweight.planning.configuration import trainer_architecture
 
 # Renamed: run_ablation keeps the resolved name in a local variable `dataset_name`.
 from nnunet_lightweight.planning.plan import dataset_name as resolve_dataset_name
@@ -91,7 +91,6 @@ NNUNET_ABLATIONS = (
     "nnUNetTrainer_100epochs_NoDA_NoDeepSupervision",
 )
 VARIANTS_PACKAGE = "nnunet_lightweight.training.variants"
-NNUNET_REFERENCE_PRESET = "nnunet_default_2d_256"
 
 
 # ----------------------------------------------------------------------------------------------------- variants
@@ -152,7 +151,7 @@ def expand_variants(items: list[str] | None) -> list[str]:
     return expanded
 
 
-def count_parameters(trainer: str, plans: dict | None = None, dataset_json: dict | None = None) -> int:
+def count_variant_parameters(trainer: str, plans: dict | None = None, dataset_json: dict | None = None) -> int:
     """Trainable parameters of a variant's network for a dataset's plans and dataset.json.
 
     Without them: 1 input channel and 4 classes (CAMUS); nnU-Net's own trainers then get nnU-Net's default 2d
@@ -164,12 +163,10 @@ def count_parameters(trainer: str, plans: dict | None = None, dataset_json: dict
     if trainer not in _trainers():
         raise InputError(f"unknown ablation variant {trainer!r} (see `lightecho ablation --list`)")
     cls = _trainers()[trainer]
-    if issubclass(cls, nnUNetTrainerLightEcho):
-        architecture = cls.architecture()
-    elif plans is not None:
+    if plans is not None and not issubclass(cls, nnUNetTrainerLightEcho):
         architecture = plans["configurations"][CONFIGURATION]["architecture"]
     else:
-        architecture = preset_architecture(load_preset(NNUNET_REFERENCE_PRESET))
+        architecture = trainer_architecture(cls, 256)
     channels, classes = (1, 4) if dataset_json is None else _channels_and_classes(dataset_json)
     with torch.device("meta"):  # counting needs no memory and no weight initialisation
         network = get_network_from_plans(
@@ -180,7 +177,7 @@ def count_parameters(trainer: str, plans: dict | None = None, dataset_json: dict
             classes,
             allow_init=False,
         )
-    return sum(p.numel() for p in network.parameters() if p.requires_grad)
+    return count_parameters(network)
 
 
 def list_variants(dataset: str | int | None = None) -> list[tuple[str, int]]:
@@ -190,7 +187,7 @@ def list_variants(dataset: str | int | None = None) -> list[tuple[str, int]]:
         preprocessed = _preprocessed_folder(dataset)
         plans = _load_json(preprocessed / f"{PLANS}.json")
         dataset_json = _load_json(preprocessed / "dataset.json")
-    return [(name, count_parameters(name, plans, dataset_json)) for name in ablation_variants()]
+    return [(name, count_variant_parameters(name, plans, dataset_json)) for name in ablation_variants()]
 
 
 # ------------------------------------------------------------------------------------------------------- training
@@ -428,7 +425,7 @@ def run_ablation(
             else:
                 print(f"{prefix} {name}: finished earlier, evaluating", flush=True)
             row.epochs = trained_epochs(folder)
-            row.params = count_parameters(name, _load_json(folder.parent / "plans.json"), dataset_json)
+            row.params = count_variant_parameters(name, _load_json(folder.parent / "plans.json"), dataset_json)
             _evaluate(row, folder / "validation", reference, labels, _validation_cases(preprocessed, fold))
 
         if track.best_row is None:

@@ -23,10 +23,11 @@ from nnunet_lightweight.evaluation import compare_models
 from nnunet_lightweight.evaluation.compare import paired_difference_table
 from nnunet_lightweight.evaluation.overlays import save_overlays
 from nnunet_lightweight.inference.benchmark import time_engine
-from nnunet_lightweight.inference.engines import build_engine, count_gmacs, count_parameters, resolve_device
+from nnunet_lightweight.inference.engines import build_engine, count_gmacs, resolve_device
 from nnunet_lightweight.inference.fast_predictor import FastPredictor, predict
 from nnunet_lightweight.inference.model_folder import find_trainer_class, load_trained_model
 from nnunet_lightweight.inference.settings import PredictorSettings
+from nnunet_lightweight.network import count_parameters
 from nnunet_lightweight.pretrained import shipped_model_folder
 from nnunet_lightweight.workflows.demo_report import demo_report_markdown
 
