@@ -1,5 +1,7 @@
 """Clip readers: DICOM (uncompressed and JPEG Baseline, grey/RGB/YBR), AVI, GIF, NIfTI; spacing, fps, bad files."""
 
+import warnings
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -119,6 +121,13 @@ def test_dicom_without_pixel_data_without_spacing_still_and_truncated(loop, tmp_
     truncated.write_bytes(whole[: len(whole) // 2])
     with pytest.raises(InputError, match="truncated.dcm"):
         read_clip(truncated)
+    # An encapsulated (JPEG) file cut short: one error line saying so, no pydicom warning printed before it.
+    whole_jpeg = write_dicom(tmp_path / "whole_jpeg.dcm", loop["canvas"], jpeg=True).read_bytes()
+    truncated.write_bytes(whole_jpeg[: len(whole_jpeg) // 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputError, match="truncated.dcm: truncated DICOM"):
+            read_clip(truncated)
 
 
 # MPEG-4 Part 2 at its best quality still loses ~5 grey levels on speckle; FFV1 is lossless in YUV.

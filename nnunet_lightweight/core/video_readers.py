@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,10 +200,17 @@ def _open_dicom(path: Path) -> ClipStream:
     from pydicom.errors import InvalidDicomError
 
     try:
-        # Deferred reading: the header now, the pixel data frame by frame from the file while decoding.
-        dataset = pydicom.dcmread(path, defer_size="64 KB")
+        # pydicom warns (UserWarning) where a file ends early or breaks the standard; the reason goes into the one
+        # error line instead of a warning printed above it.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            # Deferred reading: the header now, the pixel data frame by frame from the file while decoding.
+            dataset = pydicom.dcmread(path, defer_size="64 KB")
     except (InvalidDicomError, OSError, ValueError, EOFError) as error:
         raise InputError(f"cannot read DICOM {path}: {error}") from None
+    ended_early = [str(w.message) for w in caught if "end of file" in str(w.message).lower()]
+    if ended_early:
+        raise InputError(f"{path}: truncated DICOM ({ended_early[0].split(' in file ')[0]})")
     if not any(tag in dataset for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise InputError(
             f"{path}: DICOM without pixel data ({dataset.get('Modality', 'no modality')}, "
