@@ -12,12 +12,12 @@ from nnunet_lightweight.cli import main
 from nnunet_lightweight.conversion.camus import convert_camus, parse_info_file
 from nnunet_lightweight.conversion.dataset import resize_frame
 from nnunet_lightweight.conversion.generic import convert_generic, parse_label_map
-from nnunet_lightweight.conversion.overlay import save_overlays
+from nnunet_lightweight.conversion.overlay import save_dataset_overlays
 from nnunet_lightweight.conversion.splits import holdout_split, install_splits, patient_folds
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.image_io import read_frame
 from nnunet_lightweight.core.labels import CASE_ID_PATTERN
-from nnunet_lightweight.core.metadata import load_metadata
+from nnunet_lightweight.core.metadata import read_dataset_metadata
 
 VIEWS, PHASES = ("2CH", "4CH"), ("ED", "ES")
 INFO = "ED: 1\nES: 4\nNbFrame: 5\nSex: M\nAge: 61\nImageQuality: Medium\nLVedv: 100.5\nLVesv: 45.25\nLVef: 55\n"
@@ -116,7 +116,7 @@ def test_nifti_release_with_info_subgroups_and_sequences(tmp_path, nnunet_dirs):
     assert sorted(p.name for p in (out / "labelsTs").iterdir()) == [
         f"patient0007_{v}_{p}.nii.gz" for v in VIEWS for p in PHASES
     ]
-    metadata = load_metadata(out)
+    metadata = read_dataset_metadata(out)
     patient = metadata["patients"]["patient0001"]
     assert patient["spacing_is_physical"] and patient["official_subgroup"] == "training"
     assert patient["views"]["4CH"]["info"] == {
@@ -175,7 +175,7 @@ def test_legacy_mhd_release_keeps_spacing_and_puts_testing_into_imagests(tmp_pat
     assert not (out / "labelsTs").exists()
     image = sitk.ReadImage(str(out / "imagesTr" / "patient0001_4CH_ES_0000.nii.gz"))
     assert image.GetDimension() == 2 and image.GetSpacing() == pytest.approx((0.3, 0.2))
-    metadata = load_metadata(out)
+    metadata = read_dataset_metadata(out)
     assert metadata["layout"] == "legacy"
     assert metadata["patients"]["patient0006"]["subset"] == "unlabelled"
     assert metadata["patients"]["patient0002"]["views"]["2CH"]["info"]["LVesv"] == 45.25
@@ -185,7 +185,7 @@ def test_legacy_mhd_release_keeps_spacing_and_puts_testing_into_imagests(tmp_pat
 
 def test_shared_copy_layout_records_pixel_units(tmp_path, nnunet_dirs):
     source = make_camus(tmp_path / "copy", spacing=(1.0, 1.0), info=False)
-    metadata = load_metadata(convert(source, None))
+    metadata = read_dataset_metadata(convert(source, None))
     assert not any(p["spacing_is_physical"] for p in metadata["patients"].values())
     assert metadata["patients"]["patient0001"]["views"]["2CH"]["info"] is None
 
@@ -196,12 +196,12 @@ def test_real_camus_patients_convert(tmp_path, nnunet_dirs, camus_root):
     for patient in ("patient0001", "patient0002", "patient0003", "patient0004", "patient0005"):
         (tmp_path / "src" / "database_nifti" / patient).symlink_to(camus_root / "database_nifti" / patient)
     out = convert(tmp_path / "src", None, resize=256)
-    metadata = load_metadata(out)
+    metadata = read_dataset_metadata(out)
     assert not metadata["patients"]["patient0001"]["spacing_is_physical"]
     label, spacing = read_frame(out / "labelsTr" / "patient0002_4CH_ED.nii.gz")
     assert label.shape == (256, 256) and spacing == pytest.approx((224 / 256, 224 / 256))
     assert set(np.unique(label)) == {0, 1, 2, 3}
-    png = save_overlays(out, ["patient0001_2CH_ED", "patient0001_4CH_ES"], tmp_path / "overlay.png")
+    png = save_dataset_overlays(out, ["patient0001_2CH_ED", "patient0001_4CH_ES"], tmp_path / "overlay.png")
     assert png.stat().st_size > 10_000
 
 
@@ -263,7 +263,7 @@ def test_splits_file_keeps_every_patient_in_one_fold_and_installs(tmp_path, nnun
 
 def test_paper_split_moves_test_patients_to_imagests(tmp_path, nnunet_dirs):
     out = convert(make_camus(tmp_path / "src", n_patients=20), None, split="paper")
-    metadata = load_metadata(out)
+    metadata = read_dataset_metadata(out)
     test = sorted(p for p, m in metadata["patients"].items() if m["subset"] == "test")
     assert len(test) == 2 and len(list((out / "labelsTs").iterdir())) == 8
     (fold,) = json.loads((out / "splits_final.json").read_text())
@@ -293,7 +293,7 @@ def test_converted_resize_writes_scaled_spacing(tmp_path, nnunet_dirs):
     image = sitk.ReadImage(str(out / "imagesTr" / "patient0001_2CH_ED_0000.nii.gz"))
     assert image.GetSize() == (64, 64)
     assert np.array(image.GetSpacing()) * 64 == pytest.approx([40 * 0.2, 50 * 0.3])
-    assert load_metadata(out)["patients"]["patient0001"]["views"]["2CH"]["source_shape"] == [50, 40]
+    assert read_dataset_metadata(out)["patients"]["patient0001"]["views"]["2CH"]["source_shape"] == [50, 40]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -474,7 +474,7 @@ def test_generic_csv_with_label_map(tmp_path, nnunet_dirs):
     assert len(list((out / "imagesTr").iterdir())) == 20 and len(list((out / "labelsTs").iterdir())) == 4
     label, spacing = read_frame(out / "labelsTr" / "hunt000_4CH_ES.nii.gz")
     assert set(np.unique(label)) == {0, 1, 2, 3} and spacing == pytest.approx((0.25, 0.5))
-    metadata = load_metadata(out)
+    metadata = read_dataset_metadata(out)
     assert metadata["patients"]["hunt000"]["spacing_is_physical"]
     assert metadata["patients"]["hunt005"]["subset"] == "test"
     assert parse_label_map("0=0,255=LV") == {0: 0, 255: 1}

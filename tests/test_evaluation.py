@@ -21,7 +21,7 @@ from nnunet_lightweight.evaluation import (
     postprocess,
     structure_metrics,
 )
-from nnunet_lightweight.evaluation.io import DEFAULT_LABELS, load_metadata, read_segmentation
+from nnunet_lightweight.evaluation.io import DEFAULT_LABELS, load_evaluation_metadata, read_segmentation
 
 
 def rectangle(shape=(64, 64), rows=(20, 40), cols=(10, 30), shift=0) -> np.ndarray:
@@ -176,17 +176,17 @@ def test_metadata_sidecar_of_the_converter_and_a_plain_layout(tmp_path):
             }
         )
     )
-    metadata = load_metadata(sidecar)
+    metadata = load_evaluation_metadata(sidecar)
     info, quality = metadata.describe("case_17")
     assert (info.patient, info.view, info.phase, quality) == ("patient0001", "2CH", "ES", "Good")
     assert metadata.describe("patient0001_4CH_ED")[1] == "unknown"
     sidecar.write_text(json.dumps({"patient0002": {"image_quality": "medium"}, "patient0003": {"4CH": {"ED": 1}}}))
-    metadata = load_metadata(sidecar)
+    metadata = load_evaluation_metadata(sidecar)
     assert metadata.describe("patient0002_4CH_ED")[1] == "Medium"
     assert metadata.describe("patient0003_4CH_ED")[1] == "unknown"
     sidecar.write_text("[1, 2")
     with pytest.raises(InputError, match="camus_metadata.json"):
-        load_metadata(sidecar)
+        load_evaluation_metadata(sidecar)
 
 
 # --- folders -----------------------------------------------------------------------------------------------------

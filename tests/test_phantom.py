@@ -20,7 +20,7 @@ from nnunet_lightweight.conversion.phantom import (
 )
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.image_io import read_frame
-from nnunet_lightweight.core.metadata import load_metadata
+from nnunet_lightweight.core.metadata import read_dataset_metadata
 
 
 @pytest.mark.parametrize("a, b, c, h", [(50, 22, 24, 30), (45, 15, 18, 0), (40, 20, 20, 40), (48, 20, 23, -10)])
@@ -103,7 +103,7 @@ def test_generate_phantom_writes_camus_layout_and_converts(tmp_path, nnunet_dirs
     assert (root / "database_split" / "subgroup_testing.txt").read_text().count("patient") == 1
 
     out = convert_camus(root, 502, export_sequences=True, verify=False, progress=False)
-    metadata = load_metadata(out)
+    metadata = read_dataset_metadata(out)
     assert sum(m["subset"] == "test" for m in metadata["patients"].values()) == 1
     assert all(m["spacing_is_physical"] for m in metadata["patients"].values())
     assert metadata["sequences"]["patient0002_4CH"]["n_frames"] == info["NbFrame"]

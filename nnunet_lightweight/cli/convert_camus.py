@@ -125,7 +125,7 @@ def finish_conversion(args: argparse.Namespace, convert: Callable[[], Path]) -> 
     dataset_dir = convert()
     print(f"converted in {time.perf_counter() - start:.1f} s: {describe_dataset(dataset_dir)}")
     if args.overlay:
-        from nnunet_lightweight.conversion.overlay import save_overlays
+        from nnunet_lightweight.conversion.overlay import save_dataset_overlays
 
-        print(f"overlay: {save_overlays(dataset_dir, out_png=args.overlay)}")
+        print(f"overlay: {save_dataset_overlays(dataset_dir, out_png=args.overlay)}")
     return 0

@@ -43,7 +43,7 @@ from nnunet_lightweight.core.labels import (
     map_labels,
     sequence_frame_id,
 )
-from nnunet_lightweight.core.metadata import METADATA_FILE, SEQUENCES_FOLDER, load_metadata
+from nnunet_lightweight.core.metadata import METADATA_FILE, SEQUENCES_FOLDER, read_dataset_metadata
 from nnunet_lightweight.core.nnunet_paths import SPLITS_FILE, check_dataset_id, nnunet_folder
 from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
 
@@ -474,7 +474,7 @@ def _patient_metadata(
 
 def describe_dataset(dataset_dir: str | os.PathLike) -> str:
     """A few lines summarizing a converted dataset: frames and patients per subset, folds, spacing units."""
-    metadata = load_metadata(dataset_dir)
+    metadata = read_dataset_metadata(dataset_dir)
     lines = [f"{Path(dataset_dir)}"]
     for subset, where in (
         ("train", "imagesTr/labelsTr"),

@@ -11,12 +11,12 @@ import numpy as np
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.image_io import FILE_ENDING, read_frame
 from nnunet_lightweight.core.labels import LABELS
-from nnunet_lightweight.core.metadata import load_metadata
+from nnunet_lightweight.core.metadata import read_dataset_metadata
 
 LABEL_COLOURS = {LABELS["LV"]: (1.0, 0.2, 0.2), LABELS["MYO"]: (0.2, 0.9, 0.2), LABELS["LA"]: (0.3, 0.5, 1.0)}
 
 
-def save_overlays(
+def save_dataset_overlays(
     dataset_dir: str | os.PathLike,
     cases: Sequence[str] | None = None,
     out_png: str | os.PathLike = "overlays.png",
@@ -34,7 +34,7 @@ def save_overlays(
     import matplotlib.pyplot as plt
 
     dataset_dir = Path(dataset_dir)
-    records = load_metadata(dataset_dir)["cases"]
+    records = read_dataset_metadata(dataset_dir)["cases"]
     labelled = [case for case, record in records.items() if record["label"]]
     if cases is None:
         cases = sorted(labelled)[: max(n_cases, 1)]

@@ -19,7 +19,7 @@ def read_metadata(path: str | os.PathLike, missing_hint: str = "") -> dict:
     return read_json_object(path, "metadata sidecar", missing_hint)
 
 
-def load_metadata(dataset_dir: str | os.PathLike) -> dict:
+def read_dataset_metadata(dataset_dir: str | os.PathLike) -> dict:
     """The metadata sidecar (`camus_metadata.json`) of a converted dataset."""
     return read_metadata(Path(dataset_dir) / METADATA_FILE, "not a dataset converted by lightecho")
 

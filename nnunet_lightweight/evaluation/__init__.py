@@ -8,7 +8,7 @@ from nnunet_lightweight.evaluation.compare import compare_models, wilcoxon_paire
 from nnunet_lightweight.evaluation.evaluate import Evaluation, evaluate_cases, evaluate_folder, summarize
 from nnunet_lightweight.evaluation.io import (
     DEFAULT_LABELS,
-    load_metadata,
+    load_evaluation_metadata,
     parse_case_id,
     parse_labels,
     read_segmentation,
@@ -33,7 +33,7 @@ __all__ = [
     "evaluate_cases",
     "evaluate_folder",
     "keep_largest_component_per_label",
-    "load_metadata",
+    "load_evaluation_metadata",
     "morphological_filter",
     "parse_case_id",
     "parse_labels",

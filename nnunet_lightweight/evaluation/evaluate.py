@@ -17,7 +17,7 @@ from nnunet_lightweight.evaluation.anatomy import PlausibilityTolerances, check_
 from nnunet_lightweight.evaluation.io import (
     DEFAULT_LABELS,
     Metadata,
-    load_metadata,
+    load_evaluation_metadata,
     pair_cases,
     read_pair,
 )
@@ -70,7 +70,7 @@ def evaluate_cases(
     """
     pairs = pair_cases(Path(pred_dir), Path(ref_dir), allow_missing)
     metadata = Path(metadata) if metadata else find_metadata(Path(ref_dir))
-    sidecar = load_metadata(metadata) if metadata else Metadata()
+    sidecar = load_evaluation_metadata(metadata) if metadata else Metadata()
     criteria = criteria_names(labels)
     metric_rows, plausibility_rows = [], []
     for index, (case, pred_path, ref_path) in enumerate(pairs, start=1):

@@ -103,7 +103,7 @@ class Metadata:
         return info, quality
 
 
-def load_metadata(metadata_path: Path) -> Metadata:
+def load_evaluation_metadata(metadata_path: Path) -> Metadata:
     """Read the converter's sidecar (`{"patients": {p: {"views": {"2CH": {"info": {"ImageQuality": ..}}}}},
     "cases": {case: {"patient", "view", "phase"}}}`); a plain dict keyed by patient id, with the quality per view
     or per patient, is accepted too. Patients or views without a quality are simply left out."""
