@@ -12,13 +12,13 @@ from ablation_dataset import corrupt
 from nnunet_lightweight.cli import main
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.workflows import ablation
-from nnunet_lightweight.workflows.ablation import (
+from nnunet_lightweight.workflows.ablation import compare_with_best, fold_folder, run_ablation
+from nnunet_lightweight.workflows.ablation_variants import (
     CCA,
     LADDER,
-    compare_with_best,
+    ablation_variants,
+    count_variant_parameters,
     expand_variants,
-    fold_folder,
-    run_ablation,
     variant_groups,
     variant_step,
 )
@@ -79,7 +79,7 @@ def test_variant_lists_groups_and_steps():
     assert expand_variants(None) == list(LADDER)
     groups = variant_groups()
     everything = groups["all"]
-    assert sorted(everything) == sorted([*ablation.ablation_variants(), CCA])
+    assert sorted(everything) == sorted([*ablation_variants(), CCA])
     assert everything.index(CCA) == everything.index("nnUNetTrainerLightEcho_UNet1_BN_LeakyReLU") + 1
     assert expand_variants(["nnunet", BN]) == [*groups["nnunet"], BN]
     assert [variant_step(n) for n in LADDER] == [
@@ -138,7 +138,7 @@ def test_incremental_table_decisions_cca_and_final_row(fake_study, tmp_path, mon
     assert table.loc[3, "postprocessing"] == CCA  # evaluated with the kept post-processing
     assert table.loc[4, "trainer"] == BN and table.loc[4, "postprocessing"] == CCA
     assert table.loc[0, "epochs"] == 3 and table.loc[0, "frames"] == N_CASES
-    assert table.loc[0, "params"] == ablation.count_variant_parameters(BASELINE)
+    assert table.loc[0, "params"] == count_variant_parameters(BASELINE)
     assert pd.isna(table.loc[0, "p_dice"]) and table["outliers"].notna().all()
 
     written = pd.read_csv(out / "ablation.csv")
@@ -250,7 +250,7 @@ def test_output_folder_of_another_study_is_not_overwritten(fake_study, tmp_path,
 def test_list_prints_one_line_per_variant(capsys):
     assert main(["ablation", "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == list(ablation.ablation_variants())
+    assert [line.split()[0] for line in lines] == list(ablation_variants())
     counts = {name: int(count) for name, count in (line.split() for line in lines)}
     assert counts["nnUNetTrainerLightEcho_UNet0"] == 118_808 and counts["nnUNetTrainer_100epochs"] > 30_000_000
 

@@ -16,16 +16,14 @@ from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLigh
 from nnunet_lightweight.training.variants.lr_schedule.nnUNetTrainerLightEcho_ReduceLROnPlateau import (
     ValidationLossPlateau,
 )
-from nnunet_lightweight.workflows.ablation import (
+from nnunet_lightweight.workflows.ablation import fold_folder, run_ablation, training_state
+from nnunet_lightweight.workflows.ablation_variants import (
     FINAL_TRAINER,
     LADDER,
     NNUNET_ABLATIONS,
     ablation_variants,
     count_variant_parameters,
-    fold_folder,
     list_variants,
-    run_ablation,
-    training_state,
 )
 
 VARIANTS = list(ablation_variants())

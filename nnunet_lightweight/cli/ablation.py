@@ -115,7 +115,7 @@ def _list_or_help(args: argparse.Namespace) -> int:
     if not args.list:
         args.parser.print_help()
         return 1
-    from nnunet_lightweight.workflows.ablation import list_variants
+    from nnunet_lightweight.workflows.ablation_variants import list_variants
 
     for name, count in list_variants(args.dataset):
         print(f"{name} {count}")
@@ -126,7 +126,14 @@ def _run(args: argparse.Namespace) -> int:
     from nnunet_lightweight.workflows.ablation import run_ablation
 
     table = run_ablation(
-        args.dataset, args.fold, args.output, args.variants, args.device, args.max_epochs, args.alpha, args.overwrite
+        args.dataset,
+        args.fold,
+        args.output,
+        variants=args.variants,
+        device=args.device,
+        max_epochs=args.max_epochs,
+        alpha=args.alpha,
+        overwrite=args.overwrite,
     )
     print(f"written: {args.output}/ablation.md, ablation.csv, ablation.png, metrics.csv")
     return 1 if table["decision"].str.startswith("failed").any() else 0
@@ -150,10 +157,10 @@ def _train(args: argparse.Namespace) -> int:
         args.dataset,
         args.fold,
         args.trainer,
-        args.device,
-        args.max_epochs,
-        args.continue_training,
-        args.validation_only,
+        device=args.device,
+        max_epochs=args.max_epochs,
+        continue_training=args.continue_training,
+        validation_only=args.validation_only,
     )
     print(f"trained: {folder}")
     return 0

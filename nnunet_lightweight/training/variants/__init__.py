@@ -12,5 +12,5 @@ inheritance, each step adding one component to the previous one:
 
 The size (network_size/, with the lr_schedule/ plateau schedule of Table III) and architecture
 (network_architecture/) variants change one thing of the final model; nnunet_default/ holds the nnU-Net-side
-ablations. `nnunet_lightweight.workflows.ablation` lists them and runs the study.
+ablations. `nnunet_lightweight.workflows.ablation_variants` lists them, `workflows.ablation` runs the study.
 """
