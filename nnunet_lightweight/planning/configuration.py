@@ -17,12 +17,12 @@ def preset_architecture(preset: dict) -> dict:
     return {key: deepcopy(preset[key]) for key in ARCHITECTURE_KEYS}
 
 
-def trainer_architecture(trainer_class: type, frame_size: int = 256) -> dict:
+def trainer_architecture(trainer_class: type, nnunet_plan_size: int) -> dict:
     """The architecture `trainer_class` trains when no plans say otherwise: a LightEcho trainer's own; for nnU-Net's
-    trainers, its default 2d plan for square frames of `frame_size` (224 or 256; other sizes get the 256 plan)."""
+    trainers, its default 2d plan recorded for `nnunet_plan_size` x `nnunet_plan_size` frames (224 or 256)."""
     if hasattr(trainer_class, "architecture"):
         return trainer_class.architecture()
-    return preset_architecture(load_preset(NNUNET_DEFAULT_PRESETS.get(frame_size, NNUNET_DEFAULT_PRESETS[256])))
+    return preset_architecture(load_preset(NNUNET_DEFAULT_PRESETS[nnunet_plan_size]))
 
 
 def total_stride(architecture: dict) -> tuple[int, ...]:

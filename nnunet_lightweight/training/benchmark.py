@@ -114,7 +114,8 @@ def build_benchmark_trainer(trainer_class: type, size: int, batch_size: int, pat
     """
     if not issubclass(trainer_class, FastCPUTraining):
         trainer_class = type(trainer_class.__name__, (FastCPUTraining, trainer_class), {})
-    plans = _synthetic_plans(trainer_architecture(trainer_class, size), size, batch_size)
+    # Stock trainers get nnU-Net's plan for the 224x224 CAMUS copy, whatever --size is timed.
+    plans = _synthetic_plans(trainer_architecture(trainer_class, 224), size, batch_size)
     with environment_variable("nnUNet_results", work_dir):  # nnU-Net's trainer writes its log under nnUNet_results
         trainer = trainer_class(plans, "2d", 0, _DATASET_JSON, torch.device("cpu"))
     if trainer.configuration_manager.batch_size != batch_size:
