@@ -5,11 +5,10 @@ import json
 import os
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
+from safety_cases import SafetyCase
 
 REPO = Path(__file__).resolve().parents[1]
 CAMUS_PUBLIC = Path(os.environ.get("LIGHTECHO_CAMUS", REPO.parent / "shared" / "camus224" / "CAMUS_public"))
@@ -157,26 +156,6 @@ def trained_lightecho(camus_root, tmp_path_factory) -> dict:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SafetyCase:
-    """One row of the data-safety tables (tests/test_data_safety*.py), run in-process by `run_safety_case`.
-
-    `build(tmp)` writes the inputs under the test's folder `tmp`; "{tmp}" in `argv` becomes that folder and
-    "{unwritable}" a folder this process cannot write in (`unwritable_folder`). `message`
-    must appear in the command's output (stderr and stdout), which must hold no traceback. Every path of `kept`
-    (relative to `tmp`) must exist afterwards with its content unchanged (a folder: every file under it).
-    `covers` names the subcommand (e.g. "predict", "ablation run") whose output guard the case exercises.
-    """
-
-    id: str
-    build: Callable[[Path], None]
-    argv: tuple[str, ...]
-    exit_code: int
-    message: str
-    kept: tuple[str, ...] = ()
-    covers: str | None = None
-
-
 def unwritable_folder(tmp_path: Path) -> Path:
     """A folder this process may not write in: a read-only one for root (who may write anywhere else), skipped
     where there is none; otherwise a folder under `tmp_path` without write permission."""
@@ -231,29 +210,3 @@ def run_safety_case(tmp_path, nnunet_dirs, capsys) -> Callable[[SafetyCase], str
         return output
 
     return run
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Label maps for the evaluation tests
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def write_seg(path: Path, seg: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0)) -> Path:
-    """Write a 2D label map the way nnU-Net writes predictions (SimpleITKIO.write_seg); spacing in (row, col)."""
-    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
-
-    properties = {"sitk_stuff": {"spacing": spacing[::-1], "origin": (0.0, 0.0), "direction": (1.0, 0.0, 0.0, 1.0)}}
-    SimpleITKIO().write_seg(seg[None].astype(np.uint8), str(path), properties)
-    return path
-
-
-def synthetic_heart(size: int = 64) -> np.ndarray:
-    """An apical-view-like frame: LV ellipse cut at the base, MYO shell open at the base, LA below touching the LV."""
-    rows, cols = np.ogrid[:size, :size]
-    above_base = rows <= 38
-    lv = (((rows - 26) / 16) ** 2 + ((cols - 32) / 9) ** 2 <= 1) & above_base
-    myo = (((rows - 26) / 20) ** 2 + ((cols - 32) / 13) ** 2 <= 1) & above_base & ~lv
-    la = (((rows - 44) / 9) ** 2 + ((cols - 32) / 9) ** 2 <= 1) & ~above_base
-    seg = np.zeros((size, size), np.uint8)
-    seg[lv], seg[myo], seg[la] = 1, 2, 3
-    return seg

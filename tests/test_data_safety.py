@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SafetyCase
+from safety_cases import SafetyCase
 
 from nnunet_lightweight.core.image_io import write_frame
 from nnunet_lightweight.core.output import OUTPUT_MARKER

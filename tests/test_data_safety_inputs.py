@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from clinical_shapes import section_mask, write_mask
-from conftest import SafetyCase
+from safety_cases import SafetyCase
 
 from nnunet_lightweight.core.image_io import write_frame
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import synthetic_heart, write_seg
+from label_maps import synthetic_heart, write_seg
 
 from nnunet_lightweight.cli import main
 from nnunet_lightweight.core.errors import InputError

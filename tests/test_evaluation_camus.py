@@ -4,7 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import write_seg
+from label_maps import write_seg
 
 from nnunet_lightweight.evaluation import (
     DEFAULT_LABELS,
