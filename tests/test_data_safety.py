@@ -461,6 +461,21 @@ CASES = [
         2,
         "at least 9",
     ),
+    SafetyCase(
+        "benchmark --output-json onto the user's file",
+        lambda tmp: _user_files(tmp / "mine"),
+        ("benchmark", "--train", "--output-json", "{tmp}/mine/results.csv"),
+        2,
+        "exists (pass --overwrite to replace it)",
+        ("mine",),
+    ),
+    SafetyCase(
+        "benchmark --output-json unwritable",
+        _nothing,
+        ("benchmark", "--output-json", "{unwritable}/bench.json"),
+        2,
+        "cannot write",
+    ),
     # item 6: an output folder that cannot be written is one line, before any work
     SafetyCase(
         "evaluate -o unwritable",

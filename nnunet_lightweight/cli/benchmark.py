@@ -80,6 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threads", type=bounded(int, 1), default=None, help="CPU threads (default: all available cores)"
     )
     parser.add_argument("--output-json", type=Path, default=None, help="also write every row and the summary here")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output-json file")
     train = parser.add_argument_group(
         "training speed (--train)",
         "Times real training steps on the CPU: each trainer's own train_step (forward, deep-supervision loss, "
@@ -103,29 +104,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_run)
 
 
+def _check_output_json(args: argparse.Namespace) -> None:
+    """Refuse, before minutes of timing, an --output-json that exists (without --overwrite) or cannot be written."""
+    from nnunet_lightweight.core.errors import InputError
+    from nnunet_lightweight.core.output import check_writable
+
+    if args.output_json is None:
+        return
+    if args.output_json.is_dir():
+        raise InputError(f"--output-json {args.output_json} is a folder: give the path of the JSON file to write")
+    if args.output_json.exists() and not args.overwrite:
+        raise InputError(f"{args.output_json} exists (pass --overwrite to replace it)")
+    check_writable(args.output_json, "benchmark JSON")
+
+
+def _write_output_json(args: argparse.Namespace, result: dict) -> None:
+    from nnunet_lightweight.core.output import write_text_atomically
+
+    if args.output_json is not None:
+        args.output_json.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(args.output_json, json.dumps(result, indent=2) + "\n")
+
+
 def _run(args: argparse.Namespace) -> int:
+    _check_output_json(args)
     if args.train:
         return _run_training(args)
     from nnunet_lightweight.inference.benchmark import benchmark, format_table, summary_json
 
     result = benchmark(
         args.models,
-        args.device,
-        args.size or 256,
-        args.batch_sizes,
-        args.paths,
-        args.compile,
-        args.warmup,
-        args.iterations,
-        args.max_seconds,
-        args.min_iterations,
-        args.threads,
+        device=args.device,
+        size=args.size or 256,
+        batch_sizes=args.batch_sizes,
+        paths=args.paths,
+        compile=args.compile,
+        warmup=args.warmup,
+        iterations=args.iterations,
+        max_seconds=args.max_seconds,
+        min_iterations=args.min_iterations,
+        num_threads=args.threads,
         rounds=args.rounds,
     )
     print(format_table(result))
-    if args.output_json:
-        args.output_json.parent.mkdir(parents=True, exist_ok=True)
-        args.output_json.write_text(json.dumps(result, indent=2) + "\n")
+    _write_output_json(args, result)
     print(summary_json(result))
     return 0
 
@@ -140,8 +162,6 @@ def _run_training(args: argparse.Namespace) -> int:
         compile=args.compile,
         num_threads=args.threads,
     )
-    if args.output_json:
-        args.output_json.parent.mkdir(parents=True, exist_ok=True)
-        args.output_json.write_text(json.dumps(result, indent=2) + "\n")
+    _write_output_json(args, result)
     print(json.dumps(result["summary"]))
     return 0
