@@ -11,8 +11,8 @@ from nnunet_lightweight.clinical.beats import (
     detect_beats,
     min_cycle_frames,
 )
-from nnunet_lightweight.clinical.cine import cine_volume_curve
 from nnunet_lightweight.clinical.ejection_fraction import ejection_fraction
+from nnunet_lightweight.clinical.volume_curves import cine_volume_curve
 from nnunet_lightweight.clinical.volumes import simpson_single_plane_volume
 
 

@@ -7,13 +7,9 @@ import pytest
 from clinical_shapes import sequence_axes, sequence_masks, truncated_ellipsoid_volume_ml, write_sequence
 
 from nnunet_lightweight.cli import main
-from nnunet_lightweight.clinical.cine import (
-    biplane_from_curves,
-    cine,
-    cine_volume_curve,
-    segment_sequence,
-)
+from nnunet_lightweight.clinical.cine import cine, segment_sequence
 from nnunet_lightweight.clinical.ejection_fraction import ejection_fraction
+from nnunet_lightweight.clinical.volume_curves import biplane_from_curves, cine_volume_curve
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.video_readers import read_loop
 from nnunet_lightweight.inference.fast_predictor import FastPredictor

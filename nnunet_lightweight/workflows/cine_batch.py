@@ -42,8 +42,9 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_lightweight.clinical.beats import BeatAnalysis, detect_beats
-from nnunet_lightweight.clinical.cine import VolumeCurve, biplane_from_curves, cine_volume_curve, segment_sequence
+from nnunet_lightweight.clinical.cine import segment_sequence
 from nnunet_lightweight.clinical.ejection_fraction import UNIT_ML, UNIT_PX
+from nnunet_lightweight.clinical.volume_curves import VolumeCurve, biplane_from_curves, cine_volume_curve
 from nnunet_lightweight.clinical.volumes import N_DISKS, check_spacing
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output

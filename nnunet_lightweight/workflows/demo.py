@@ -12,8 +12,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from nnunet_lightweight.clinical.cine import cine_volume_curve, plot_volume_curves
 from nnunet_lightweight.clinical.ejection_fraction import ef
+from nnunet_lightweight.clinical.volume_curves import cine_volume_curve, plot_volume_curves
 from nnunet_lightweight.conversion.camus import convert_camus
 from nnunet_lightweight.conversion.phantom import generate_phantom
 from nnunet_lightweight.core.errors import InputError
