@@ -1,6 +1,7 @@
 """Issues 9 and 16: `lightecho demo` end to end on a tiny phantom, and the figures in its report."""
 
 import math
+import os
 import re
 
 import numpy as np
@@ -53,8 +54,9 @@ def test_demo_end_to_end_report(tmp_path, demo_env):
     report = demo.run()
     text = report.read_text()
 
-    # nnU-Net folders live in the work directory, and nowhere else
+    # nnU-Net folders live in the work directory, and nowhere else; the caller's environment is left as it was
     assert (work_dir / "nnUNet_results" / "Dataset990_CAMUS").is_dir()
+    assert not {"nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"} & set(os.environ)
     assert "Training rule: equal wall-clock budget, 3 s of training per model" in text
 
     # the claim table: measured figures, the ratio column is their quotient

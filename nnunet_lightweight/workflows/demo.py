@@ -4,10 +4,12 @@ Every nnU-Net folder lives under the work directory. Each step leaves its output
 that output exists, so an interrupted demo resumes; a work directory made with other settings is refused.
 """
 
+import contextlib
 import json
 import os
 import re
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from nnunet_lightweight.conversion.camus import convert_camus
 from nnunet_lightweight.conversion.phantom import generate_phantom
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.image_io import read_sequence_file, write_frame
+from nnunet_lightweight.core.nnunet_paths import environment_variable
 from nnunet_lightweight.core.output import check_not_input, check_writable, write_text_atomically
 from nnunet_lightweight.evaluation import compare_models
 from nnunet_lightweight.evaluation.compare import paired_difference_table
@@ -80,6 +83,12 @@ def demo_settings(quick: bool = False, camus: str | os.PathLike | None = None, d
 
 
 MODELS = {"LightEcho": "light_trainer", "nnU-Net default": "default_trainer"}
+NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+# The console commands the demo runs, by the entry points their packages declare.
+CONSOLE_ENTRY_POINTS = {
+    "lightecho": "from nnunet_lightweight.cli import main; sys.exit(main())",
+    "nnUNetv2_train": "from nnunetv2.run.run_training import run_training_entry; sys.exit(run_training_entry())",
+}
 
 
 class Demo:
@@ -145,11 +154,17 @@ class Demo:
             raise InputError(f"{self.work_dir} exists, is not empty and is not a demo folder: choose another --output")
         self.work_dir.mkdir(parents=True, exist_ok=True)
         settings_file.write_text(json.dumps(asdict(self.settings), indent=1))
-        os.environ.update({k: self.env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
 
     def run(self) -> Path:
-        """Run every missing step and write `report.md`; returns its path."""
+        """Run every missing step and write `report.md`; returns its path. nnU-Net's folders point into the work
+        directory while it runs (the in-process steps read them from the environment) and are restored after."""
         self._claim_work_dir()
+        with contextlib.ExitStack() as folders:
+            for name in NNUNET_FOLDERS:
+                folders.enter_context(environment_variable(name, self.env[name]))
+            return self._run_steps()
+
+    def _run_steps(self) -> Path:
         started = time.perf_counter()
         self.prepare_data()
         self.plan()
@@ -220,13 +235,16 @@ class Demo:
         return training_record(fold / "checkpoint_final.pth")
 
     def _run_streaming(self, command: list[str], log_file: Path) -> None:
-        """Run a command, keep its whole output in `log_file` and echo the epoch lines as progress."""
+        """Run a console command (shown as the user would type it) with this interpreter, keep its whole output in
+        `log_file` and echo the epoch lines as progress."""
         log_file.parent.mkdir(parents=True, exist_ok=True)
         print(f"        $ {' '.join(command)}  (log: {log_file})", flush=True)
+        # The command's own entry point in this interpreter: an environment that is not on PATH works too.
+        runnable = [sys.executable, "-c", f"import sys; {CONSOLE_ENTRY_POINTS[command[0]]}", *command[1:]]
         with (
             open(log_file, "w") as log,
             subprocess.Popen(
-                command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+                runnable, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
             ) as process,
         ):
             for line in process.stdout:
