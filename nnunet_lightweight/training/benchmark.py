@@ -31,18 +31,19 @@ from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLigh
 
 @dataclass(frozen=True)
 class TrainingPath:
-    """How a training step runs on the CPU: precision, memory layout, torch.compile."""
+    """How a training step runs on the CPU: precision, memory layout, torch.compile, fused Mish (LightEcho only)."""
 
     precision: str
     channels_last: bool
     compile: bool = False
+    fused_mish: bool = True
 
     @property
     def name(self) -> str:
         return ("compile-" if self.compile else "") + self.precision + ("-channels_last" if self.channels_last else "")
 
 
-PLAIN_PATH = TrainingPath("fp32", False)  # what nnU-Net itself does on a CPU
+PLAIN_PATH = TrainingPath("fp32", False, fused_mish=False)  # what nnU-Net itself does on a CPU
 TRAINING_PATHS = (PLAIN_PATH, TrainingPath("fp32", True), TrainingPath("bf16", True))
 COMPILE_TRAINING_PATHS = (TrainingPath("fp32", True, True), TrainingPath("bf16", True, True))
 
@@ -122,7 +123,7 @@ def build_benchmark_trainer(trainer_class: type, size: int, batch_size: int, pat
         # LightEcho trainers write their own batch size into the plans; the benchmark compares equal batches.
         trainer.configuration_manager.configuration["batch_size"] = batch_size
     trainer.cpu_precision, trainer.cpu_channels_last = path.precision, path.channels_last
-    trainer.cpu_compile = path.compile
+    trainer.cpu_compile, trainer.cpu_fused_mish = path.compile, path.fused_mish
     # initialize() infers the dataset format from the preprocessed folder's file endings; no case is ever read.
     trainer.preprocessed_dataset_folder = os.path.join(work_dir, "preprocessed")
     os.makedirs(trainer.preprocessed_dataset_folder, exist_ok=True)
