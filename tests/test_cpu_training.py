@@ -116,7 +116,8 @@ def test_benchmark_training_refuses_other_than_two_trainers():
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
 def test_fused_mish_is_mish(dtype, tolerance):
     """The compiled one-exponential Mish: aten's values and gradients, extremes included, in x's dtype."""
-    from nnunet_lightweight.training.fused_mish import compiled_mish, mish_one_exp
+    from nnunet_lightweight.network.activations import mish_one_exp
+    from nnunet_lightweight.training.fused_mish import compiled_mish
 
     x = torch.cat([torch.linspace(-40, 40, 801), torch.randn(1000) * 3]).to(dtype)
     kernels = [mish_one_exp] + ([compiled_mish()] if compiled_mish() is not None else [])
@@ -133,7 +134,8 @@ def test_fused_mish_is_mish(dtype, tolerance):
 
 
 def test_fast_path_fuses_lightechos_mish(tmp_path):
-    from nnunet_lightweight.training.fused_mish import FusedMish, compiled_mish
+    from nnunet_lightweight.network.activations import ExpMish
+    from nnunet_lightweight.training.fused_mish import compiled_mish
 
     _, plain = _losses(PLAIN_PATH, tmp_path / "plain", steps=1)
     _, fast = _losses(TrainingPath("fp32", True), tmp_path / "fast", steps=1)
@@ -141,6 +143,6 @@ def test_fast_path_fuses_lightechos_mish(tmp_path):
     def slots(network: torch.nn.Module, kind: type) -> int:  # one activation instance may sit in several places
         return sum(isinstance(child, kind) for module in network.modules() for child in module.children())
 
-    assert slots(plain.network, FusedMish) == 0 and slots(plain.network, torch.nn.Mish) > 0  # nnU-Net's own path
+    assert slots(plain.network, ExpMish) == 0 and slots(plain.network, torch.nn.Mish) > 0  # nnU-Net's own path
     expected = slots(plain.network, torch.nn.Mish) if compiled_mish() is not None else 0
-    assert slots(fast.network, FusedMish) == expected == fast.cpu_fused_mish_modules
+    assert slots(fast.network, ExpMish) == expected == fast.cpu_fused_mish_modules

@@ -113,7 +113,7 @@ def test_engines_give_the_network_logits(backend):
 
 
 def test_one_exponential_mish_is_mish():
-    from nnunet_lightweight.inference.engines import ExpMish, replace_mish
+    from nnunet_lightweight.network.activations import ExpMish, replace_mish
 
     x = torch.cat((torch.linspace(-60, 60, 2001), torch.tensor([-1e4, 19.99, 20.0, 20.01, 1e4])))
     torch.testing.assert_close(ExpMish()(x), torch.nn.functional.mish(x), rtol=1e-5, atol=1e-6)

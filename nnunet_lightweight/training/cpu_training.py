@@ -68,8 +68,9 @@ class FastCPUTraining:
     Knobs (class attributes, or instance attributes set before `initialize`): `cpu_precision` ("auto", "fp32",
     "bf16"), `cpu_channels_last`, `cpu_compile` (torch.compile of the network, off as in nnU-Net: it was slower
     when measured), `cpu_fused_mish` (Mish as one compiled elementwise kernel, training/fused_mish.py: faster where
-    measured, and without effect on networks without Mish), and `cpu_augmentation_workers`, the data-augmentation processes used when nnUNet_n_proc_DA is
-    not set (nnU-Net's default of up to 12 starves the training process on a 2-core machine).
+    measured, and without effect on networks without Mish), and `cpu_augmentation_workers`, the data-augmentation
+    processes used when nnUNet_n_proc_DA is not set (nnU-Net's default of up to 12 starves the training process
+    on a 2-core machine).
     """
 
     cpu_precision: str = "auto"
