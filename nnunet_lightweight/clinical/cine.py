@@ -9,12 +9,13 @@ Frames are segmented by any callable `frames -> label maps`, e.g. `FastPredictor
 label-map sequences (e.g. CAMUS `_half_sequence_gt.nii.gz`) are measured directly.
 
 Per view, every frame's LV area and single-plane Simpson volume form the curves (`clinical.volume_curves`:
-`cine_volume_curve` takes ED as the frame of largest and ES as the frame of smallest volume); `cine` then finds the beats over the whole loop
-(`clinical.beats.detect_beats`: ED peak to next ES trough), reports each beat's EF with their mean and median,
-and takes the ED and ES of the representative beat (EF nearest the median), keeping the largest and smallest
-volume where the loop holds no full beat (a CAMUS half-sequence runs from ED to ES only). With both views, the biplane EDV and ESV combine each view's own ED and ES frames
-(the two views are separate acquisitions); where both have the same number of frames, a biplane curve is also
-drawn, assuming the two loops are synchronised (CAMUS half-sequences both run from ED to ES).
+`cine_volume_curve` takes ED as the frame of largest and ES as the frame of smallest volume); `cine` then finds the
+beats over the whole loop (`clinical.beats.detect_beats`: ED peak to next ES trough), reports each beat's EF with
+their mean and median, and takes the ED and ES of the representative beat (EF nearest the median), keeping the
+largest and smallest volume where the loop holds no full beat (a CAMUS half-sequence runs from ED to ES only). With
+both views, the biplane EDV and ESV combine each view's own ED and ES frames (the two views are separate
+acquisitions); where both have the same number of frames, a biplane curve is also drawn, assuming the two loops are
+synchronised (CAMUS half-sequences both run from ED to ES).
 """
 
 from __future__ import annotations
