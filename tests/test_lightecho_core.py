@@ -125,6 +125,25 @@ def test_trainer_lookup_shortcut_agrees_with_nnunet():
     )
 
 
+def test_fold_detection_agrees_with_nnunet(tmp_path):
+    """`available_folds` finds the folds nnU-Net's predictor auto-detects: fold_X with the checkpoint, sorted, and
+    neither fold_all, a fold without the checkpoint, nor a fold_ folder with another suffix."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    from nnunet_lightweight.inference.model_folder import DEFAULT_CHECKPOINT, available_folds
+
+    for fold, has_checkpoint in [("10", True), ("2", True), ("all", True), ("1", False), ("x", True)]:
+        (tmp_path / f"fold_{fold}").mkdir()
+        if has_checkpoint:
+            (tmp_path / f"fold_{fold}" / DEFAULT_CHECKPOINT).touch()
+    (tmp_path / "fold_3").touch()  # a file, not a fold folder
+    with pytest.raises(ValueError):  # nnU-Net's int() of the suffix: it would fail on fold_x, so leave it out there
+        nnUNetPredictor.auto_detect_available_folds(str(tmp_path), DEFAULT_CHECKPOINT)
+    (tmp_path / "fold_x" / DEFAULT_CHECKPOINT).unlink()
+    expected = nnUNetPredictor.auto_detect_available_folds(str(tmp_path), DEFAULT_CHECKPOINT)
+    assert available_folds(tmp_path) == sorted(expected) == [2, 10]
+
+
 def _marker_sample() -> tuple[torch.Tensor, torch.Tensor]:
     """Three blobs in an asymmetric layout; the image intensity equals the label inside each blob."""
     seg = torch.zeros(1, 96, 96, dtype=torch.int16)

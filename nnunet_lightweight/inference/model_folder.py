@@ -96,16 +96,16 @@ def find_trainer_class(trainer_name: str) -> type[nnUNetTrainer]:
         raise InputError(f"trainer class {trainer_name!r} not found: {error}") from None
 
 
-def available_folds(model_folder: Path, checkpoint_name: str = DEFAULT_CHECKPOINT) -> list[int | str]:
-    """Folds of `model_folder` that have `checkpoint_name` (fold_all only if it is the only one, as in nnU-Net)."""
-    folds: list[int | str] = sorted(
+def available_folds(model_folder: Path, checkpoint_name: str = DEFAULT_CHECKPOINT) -> list[int]:
+    """Folds of `model_folder` that have `checkpoint_name`, by nnU-Net's rule
+    (`nnUNetPredictor.auto_detect_available_folds`): fold_X folders only, never fold_all, which must be asked for
+    (`-f all`). Restated rather than called because importing nnU-Net's predictor imports torch._dynamo, seconds at
+    every start; `test_fold_detection_agrees_with_nnunet` checks the two agree."""
+    return sorted(
         int(p.name[5:])
         for p in Path(model_folder).glob("fold_*")
         if p.name[5:].isdigit() and (p / checkpoint_name).is_file()
     )
-    if not folds and (Path(model_folder) / "fold_all" / checkpoint_name).is_file():
-        folds = ["all"]
-    return folds
 
 
 def _model_file(model_folder: Path, name: str) -> dict:
@@ -141,7 +141,8 @@ def load_trained_model(
         )
     folds = [_parse_fold(f) for f in folds] if folds else available_folds(model_folder, checkpoint_name)
     if not folds:
-        raise InputError(f"no fold_X/{checkpoint_name} in {model_folder}")
+        hint = " (a model trained on all cases: ask for fold all)" if (model_folder / "fold_all").is_dir() else ""
+        raise InputError(f"no fold_X/{checkpoint_name} in {model_folder}{hint}")
     checkpoints = []
     for fold in folds:
         path = model_folder / f"fold_{fold}" / checkpoint_name
