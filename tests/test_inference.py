@@ -112,6 +112,42 @@ def test_engines_give_the_network_logits(backend):
     )
 
 
+def test_onnx_export_is_cached_per_network(tmp_path, monkeypatch):
+    """The engines' ONNX export is done once per network: a second build reads it back (no export), changed weights
+    miss, a damaged entry is exported again and replaced, and an unwritable or disabled cache only costs the export."""
+    from nnunet_lightweight.inference import onnx_export
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LIGHTECHO_CACHE_DIR", str(cache))
+    network, shape = _network_with_batch_statistics(2), (1, 1, PATCH, PATCH)
+    exported = onnx_export.cached_network_onnx(network, shape)
+    (entry,) = cache.glob("*.onnx")
+    assert not list(cache.glob(".*"))  # no partial file left
+    export = onnx_export.network_to_onnx
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(onnx_export, "network_to_onnx", forbidden)
+    assert onnx_export.cached_network_onnx(network, shape) == exported
+    with torch.no_grad():
+        next(network.parameters()).add_(1.0)
+    with pytest.raises(AssertionError, match="exported again"):
+        onnx_export.cached_network_onnx(network, shape)
+    with pytest.raises(AssertionError, match="exported again"):  # same weights, another example shape
+        onnx_export.cached_network_onnx(_network_with_batch_statistics(2), (1, 1, PATCH, 32))
+    monkeypatch.setattr(onnx_export, "network_to_onnx", export)
+    network = _network_with_batch_statistics(2)
+    entry.write_bytes(entry.read_bytes()[:1000])  # damaged
+    assert onnx_export.cached_network_onnx(network, shape) == exported
+    assert entry.read_bytes()[:-32] == exported
+    (tmp_path / "file").write_text("not a folder")
+    for setting in (str(tmp_path / "file" / "cache"), "off"):
+        monkeypatch.setenv("LIGHTECHO_CACHE_DIR", setting)
+        assert onnx_export.cached_network_onnx(network, shape) == exported
+    assert (tmp_path / "file").read_text() == "not a folder" and [p.name for p in cache.iterdir()] == [entry.name]
+
+
 def test_one_exponential_mish_is_mish():
     from nnunet_lightweight.network.activations import ExpMish, replace_mish
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from nnunet_lightweight.core.allocator import retain_freed_memory
 from nnunet_lightweight.core.errors import InputError
-from nnunet_lightweight.inference.onnx_export import network_to_onnx, onnxruntime_available
+from nnunet_lightweight.inference.onnx_export import cached_network_onnx, onnxruntime_available
 from nnunet_lightweight.inference.settings import BACKENDS, PRECISIONS
 from nnunet_lightweight.network.activations import replace_mish
 
@@ -244,7 +244,7 @@ class OnnxEngine(Engine):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = num_threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(network_to_onnx(network, example_shape), options, providers=providers)
+        self.session = ort.InferenceSession(cached_network_onnx(network, example_shape), options, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -286,7 +286,7 @@ class OpenVinoEngine(Engine):
         }
         # Compiled for any batch and frame size: unlike torch.compile and CUDA graphs, short batches need no padding.
         self.compiled_model = core.compile_model(
-            core.read_model(model=network_to_onnx(network, example_shape)), "CPU", config
+            core.read_model(model=cached_network_onnx(network, example_shape)), "CPU", config
         )
         self.request = self.compiled_model.create_infer_request()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import inspect
 import io
 import json
 import os
@@ -25,6 +27,8 @@ MIN_OPSET = 9
 METADATA_KEYS = ("trainer", "patch_size", "normalization")
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
+# Where `cached_network_onnx` keeps exports; "off" turns the cache off.
+CACHE_ENV = "LIGHTECHO_CACHE_DIR"
 
 
 def onnxruntime_available() -> bool:
@@ -58,6 +62,62 @@ def network_to_onnx(network: nn.Module, example_shape: tuple[int, ...], opset: i
             do_constant_folding=True,
         )
     return buffer.getvalue()
+
+
+def onnx_cache_folder() -> Path | None:
+    """The folder of exported networks: $LIGHTECHO_CACHE_DIR, else $XDG_CACHE_HOME/nnunet_lightweight/onnx, else
+    ~/.cache/nnunet_lightweight/onnx; None where LIGHTECHO_CACHE_DIR is `off`."""
+    configured = os.environ.get(CACHE_ENV)
+    if configured == "off":
+        return None
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nnunet_lightweight" / "onnx"
+
+
+def network_fingerprint(network: nn.Module, example_shape: tuple[int, ...], opset: int = DEFAULT_OPSET) -> str:
+    """A hash of everything `network_to_onnx` depends on: the weights and buffers, the source files of the network's
+    own module classes (torch's are covered by its version), the example shape and the opset."""
+    digest = hashlib.sha256(repr((torch.__version__, tuple(example_shape), opset)).encode())
+    sources = {
+        inspect.getfile(type(module)) for module in network.modules() if not type(module).__module__.startswith("torch")
+    }
+    for source in sorted(sources):
+        digest.update(Path(source).read_bytes())
+    for name, tensor in network.state_dict().items():
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def cached_network_onnx(network: nn.Module, example_shape: tuple[int, ...], opset: int = DEFAULT_OPSET) -> bytes:
+    """`network_to_onnx`, kept in `onnx_cache_folder()` under the network's fingerprint: the export (about a second,
+    and torch.onnx's imports) happens once per network, not at every start. Each entry ends with the SHA-256 of
+    its export and is written whole (temporary file, then renamed); one that does not check out is exported again
+    and replaced, and a cache that cannot be written is skipped."""
+    folder = onnx_cache_folder()
+    if folder is None:
+        return network_to_onnx(network, example_shape, opset)
+    path = folder / f"{network_fingerprint(network, example_shape, opset)}.onnx"
+    try:
+        entry = path.read_bytes()
+    except OSError:
+        entry = b""
+    onnx_bytes, checksum = entry[:-32], entry[-32:]
+    if len(entry) > 32 and hashlib.sha256(onnx_bytes).digest() == checksum:
+        return onnx_bytes
+    onnx_bytes = network_to_onnx(network, example_shape, opset)
+    partial = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=folder)
+        with os.fdopen(handle, "wb") as file:
+            file.write(onnx_bytes + hashlib.sha256(onnx_bytes).digest())
+        os.replace(partial, path)
+    except OSError:  # a read-only or full cache costs the export next time, nothing else
+        if partial is not None and os.path.exists(partial):
+            os.unlink(partial)
+    return onnx_bytes
 
 
 def check_onnx_parity(
