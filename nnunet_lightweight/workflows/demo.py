@@ -403,15 +403,10 @@ def training_record(checkpoint: Path) -> dict:
 
 
 def trained_network(results_folder: Path):
-    """The fold-0 network nnU-Net's predictor rebuilds from a results folder (eval mode, trained weights), and its
-    2D patch size."""
-    import torch
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-
-    predictor = nnUNetPredictor(device=torch.device("cpu"), verbose=False, allow_tqdm=False)
-    predictor.initialize_from_trained_model_folder(str(results_folder), use_folds=(0,))
-    predictor.network.load_state_dict(predictor.list_of_parameters[0])
-    return predictor.network.eval(), tuple(predictor.configuration_manager.patch_size)
+    """The fold-0 network of a results folder (eval mode, trained weights) as every command loads it, and its 2D
+    patch size."""
+    model = load_trained_model(results_folder, folds=[0])
+    return model.network, model.patch_size
 
 
 def measure_efficiency(results_folders: dict[str, Path], device: str, rounds: int = 3) -> dict:
