@@ -19,7 +19,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-m", "--model", type=Path, required=True, help="trained nnU-Net model folder")
     parser.add_argument("-i", "--input", type=Path, required=True, help="folder of <case>_0000.nii.gz frames")
-    parser.add_argument("-w", "--work", type=Path, required=True, help="folder for the outputs and end_to_end.json")
+    parser.add_argument(
+        "-w",
+        "--work",
+        type=Path,
+        required=True,
+        help="new folder for the outputs and end_to_end.json (refused if not empty)",
+    )
     parser.add_argument("-f", "--folds", nargs="+", default=["0"], help="folds (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument(

@@ -4,8 +4,12 @@ Both run as the user would run them (separate processes, through nnU-Net's own r
 end-to-end timing function, which also compares the two mask folders.
 """
 
+import json
 import shutil
 
+import pytest
+
+from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.workflows.end_to_end import benchmark_end_to_end, mask_agreement
 
 
@@ -51,3 +55,18 @@ def test_lightecho_predict_matches_nnunetv2_predict(trained_lightecho, tmp_path,
         tmp_path / "e2e" / "nnunet_no_tta", tmp_path / "e2e" / "lightecho_no_cca_torch", [1, 2, 3], min_pixels=100
     )
     assert torch_engine["differing_pixels"] <= 0.001 * 8 * 224 * 224, torch_engine
+
+
+def test_end_to_end_benchmark_refuses_a_used_work_folder(tmp_path):
+    """The benchmark removes its outputs afterwards, so it writes only into a new folder: a folder holding
+    anything (here a user's folder named like one of its outputs) is refused before any command runs, untouched."""
+    model, frames, work = tmp_path / "model", tmp_path / "frames", tmp_path / "work"
+    model.mkdir()
+    (model / "dataset.json").write_text(json.dumps({"file_ending": ".nii.gz", "labels": {"background": 0, "LV": 1}}))
+    frames.mkdir()
+    (frames / "case_0000.nii.gz").write_bytes(b"")
+    (work / "nnunet_no_tta").mkdir(parents=True)
+    (work / "nnunet_no_tta" / "mine.txt").write_text("keep me")
+    with pytest.raises(InputError, match="not empty"):
+        benchmark_end_to_end(model, frames, work, log=None)
+    assert (work / "nnunet_no_tta" / "mine.txt").read_text() == "keep me"

@@ -162,6 +162,9 @@ def benchmark_end_to_end(
     model_folder, input_folder, work_folder = Path(model_folder), Path(input_folder), Path(work_folder)
     if not input_folder.is_dir():
         raise FileNotFoundError(f"input folder not found: {input_folder}")
+    # Everything in the work folder is this run's (and, without keep_outputs, removed again): it must be new.
+    if work_folder.exists() and (not work_folder.is_dir() or any(work_folder.iterdir())):
+        raise InputError(f"work folder {work_folder} exists and is not empty: give a new one")
     dataset_json = json.loads((model_folder / "dataset.json").read_text())
     frames = len([p for p in input_folder.iterdir() if p.name.endswith("_0000" + dataset_json["file_ending"])])
     if frames == 0:
@@ -179,9 +182,7 @@ def benchmark_end_to_end(
     for cca in (False, True) if include_cca else (False,):
         output = work_folder / ("lightecho_cca" if cca else "lightecho_no_cca")
         runs[f"lightecho predict {'--cca' if cca else '--no-cca'}"] = (
-            lightecho_predict_command(
-                model_folder, input_folder, output, folds, device, cca, ["--overwrite", *lightecho_options]
-            ),
+            lightecho_predict_command(model_folder, input_folder, output, folds, device, cca, list(lightecho_options)),
             {},
         )
     compared = {"lightecho predict --no-cca": work_folder / "lightecho_no_cca"}
@@ -190,14 +191,10 @@ def benchmark_end_to_end(
         compared[f"lightecho predict --no-cca ({name})"] = output
         runs[f"lightecho predict --no-cca ({name})"] = (
             lightecho_predict_command(
-                model_folder, input_folder, output, folds, device, False, ["--overwrite", *lightecho_options, *options]
+                model_folder, input_folder, output, folds, device, False, [*lightecho_options, *options]
             ),
             {},
         )
-    for command, _ in runs.values():
-        output = Path(command[command.index("-o") + 1])
-        if output.exists():
-            shutil.rmtree(output)
     seconds = {name: _timed(name, command, env, log) for name, (command, env) in runs.items()}
     labels = [int(v) for k, v in dataset_json["labels"].items() if k != "background" and isinstance(v, int)]
     baselines = {k: v for k, v in seconds.items() if not k.startswith("lightecho")}
