@@ -343,7 +343,7 @@ CASES = [
         lambda tmp: _user_files(tmp / "model"),
         ("export-model", "-m", "{tmp}/model", "-o", "{tmp}/model/model.zip", "--overwrite"),
         2,
-        "lies inside the model folder",
+        "lies inside the input",
         ("model",),
         covers="export-model",
     ),

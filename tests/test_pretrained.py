@@ -61,7 +61,7 @@ def test_export_installs_with_nnunet_and_predicts(packaged, trained_lightecho, t
         assert prefix + name in names
     with pytest.raises(InputError, match="exists"):
         export_model(archive, packaged)
-    with pytest.raises(InputError, match="inside the model folder"):
+    with pytest.raises(InputError, match="lies inside the input"):
         export_model(packaged / "x.zip", packaged)
 
     installed_results = tmp_path / "installed"

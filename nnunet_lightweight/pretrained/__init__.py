@@ -20,7 +20,7 @@ import torch
 
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.nnunet_paths import environment_variable
-from nnunet_lightweight.core.output import check_writable, follow_umask
+from nnunet_lightweight.core.output import check_not_input, check_writable, follow_umask
 from nnunet_lightweight.inference.input_convention import CONVENTION_FILE, InputConvention
 from nnunet_lightweight.inference.model_folder import available_folds
 
@@ -108,8 +108,7 @@ def export_model(
         raise InputError(f"{output_zip} is a folder: give the path of the .zip file to write")
     if output_zip.exists() and not overwrite:
         raise InputError(f"{output_zip} exists (pass --overwrite to replace it)")
-    if output_zip.resolve().is_relative_to(model_folder.resolve()):
-        raise InputError(f"{output_zip} lies inside the model folder {model_folder}: write it elsewhere")
+    check_not_input(output_zip, [model_folder], "model archive")
     check_writable(output_zip, "model archive")
     trainer, plans, configuration = _model_folder_parts(model_folder)
     folds = available_folds(model_folder)
