@@ -18,9 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from nnunet_lightweight.core.commands import console_command
 from nnunet_lightweight.core.cpu_features import describe_cpu
-
-LIGHTECHO = [sys.executable, "-c", "import sys; from nnunet_lightweight.cli import main; sys.exit(main())"]
 
 
 def timed(command: list[str]) -> float:
@@ -37,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     print(describe_cpu(), f"load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as work:
-        predict = [*LIGHTECHO, "predict", "-i", str(args.frame), *args.predict_options, "-o"]
+        predict = [*console_command("lightecho"), "predict", "-i", str(args.frame), *args.predict_options, "-o"]
         timed([*predict, f"{work}/warm"])
         torch_seconds, predict_seconds = [], []
         for round_ in range(args.rounds):

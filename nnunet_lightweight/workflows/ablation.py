@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from nnunet_lightweight.core.commands import console_command
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.json_files import read_json, read_json_object
 from nnunet_lightweight.core.output import check_not_input, check_writable, follow_umask, write_text_atomically
@@ -113,13 +114,7 @@ def _train_in_subprocess(
     if max_epochs is not None:
         arguments += ["--max-epochs", str(max_epochs)]
     arguments += {"partial": ["--continue"], "trained": ["--validation-only"]}.get(state, [])
-    # The interpreter running this code, so the console script need not be on PATH.
-    command = [
-        sys.executable,
-        "-c",
-        "import sys; from nnunet_lightweight.cli import main; sys.exit(main())",
-        *arguments,
-    ]
+    command = console_command("lightecho", *arguments)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as handle:
         handle.write(f"\n$ lightecho {' '.join(arguments)}\n")

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from nnunet_lightweight.clinical.ejection_fraction import ef
 from nnunet_lightweight.clinical.volume_curves import cine_volume_curve, plot_volume_curves
 from nnunet_lightweight.conversion.camus import convert_camus
 from nnunet_lightweight.conversion.phantom import generate_phantom
+from nnunet_lightweight.core.commands import console_command
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.image_io import read_sequence_file, write_frame
 from nnunet_lightweight.core.nnunet_paths import environment_variable
@@ -84,11 +84,6 @@ def demo_settings(quick: bool = False, camus: str | os.PathLike | None = None, d
 
 MODELS = {"LightEcho": "light_trainer", "nnU-Net default": "default_trainer"}
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
-# The console commands the demo runs, by the entry points their packages declare.
-CONSOLE_ENTRY_POINTS = {
-    "lightecho": "from nnunet_lightweight.cli import main; sys.exit(main())",
-    "nnUNetv2_train": "from nnunetv2.run.run_training import run_training_entry; sys.exit(run_training_entry())",
-}
 
 
 class Demo:
@@ -239,8 +234,7 @@ class Demo:
         `log_file` and echo the epoch lines as progress."""
         log_file.parent.mkdir(parents=True, exist_ok=True)
         print(f"        $ {' '.join(command)}  (log: {log_file})", flush=True)
-        # The command's own entry point in this interpreter: an environment that is not on PATH works too.
-        runnable = [sys.executable, "-c", f"import sys; {CONSOLE_ENTRY_POINTS[command[0]]}", *command[1:]]
+        runnable = console_command(*command)
         with (
             open(log_file, "w") as log,
             subprocess.Popen(

@@ -10,13 +10,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from nnunet_lightweight.core.commands import console_command
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.evaluation.io import list_cases, read_segmentation
 from nnunet_lightweight.evaluation.metrics import dice_score
@@ -66,11 +66,7 @@ def lightecho_predict_command(
 ) -> list[str]:
     """The `lightecho predict` command line (the console script, or this interpreter where it is not on PATH)."""
     executable = shutil.which("lightecho")
-    program = (
-        [executable]
-        if executable
-        else [sys.executable, "-c", "import sys; from nnunet_lightweight.cli import main; sys.exit(main())"]
-    )
+    program = [executable] if executable else console_command("lightecho")
     return [
         *program,
         "predict",
