@@ -52,7 +52,7 @@ def test_time_engine_statistics():
     assert 0 < stats["p10"] <= stats["ms_per_frame"] <= stats["p90"]
 
 
-def test_benchmark_cli_last_line_is_json(capsys):
+def test_benchmark_cli_last_line_is_json(capsys, tmp_path):
     from nnunet_lightweight.cli import main
 
     paths = (
@@ -82,9 +82,13 @@ def test_benchmark_cli_last_line_is_json(capsys):
         "--threads",
         "1",
     ]
-    assert main(argv) == 0
+    assert main([*argv, "--output-json", str(tmp_path / "bench.json")]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     summary = json.loads(lines[-1])
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["written_by"] == "lightecho benchmark" and saved["summary"] == summary
+    # --overwrite replaces a file of ours (a user's file is refused: the data-safety table)
+    assert main([*argv, "--output-json", str(tmp_path / "bench.json"), "--overwrite"]) == 0
     for key in (
         "light_ms_per_frame",
         "default_ms_per_frame",

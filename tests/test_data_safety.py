@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,20 @@ def _dataset_holding_its_sources(tmp: Path) -> None:
 
 def _phantom_in_raw(tmp: Path) -> None:
     _phantom(tmp / "raw" / "Dataset008_CAMUS")
+
+
+def _users_zip(tmp: Path) -> None:
+    _user_files(tmp / "mine")
+    with zipfile.ZipFile(tmp / "mine" / "photos.zip", "w") as archive:
+        archive.writestr("holiday/notes.txt", "my notes")
+
+
+def _phantom_and_users_png(tmp: Path) -> None:
+    from PIL import Image
+
+    _phantom(tmp / "ph")
+    _user_files(tmp / "mine")
+    Image.new("L", (8, 8), 128).save(tmp / "mine" / "figure.png")
 
 
 def _camus_folder(tmp: Path) -> None:
@@ -451,7 +466,7 @@ CASES = [
         _folder_and_file,
         ("export-onnx", "-m", "{tmp}/model", "-o", "{tmp}/files/notes.txt", "--overwrite"),
         2,
-        "not an ONNX file written by lightecho",
+        NOT_OURS,
         ("files",),
     ),
     SafetyCase(
@@ -468,6 +483,41 @@ CASES = [
         2,
         "exists (pass --overwrite to replace it)",
         ("mine",),
+    ),
+    # --overwrite replaces a file output only where lightecho wrote it
+    SafetyCase(
+        "benchmark --output-json --overwrite onto the user's file",
+        lambda tmp: _user_files(tmp / "mine"),
+        ("benchmark", "--train", "--output-json", "{tmp}/mine/results.csv", "--overwrite"),
+        2,
+        NOT_OURS,
+        ("mine",),
+    ),
+    SafetyCase(
+        "export-model --overwrite onto the user's zip",
+        _users_zip,
+        ("export-model", "-m", "{tmp}/model", "-o", "{tmp}/mine/photos.zip", "--overwrite"),
+        2,
+        NOT_OURS,
+        ("mine",),
+    ),
+    SafetyCase(
+        "convert --overlay --overwrite onto the user's PNG",
+        _phantom_and_users_png,
+        (
+            "convert-camus",
+            "{tmp}/ph",
+            "-d",
+            "9",
+            "--raw",
+            "{tmp}/raw",
+            "--overlay",
+            "{tmp}/mine/figure.png",
+            "--overwrite",
+        ),
+        2,
+        NOT_OURS,
+        ("ph", "mine"),
     ),
     SafetyCase(
         "benchmark --output-json unwritable",

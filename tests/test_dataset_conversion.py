@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from PIL import Image
 
 from nnunet_lightweight.cli import main
 from nnunet_lightweight.conversion.camus import convert_camus, parse_info_file
 from nnunet_lightweight.conversion.dataset import resize_frame
 from nnunet_lightweight.conversion.generic import convert_generic, parse_label_map
-from nnunet_lightweight.conversion.overlay import save_dataset_overlays
+from nnunet_lightweight.conversion.overlay import is_dataset_overlay, save_dataset_overlays
 from nnunet_lightweight.conversion.splits import holdout_split, install_splits, patient_folds
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.image_io import read_frame
@@ -198,11 +199,15 @@ def test_real_camus_patients_convert(tmp_path, nnunet_dirs, camus_root):
     out = convert(tmp_path / "src", None, resize=256)
     metadata = read_dataset_metadata(out)
     assert not metadata["patients"]["patient0001"]["spacing_is_physical"]
-    label, spacing = read_frame(out / "labelsTr" / "patient0002_4CH_ED.nii.gz")
+    label_path = out / "labelsTr" / "patient0002_4CH_ED.nii.gz"
+    label, spacing = read_frame(label_path)
     assert label.shape == (256, 256) and spacing == pytest.approx((224 / 256, 224 / 256))
     assert set(np.unique(label)) == {0, 1, 2, 3}
     png = save_dataset_overlays(out, ["patient0001_2CH_ED", "patient0001_4CH_ES"], tmp_path / "overlay.png")
-    assert png.stat().st_size > 10_000
+    assert png.stat().st_size > 10_000 and not list(tmp_path.glob(".overlay.png.partial-*"))
+    assert is_dataset_overlay(png)  # so that --overwrite may replace it
+    Image.new("L", (8, 8)).save(tmp_path / "figure.png")
+    assert not is_dataset_overlay(tmp_path / "figure.png") and not is_dataset_overlay(label_path)
 
 
 # ------------------------------------------------------------------------------------------------------------

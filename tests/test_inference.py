@@ -524,7 +524,7 @@ def test_export_onnx(model_folder, tmp_path):
     # --overwrite replaces an export of ours, never a file of the user's
     export_onnx(model_folder, tmp_path / "model.onnx", fold=0, overwrite=True)
     (tmp_path / "notes.onnx").write_text("not a model")
-    with pytest.raises(InputError, match="not an ONNX file written by lightecho"):
+    with pytest.raises(InputError, match="was not written by lightecho"):
         export_onnx(model_folder, tmp_path / "notes.onnx", overwrite=True)
     assert (tmp_path / "notes.onnx").read_text() == "not a model"
 

@@ -61,6 +61,7 @@ def test_export_installs_with_nnunet_and_predicts(packaged, trained_lightecho, t
         assert prefix + name in names
     with pytest.raises(InputError, match="exists"):
         export_model(archive, packaged)
+    assert export_model(archive, packaged, overwrite=True) == archive  # an archive of ours may be replaced
     with pytest.raises(InputError, match="lies inside the input"):
         export_model(packaged / "x.zip", packaged)
 

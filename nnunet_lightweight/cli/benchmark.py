@@ -104,18 +104,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_run)
 
 
-def _check_output_json(args: argparse.Namespace) -> None:
-    """Refuse, before minutes of timing, an --output-json that exists (without --overwrite) or cannot be written."""
-    from nnunet_lightweight.core.errors import InputError
-    from nnunet_lightweight.core.output import check_writable
+# A key of every --output-json file: how --overwrite tells a file of ours from a user's.
+WRITTEN_BY = "lightecho benchmark"
 
-    if args.output_json is None:
-        return
-    if args.output_json.is_dir():
-        raise InputError(f"--output-json {args.output_json} is a folder: give the path of the JSON file to write")
-    if args.output_json.exists() and not args.overwrite:
-        raise InputError(f"{args.output_json} exists (pass --overwrite to replace it)")
-    check_writable(args.output_json, "benchmark JSON")
+
+def _is_benchmark_json(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text()).get("written_by") == WRITTEN_BY
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):  # unreadable, not JSON, not an object
+        return False
+
+
+def _check_output_json(args: argparse.Namespace) -> None:
+    """Refuse, before minutes of timing, an --output-json that exists (without --overwrite, or not ours) or
+    cannot be written."""
+    from nnunet_lightweight.core.output import check_output_file
+
+    if args.output_json is not None:
+        check_output_file(args.output_json, args.overwrite, "benchmark JSON", _is_benchmark_json)
 
 
 def _write_output_json(args: argparse.Namespace, result: dict) -> None:
@@ -123,7 +129,7 @@ def _write_output_json(args: argparse.Namespace, result: dict) -> None:
 
     if args.output_json is not None:
         args.output_json.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(args.output_json, json.dumps(result, indent=2) + "\n")
+        write_text_atomically(args.output_json, json.dumps({**result, "written_by": WRITTEN_BY}, indent=2) + "\n")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -111,21 +111,14 @@ def conversion_options(args: argparse.Namespace) -> dict:
 def finish_conversion(args: argparse.Namespace, convert: Callable[[], Path]) -> int:
     """Run a conversion, print its summary and timing, and write the optional overlay."""
     from nnunet_lightweight.conversion.dataset import describe_dataset
-    from nnunet_lightweight.core.errors import InputError
-    from nnunet_lightweight.core.output import OutputExistsError, check_writable
+    from nnunet_lightweight.conversion.overlay import is_dataset_overlay, save_dataset_overlays
+    from nnunet_lightweight.core.output import check_output_file
 
     if args.overlay:  # checked before converting, so that a bad path does not fail a finished conversion
-        overlay = Path(args.overlay)
-        if overlay.suffix.lower() != ".png" or overlay.is_dir():
-            raise InputError(f"--overlay {overlay}: give the path of a .png file to write")
-        if overlay.exists() and not args.overwrite:
-            raise OutputExistsError(f"overlay {overlay} exists (pass --overwrite to replace it)")
-        check_writable(overlay, "overlay")
+        check_output_file(args.overlay, args.overwrite, "overlay PNG", is_dataset_overlay, suffix=".png")
     start = time.perf_counter()
     dataset_dir = convert()
     print(f"converted in {time.perf_counter() - start:.1f} s: {describe_dataset(dataset_dir)}")
     if args.overlay:
-        from nnunet_lightweight.conversion.overlay import save_dataset_overlays
-
         print(f"overlay: {save_dataset_overlays(dataset_dir, out_png=args.overlay)}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,8 +13,11 @@ from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.image_io import FILE_ENDING, read_frame
 from nnunet_lightweight.core.labels import LABELS
 from nnunet_lightweight.core.metadata import read_dataset_metadata
+from nnunet_lightweight.core.output import follow_umask
 
 LABEL_COLOURS = {LABELS["LV"]: (1.0, 0.2, 0.2), LABELS["MYO"]: (0.2, 0.9, 0.2), LABELS["LA"]: (0.3, 0.5, 1.0)}
+# The PNG's Software text chunk: how `--overwrite` tells an overlay of ours from a user's picture.
+OVERLAY_SOFTWARE = "nnunet-lightweight dataset overlay"
 
 
 def save_dataset_overlays(
@@ -61,6 +65,25 @@ def save_dataset_overlays(
     figure.tight_layout()
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out_png, dpi=110)
-    plt.close(figure)
+    handle, partial = tempfile.mkstemp(prefix=f".{out_png.name}.partial-", suffix=".png", dir=out_png.parent)
+    os.close(handle)
+    try:
+        figure.savefig(partial, dpi=110, format="png", metadata={"Software": OVERLAY_SOFTWARE})
+        follow_umask(partial)
+        os.replace(partial, out_png)
+    finally:
+        plt.close(figure)
+        if os.path.exists(partial):
+            os.unlink(partial)
     return out_png
+
+
+def is_dataset_overlay(path: str | os.PathLike) -> bool:
+    """Whether `path` is an overlay PNG that `save_dataset_overlays` wrote."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and image.text.get("Software") == OVERLAY_SOFTWARE
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):  # PIL's ways of saying "not an image"
+        return False

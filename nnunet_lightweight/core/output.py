@@ -1,5 +1,5 @@
 """Staged (atomic) output folders and files: an interrupted or failed command leaves no half output, and
-`--overwrite` replaces only folders lightecho wrote.
+`--overwrite` replaces only folders and files lightecho wrote.
 """
 
 from __future__ import annotations
@@ -100,6 +100,27 @@ def check_writable(out: str | os.PathLike, what: str = "output folder") -> None:
     for folder in ([out] if out.is_dir() else []) + [above]:
         if not os.access(folder, os.W_OK | os.X_OK):
             raise InputError(f"cannot write {what} {out}: no permission to write in {folder}")
+
+
+def check_output_file(
+    out: str | os.PathLike, overwrite: bool, what: str, is_ours: Callable[[Path], bool], suffix: str | None = None
+) -> None:
+    """Check an output file path before any work: not a folder (and ending in `suffix` where given), writable, and
+    an existing file replaced only with `overwrite` and only where `is_ours(path)` says lightecho wrote it."""
+    out = Path(out)
+    if out.is_dir():
+        raise InputError(f"{what} {out} is a folder: give the path of the file to write")
+    if suffix is not None and out.suffix.lower() != suffix:
+        raise InputError(f"{what} {out}: the file name must end in {suffix}")
+    if out.exists():
+        if not overwrite:
+            raise OutputExistsError(f"{what} {out} exists (pass --overwrite to replace it)")
+        if not is_ours(out):
+            raise InputError(
+                f"{what} {out} was not written by lightecho, so --overwrite does not replace it: "
+                "choose another output path"
+            )
+    check_writable(out, what)
 
 
 def check_output_dir(

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from nnunet_lightweight.core.errors import InputError
-from nnunet_lightweight.core.output import check_writable, follow_umask
+from nnunet_lightweight.core.output import check_output_file, follow_umask
 from nnunet_lightweight.inference.model_folder import load_trained_model
 
 DEFAULT_OPSET = 17
@@ -173,7 +173,7 @@ def export_onnx(
     output = Path(output)
     if not onnxruntime_available():
         raise InputError("export-onnx needs the onnx and onnxruntime packages (pip install onnx onnxruntime)")
-    _check_output(output, overwrite)
+    check_output_file(output, overwrite, "ONNX file", _is_lightecho_onnx)
     if not isinstance(opset, int) or opset < MIN_OPSET:
         raise InputError(
             f"--opset must be an integer of at least {MIN_OPSET} (the network's upsampling needs it), got {opset}"
@@ -217,22 +217,6 @@ def export_onnx(
         ],
         **parity,
     }
-
-
-def _check_output(output: Path, overwrite: bool) -> None:
-    """Before any work: the output is a writable file path, and an existing file is an ONNX export of ours."""
-
-    if output.is_dir():
-        raise InputError(f"output {output} is a folder: give the path of the ONNX file to write")
-    if output.exists():
-        if not overwrite:
-            raise FileExistsError(f"{output} exists (pass --overwrite to replace it)")
-        if not _is_lightecho_onnx(output):
-            raise InputError(
-                f"{output} is not an ONNX file written by lightecho export-onnx, so --overwrite does "
-                "not replace it: choose another output path"
-            )
-    check_writable(output, "ONNX file")
 
 
 def _is_lightecho_onnx(path: Path) -> bool:

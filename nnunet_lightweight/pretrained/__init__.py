@@ -11,6 +11,7 @@ CC BY-NC-SA 4.0 (non-commercial research use only), unlike the code (Apache-2.0)
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -20,7 +21,7 @@ import torch
 
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.nnunet_paths import environment_variable
-from nnunet_lightweight.core.output import check_not_input, check_writable, follow_umask
+from nnunet_lightweight.core.output import check_not_input, check_output_file, follow_umask
 from nnunet_lightweight.inference.input_convention import CONVENTION_FILE, InputConvention
 from nnunet_lightweight.inference.model_folder import available_folds
 
@@ -102,14 +103,8 @@ def export_model(
 
     model_folder = Path(model_folder) if model_folder is not None else shipped_model_folder()
     output_zip = Path(output_zip)
-    if output_zip.suffix != ".zip":
-        raise InputError(f"{output_zip}: the output must be a .zip file")
-    if output_zip.is_dir():
-        raise InputError(f"{output_zip} is a folder: give the path of the .zip file to write")
-    if output_zip.exists() and not overwrite:
-        raise InputError(f"{output_zip} exists (pass --overwrite to replace it)")
     check_not_input(output_zip, [model_folder], "model archive")
-    check_writable(output_zip, "model archive")
+    check_output_file(output_zip, overwrite, "model archive", is_model_archive, suffix=".zip")
     trainer, plans, configuration = _model_folder_parts(model_folder)
     folds = available_folds(model_folder)
     if not folds:
@@ -142,6 +137,17 @@ def export_model(
         if os.path.exists(partial):
             os.unlink(partial)
     return output_zip
+
+
+def is_model_archive(path: str | os.PathLike) -> bool:
+    """Whether `path` is a zip of nnU-Net model folders (`DatasetXXX_Name/<trainer>__<plans>__<configuration>/`
+    with plans.json), as `export_model` and nnU-Net's own export write."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return any(re.fullmatch(r"Dataset\d{3}_[^/]+/[^/]+__[^/]+__[^/]+/plans\.json", name) for name in names)
 
 
 def _model_folder_parts(model_folder: Path) -> tuple[str, str, str]:
