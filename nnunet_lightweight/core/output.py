@@ -173,13 +173,24 @@ def follow_umask(path: str | os.PathLike) -> None:
     os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~current_umask())
 
 
-def write_text_atomically(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it: an interruption leaves no half file."""
+def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, then rename it: an interruption or a failed write leaves no
+    half file (the temporary one is removed)."""
     path = Path(path)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(text)
+    with tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        try:
+            handle.write(data)
+        except BaseException:
+            handle.close()
+            os.unlink(handle.name)
+            raise
     follow_umask(handle.name)
     os.replace(handle.name, path)
+
+
+def write_text_atomically(path: str | os.PathLike, text: str) -> None:
+    """`write_bytes_atomically` of `text` in UTF-8."""
+    write_bytes_atomically(path, text.encode("utf-8"))
 
 
 @contextmanager

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from nnunet_lightweight.core.errors import InputError
-from nnunet_lightweight.core.output import check_output_file, follow_umask
+from nnunet_lightweight.core.output import check_output_file, follow_umask, write_bytes_atomically
 from nnunet_lightweight.inference.model_folder import load_trained_model
 
 DEFAULT_OPSET = 17
@@ -107,16 +107,11 @@ def cached_network_onnx(network: nn.Module, example_shape: tuple[int, ...], opse
     if len(entry) > 32 and hashlib.sha256(onnx_bytes).digest() == checksum:
         return onnx_bytes
     onnx_bytes = network_to_onnx(network, example_shape, opset)
-    partial = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handle, partial = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=folder)
-        with os.fdopen(handle, "wb") as file:
-            file.write(onnx_bytes + hashlib.sha256(onnx_bytes).digest())
-        os.replace(partial, path)
-    except OSError:  # a read-only or full cache costs the export next time, nothing else
-        if partial is not None and os.path.exists(partial):
-            os.unlink(partial)
+        write_bytes_atomically(path, onnx_bytes + hashlib.sha256(onnx_bytes).digest())
+    except OSError:
+        pass  # a read-only or full cache costs the export next time, nothing else
     return onnx_bytes
 
 
