@@ -24,7 +24,11 @@ from nnunet_lightweight.core.cpu_features import describe_cpu
 
 def timed(command: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    finished = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if finished.returncode != 0:
+        last = (finished.stderr.strip().splitlines() or ["no message"])[-1]
+        print(f"{' '.join(command[3:5])} failed (exit {finished.returncode}): {last}", file=sys.stderr)
+        sys.exit(2)
     return time.perf_counter() - start
 
 
@@ -34,6 +38,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (default 5)")
     parser.add_argument("--predict-options", nargs=argparse.REMAINDER, default=[], help="extra options, last")
     args = parser.parse_args()
+    if not args.frame.is_file():
+        parser.error(f"frame file not found: {args.frame}")
     print(describe_cpu(), f"load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as work:
         predict = [*console_command("lightecho"), "predict", "-i", str(args.frame), *args.predict_options, "-o"]

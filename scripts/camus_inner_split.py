@@ -19,6 +19,7 @@ from pathlib import Path
 
 from nnunet_lightweight.conversion.camus import find_patients, read_subgroups
 from nnunet_lightweight.conversion.splits import DEFAULT_SEED, patient_folds
+from nnunet_lightweight.core.errors import InputError
 
 
 def write_inner_split(source: Path, output: Path, folds: int, fold: int, seed: int) -> dict[str, list[str]]:
@@ -45,7 +46,14 @@ def main() -> None:
     parser.add_argument("--fold", type=int, default=0, help="the fold that becomes the inner validation (default 0)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"shuffling seed (default {DEFAULT_SEED})")
     args = parser.parse_args()
-    groups = write_inner_split(args.source, args.output, args.folds, args.fold, args.seed)
+    if args.output.exists():
+        parser.error(f"{args.output} exists: give a new folder")
+    if not 0 <= args.fold < args.folds:
+        parser.error(f"--fold must be 0 to {args.folds - 1}")
+    try:
+        groups = write_inner_split(args.source, args.output, args.folds, args.fold, args.seed)
+    except InputError as error:
+        parser.error(str(error))
     print(f"{args.output}: {len(groups['training'])} training and {len(groups['validation'])} validation patients")
 
 
