@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from skimage.morphology import convex_hull_image
 
 from nnunet_lightweight.core.errors import InputError
 
@@ -59,6 +58,10 @@ def _as_clip(frames: np.ndarray) -> np.ndarray:
 def find_sector(frames: np.ndarray, coloured: np.ndarray | None = None) -> Sector:
     """The ultrasound sector of a grey frame (H, W) or clip (T, H, W), with the (H, W) pixels known to be coloured
     in any frame (from the reader), which are never sector."""
+    # Imported here, not at the top: skimage.morphology (with scipy.spatial) adds 0.1 s to every start of
+    # `lightecho predict`, whose frames in the model's own convention need no sector.
+    from skimage.morphology import convex_hull_image
+
     clip = _as_clip(frames)
     shape = clip.shape[1:]
     whole = Sector(np.ones(shape, bool), (slice(0, shape[0]), slice(0, shape[1])))
