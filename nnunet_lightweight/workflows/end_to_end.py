@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -31,7 +32,7 @@ def nnunet_predict_command(
     if len(parts) != 3:
         raise InputError(f"{model_folder}: expected a <trainer>__<plans>__<configuration> results folder")
     trainer, plans, configuration = parts
-    command = [
+    command = console_command(
         "nnUNetv2_predict",
         "-i",
         str(input_folder),
@@ -49,7 +50,7 @@ def nnunet_predict_command(
         *folds,
         "-device",
         device,
-    ]
+    )
     if disable_tta:
         command.append("--disable_tta")
     return command, {"nnUNet_results": str(model_folder.parent.parent)}
@@ -64,11 +65,9 @@ def lightecho_predict_command(
     cca: bool,
     extra: Sequence[str] = (),
 ) -> list[str]:
-    """The `lightecho predict` command line (the console script, or this interpreter where it is not on PATH)."""
-    executable = shutil.which("lightecho")
-    program = [executable] if executable else console_command("lightecho")
-    return [
-        *program,
+    """The `lightecho predict` command line, in this interpreter."""
+    return console_command(
+        "lightecho",
         "predict",
         "-m",
         str(model_folder),
@@ -82,7 +81,7 @@ def lightecho_predict_command(
         device,
         "--cca" if cca else "--no-cca",
         *extra,
-    ]
+    )
 
 
 def mask_agreement(folder_a: Path, folder_b: Path, labels: Sequence[int], min_pixels: int = 1) -> dict:
@@ -122,7 +121,7 @@ def mask_agreement(folder_a: Path, folder_b: Path, labels: Sequence[int], min_pi
 def _timed(name: str, command: list[str], env_extra: dict[str, str], log: Callable[[str], None] | None) -> float:
     env = {**os.environ, **env_extra}
     if log:
-        log(f"[{name}] {' '.join(command)}")
+        log(f"[{name}] {shlex.join(command)}")
     start = time.perf_counter()
     completed = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seconds = time.perf_counter() - start
@@ -210,7 +209,7 @@ def benchmark_end_to_end(
         "frames": frames,
         "device": device,
         "folds": folds,
-        "commands": {name: " ".join(command) for name, (command, _) in runs.items()},
+        "commands": {name: shlex.join(command) for name, (command, _) in runs.items()},
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "ms_per_frame": {k: round(1000 * v / frames, 2) for k, v in seconds.items()},
         "speedup_vs": main["speedup_vs"],
