@@ -11,6 +11,7 @@ so that a rerun repeats the initialisation and the batch order.
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 
 from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLightEcho
+from nnunet_lightweight.training.small_frame_phases import SmallFramePhases
 
 
 class nnUNetTrainerLightEcho_CPU1h(nnUNetTrainerLightEcho):
@@ -33,3 +34,23 @@ class nnUNetTrainerLightEcho_CPU1h_Batch8(nnUNetTrainerLightEcho_CPU1h):
     A longer schedule does not fit: at 180 s per epoch on a 2-core AVX512-BF16 EPYC, 20 epochs take an hour."""
 
     plans_batch_size = 8
+
+
+class nnUNetTrainerLightEcho_CPU1h_LowRes(SmallFramePhases, nnUNetTrainerLightEcho_CPU1h_Batch8):
+    """Batch 8 in 8 epochs, the first 7 on frames resized down (training/small_frame_phases.py), for CPUs without
+    bf16: on a 2-core AVX2 EPYC in fp32 a 224x224 epoch takes about 13 min and a 96x96 one 3, so Batch8's 15
+    whole-frame epochs would take over 3 hours there. Measured on the inner split and not chosen (README)."""
+
+    max_epochs = 8
+    small_frame_phases = ((4, 96), (3, 128))
+    small_frame_mode = "resize"
+
+
+class nnUNetTrainerLightEcho_CPU1h_Crops(SmallFramePhases, nnUNetTrainerLightEcho_CPU1h_Batch8):
+    """Batch 8 in 6 epochs, the first 5 on random full-resolution crops (3 of 128x128, 2 of 160x160), the last on
+    whole frames: the same saving as LowRes without changing the size at which structures appear. Measured on the
+    inner split and not chosen (README)."""
+
+    max_epochs = 6
+    small_frame_phases = ((3, 128), (2, 160))
+    small_frame_mode = "crop"
