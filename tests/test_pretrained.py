@@ -16,6 +16,7 @@ from nnunet_lightweight.pretrained import (
     INFERENCE_CHECKPOINT_KEYS,
     MODEL_CARD,
     SHIPPED_MODEL,
+    SHIPPED_TRAINER,
     export_model,
     package_model,
     shipped_model_folder,
@@ -123,7 +124,7 @@ def test_model_folders_made_before_the_layer_move_still_load(tmp_path):
     for name in sorted(names):
         assert pydoc.locate(name) is not None, name  # what nnU-Net's get_network_from_plans calls
     model = load_trained_model(folder)
-    assert type(model.network).__name__ == "LightEchoUNet" and model.trainer_name == "nnUNetTrainerLightEcho_CPU1h"
+    assert type(model.network).__name__ == "LightEchoUNet" and model.trainer_name == SHIPPED_TRAINER
 
 
 def test_predict_uses_the_shipped_model_by_default(camus_root, tmp_path):
