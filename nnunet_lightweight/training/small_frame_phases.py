@@ -9,44 +9,46 @@ transforms are unchanged); the augmented batch is resized or cropped in the trai
 inference always see whole frames. The phase follows `current_epoch`, so `--c` resumes into the right one.
 """
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
-SMALL_FRAME_MODES = ("resize", "crop")
+
+def _map_batch(batch: dict, image: Callable, labels: Callable) -> dict:
+    """A copy of nnU-Net's batch {'data', 'target', ...} with `image` applied to its images and `labels` to its label
+    maps (one tensor, or a list with deep supervision)."""
+    mapped = dict(batch)
+    mapped["data"] = image(batch["data"])
+    target = batch["target"]
+    mapped["target"] = [labels(t) for t in target] if isinstance(target, list) else labels(target)
+    return mapped
 
 
 def resize_batch(batch: dict, size: int) -> dict:
-    """`batch` (nnU-Net's {'data', 'target', ...}) with image and label maps resized to `size` x `size`: the image
-    with antialiased bilinear interpolation, the labels with nearest neighbours."""
-    resized = dict(batch)
-    resized["data"] = F.interpolate(
-        batch["data"], size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    """`batch` with image and label maps resized to `size` x `size`: the image with antialiased bilinear
+    interpolation, the labels with nearest neighbours."""
+    return _map_batch(
+        batch,
+        lambda data: F.interpolate(data, size=(size, size), mode="bilinear", antialias=True, align_corners=False),
+        lambda target: F.interpolate(target.float(), size=(size, size), mode="nearest-exact").to(target.dtype),
     )
-
-    def labels(target: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(target.float(), size=(size, size), mode="nearest-exact").to(target.dtype)
-
-    target = batch["target"]
-    resized["target"] = [labels(t) for t in target] if isinstance(target, list) else labels(target)
-    return resized
 
 
 def crop_batch(batch: dict, size: int) -> dict:
     """`batch` cut to a `size` x `size` window per frame, at a random position (torch's global generator, which
     the trainer seeds), the same for the image and every label map of that frame."""
-    data = batch["data"]
-    rows, cols = data.shape[-2:]
-    tops = torch.randint(0, rows - size + 1, (len(data),)).tolist()
-    lefts = torch.randint(0, cols - size + 1, (len(data),)).tolist()
+    rows, cols = batch["data"].shape[-2:]
+    tops = torch.randint(0, rows - size + 1, (len(batch["data"]),)).tolist()
+    lefts = torch.randint(0, cols - size + 1, (len(batch["data"]),)).tolist()
 
     def crop(tensor: torch.Tensor) -> torch.Tensor:
         return torch.stack([t[..., y : y + size, x : x + size] for t, y, x in zip(tensor, tops, lefts)])
 
-    cropped = dict(batch)
-    cropped["data"] = crop(data)
-    target = batch["target"]
-    cropped["target"] = [crop(t) for t in target] if isinstance(target, list) else crop(target)
-    return cropped
+    return _map_batch(batch, crop, crop)
+
+
+SMALL_FRAME_BATCHES = {"resize": resize_batch, "crop": crop_batch}
 
 
 class SmallFramePhases:
@@ -70,6 +72,13 @@ class SmallFramePhases:
                 return size
         return None
 
+    def on_train_start(self):
+        if self.small_frame_mode not in SMALL_FRAME_BATCHES:
+            raise ValueError(
+                f"small_frame_mode must be one of {tuple(SMALL_FRAME_BATCHES)}, not {self.small_frame_mode!r}"
+            )
+        super().on_train_start()
+
     def on_train_epoch_start(self):
         super().on_train_epoch_start()
         size = self.training_size(self.current_epoch)
@@ -79,7 +88,5 @@ class SmallFramePhases:
     def train_step(self, batch: dict) -> dict:
         size = self.training_size(self.current_epoch)
         if size is not None:
-            if self.small_frame_mode not in SMALL_FRAME_MODES:
-                raise ValueError(f"small_frame_mode must be one of {SMALL_FRAME_MODES}, got {self.small_frame_mode!r}")
-            batch = resize_batch(batch, size) if self.small_frame_mode == "resize" else crop_batch(batch, size)
+            batch = SMALL_FRAME_BATCHES[self.small_frame_mode](batch, size)
         return super().train_step(batch)
