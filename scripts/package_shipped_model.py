@@ -1,9 +1,9 @@
 """Package a trained LightEcho model folder as the model shipped inside the package.
 
-Example (after `nnUNetv2_train 500 2d 0 -tr nnUNetTrainerLightEcho_CPU1h -device cpu` on the 224x224 CAMUS copy
-converted with `--split official`):
+Example (after `nnUNetv2_train 500 2d 0 -tr nnUNetTrainerLightEcho_CPU1h_Batch8 -device cpu` on the 224x224 CAMUS
+copy converted with `--split official`):
     python scripts/package_shipped_model.py \
-        -m $nnUNet_results/Dataset500_CAMUS/nnUNetTrainerLightEcho_CPU1h__nnUNetPlans__2d --card MODEL_CARD.md
+        -m $nnUNet_results/Dataset500_CAMUS/nnUNetTrainerLightEcho_CPU1h_Batch8__nnUNetPlans__2d --card MODEL_CARD.md
 It writes nnunet_lightweight/pretrained/Dataset500_CAMUS/<model folder>/ (refusing to replace an existing one):
 nnU-Net's model files, fold_0's checkpoint with the network weights only, its learning curve and validation
 summary, input_convention.json (the sector resized to 224x224) and the model card.

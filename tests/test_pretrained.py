@@ -153,8 +153,12 @@ def test_predict_uses_the_shipped_model_by_default(camus_root, tmp_path):
 
 
 def test_ef_from_images_with_the_shipped_model(camus_root, tmp_path):
-    """EF of two unseen patients measured from the shipped model's masks, against EF of their expert masks."""
-    patients = (camus_root / "database_split" / "subgroup_validation.txt").read_text().split()[2:4]
+    """EF of six unseen patients measured from the shipped model's masks, against EF of their expert masks.
+
+    The mean absolute difference is bounded, not each patient's: single patients of the validation subgroup differ
+    by up to 14 EF points with a well-trained model (MAE 4.6 over all 50), while a mis-scaled or broken model is off
+    by tens of points on average."""
+    patients = (camus_root / "database_split" / "subgroup_validation.txt").read_text().split()[2:8]
     images, references = tmp_path / "images", tmp_path / "ref"
     images.mkdir()
     references.mkdir()
@@ -170,5 +174,5 @@ def test_ef_from_images_with_the_shipped_model(camus_root, tmp_path):
 
     table = pd.read_csv(tmp_path / "ef" / "ef.csv")
     assert sorted(table["patient"]) == sorted(patients)
-    assert (table["ef"] - table["ef_ref"]).abs().max() < 12
+    assert (table["ef"] - table["ef_ref"]).abs().mean() < 8
     assert main(["ef", "--images", str(images), "--pred", str(references), "-o", str(tmp_path / "x")]) == 2

@@ -1,8 +1,8 @@
 """The LightEcho model shipped inside the package, laid out like an nnU-Net results folder, and its export.
 
-`Dataset500_CAMUS/nnUNetTrainerLightEcho_CPU1h__nnUNetPlans__2d/` below this folder is a regular nnU-Net model
-folder (plans.json, dataset.json, fold_0/checkpoint_final.pth with the network weights only, nnU-Net's learning
-curve progress.png and validation summary.json), plus `input_convention.json` and `MODEL_CARD.md`. Stock
+`Dataset500_CAMUS/nnUNetTrainerLightEcho_CPU1h_Batch8__nnUNetPlans__2d/` below this folder is a regular nnU-Net
+model folder (plans.json, dataset.json, fold_0/checkpoint_final.pth with the network weights only, nnU-Net's
+learning curve progress.png and validation summary.json), plus `input_convention.json` and `MODEL_CARD.md`. Stock
 `nnUNetv2_predict_from_modelfolder` reads it as it is; `lightecho export-model` zips it in the format of
 `nnUNetv2_install_pretrained_model_from_zip`. The weights were trained on CAMUS and inherit its licence,
 CC BY-NC-SA 4.0 (non-commercial research use only), unlike the code (Apache-2.0).
@@ -27,7 +27,7 @@ from nnunet_lightweight.inference.model_folder import available_folds
 
 PRETRAINED_RESULTS = Path(__file__).resolve().parent  # an nnUNet_results folder holding the shipped model
 SHIPPED_DATASET = "Dataset500_CAMUS"
-SHIPPED_TRAINER = "nnUNetTrainerLightEcho_CPU1h"
+SHIPPED_TRAINER = "nnUNetTrainerLightEcho_CPU1h_Batch8"
 SHIPPED_MODEL = PRETRAINED_RESULTS / SHIPPED_DATASET / f"{SHIPPED_TRAINER}__nnUNetPlans__2d"
 MODEL_CARD = "MODEL_CARD.md"
 # What this project adds to a model folder beyond nnU-Net's own files.
