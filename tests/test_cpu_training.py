@@ -146,3 +146,38 @@ def test_fast_path_fuses_lightechos_mish(tmp_path):
     assert slots(plain.network, ExpMish) == 0 and slots(plain.network, torch.nn.Mish) > 0  # nnU-Net's own path
     expected = slots(plain.network, torch.nn.Mish) if compiled_mish() is not None else 0
     assert slots(fast.network, ExpMish) == expected == fast.cpu_fused_mish_modules
+
+
+@pytest.mark.parametrize("trainer_class", [nnUNetTrainerLightEcho, nnUNetTrainer])
+def test_skip_gradients_become_channels_last_and_keep_their_values(tmp_path, trainer_class):
+    """The hooks of training/skip_gradients.py: same parameter gradients, and the gradient reaching the last
+    upsampler is one channels_last tensor (a strided slice of cat's gradient without them)."""
+    import copy
+
+    from nnunet_lightweight.training.skip_gradients import concatenated_modules, keep_skip_gradients_channels_last
+
+    torch.manual_seed(0)
+    trainer = build_benchmark_trainer(trainer_class, SIZE, BATCH, PLAIN_PATH, str(tmp_path))  # no hooks
+    image = torch.randn(BATCH, 1, SIZE, SIZE).contiguous(memory_format=torch.channels_last)
+
+    def gradients(hooked: bool) -> tuple[dict, torch.Tensor]:
+        network = copy.deepcopy(trainer.network).to(memory_format=torch.channels_last)
+        captured = []
+
+        def capture(module, inputs, output) -> None:  # registered first: it sees the upsampler's own output
+            output.register_hook(captured.append)
+
+        concatenated_modules(network)[-1].register_forward_hook(capture)
+        if hooked:
+            assert keep_skip_gradients_channels_last(network) == len(concatenated_modules(network))
+        outputs = network(image)
+        sum(o.square().mean() for o in (outputs if isinstance(outputs, list) else [outputs])).backward()
+        return {name: p.grad for name, p in network.named_parameters()}, captured[0]
+
+    plain, plain_gradient = gradients(hooked=False)
+    hooked, hooked_gradient = gradients(hooked=True)
+    assert len(concatenated_modules(trainer.network)) > 4
+    assert not plain_gradient.is_contiguous(memory_format=torch.channels_last)
+    assert hooked_gradient.is_contiguous(memory_format=torch.channels_last)
+    for name in plain:
+        torch.testing.assert_close(hooked[name], plain[name], rtol=1e-4, atol=1e-6)

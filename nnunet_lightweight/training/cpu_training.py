@@ -26,6 +26,7 @@ from nnunet_lightweight.core.allocator import retain_freed_memory
 from nnunet_lightweight.core.cpu_features import cpu_has_bf16, describe_cpu
 from nnunet_lightweight.core.nnunet_paths import environment_variable
 from nnunet_lightweight.training.fused_mish import fuse_mish
+from nnunet_lightweight.training.skip_gradients import keep_skip_gradients_channels_last
 
 CPU_PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -66,11 +67,11 @@ class FastCPUTraining:
     """nnUNetTrainer mixin: on a CPU device, train with the fastest measured settings; elsewhere change nothing.
 
     Knobs (class attributes, or instance attributes set before `initialize`): `cpu_precision` ("auto", "fp32",
-    "bf16"), `cpu_channels_last`, `cpu_compile` (torch.compile of the network, off as in nnU-Net: it was slower
-    when measured), `cpu_fused_mish` (Mish as one compiled elementwise kernel, training/fused_mish.py: faster where
-    measured, and without effect on networks without Mish), and `cpu_augmentation_workers`, the data-augmentation
-    processes used when nnUNet_n_proc_DA is not set (nnU-Net's default of up to 12 starves the training process
-    on a 2-core machine).
+    "bf16"), `cpu_channels_last` (with channels_last gradients at the skip connections, training/skip_gradients.py),
+    `cpu_compile` (torch.compile of the network, off as in nnU-Net: it was slower when measured), `cpu_fused_mish`
+    (Mish as one compiled elementwise kernel, training/fused_mish.py: faster where measured, and without effect on
+    networks without Mish), and `cpu_augmentation_workers`, the data-augmentation processes used when
+    nnUNet_n_proc_DA is not set (nnU-Net's default of up to 12 starves the training process on a 2-core machine).
     """
 
     cpu_precision: str = "auto"
@@ -88,6 +89,9 @@ class FastCPUTraining:
         self.cpu_retains_freed_memory = retain_freed_memory()
         optimise_for_cpu_training(self.network, self.training_precision, self.cpu_channels_last)
         self.cpu_fused_mish_modules = fuse_mish(self.network) if self.cpu_fused_mish and not self.cpu_compile else 0
+        # Eager channels_last only: the hooks return channels_last gradients (training/skip_gradients.py).
+        eager_channels_last = self.cpu_channels_last and not self.cpu_compile
+        self.cpu_skip_gradient_hooks = keep_skip_gradients_channels_last(self.network) if eager_channels_last else 0
         if self.cpu_compile:
             # nnU-Net's checkpointing unwraps the compiled module (_orig_mod): state-dict keys stay the same.
             self.network = torch.compile(self.network)
@@ -95,6 +99,7 @@ class FastCPUTraining:
             f"CPU training: {describe_cpu()}; precision {self.training_precision}, "
             f"channels_last {self.cpu_channels_last}, torch.compile {self.cpu_compile}, "
             f"fused Mish {self.cpu_fused_mish_modules} module(s), "
+            f"channels_last skip gradients {self.cpu_skip_gradient_hooks} module(s), "
             f"{os.environ.get('nnUNet_n_proc_DA', self.cpu_augmentation_workers)} DA process(es), "
             f"freed memory kept for reuse {self.cpu_retains_freed_memory}"
         )
