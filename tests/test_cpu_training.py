@@ -1,5 +1,6 @@
 """The fast CPU training path against nnU-Net's plain one, and `lightecho benchmark --train` (tiny frames)."""
 
+import copy
 import json
 import platform
 
@@ -19,6 +20,7 @@ from nnunet_lightweight.training.benchmark import (
 from nnunet_lightweight.training.cpu_training import resolve_cpu_precision
 from nnunet_lightweight.training.nnUNetTrainerLightEcho import nnUNetTrainerLightEcho
 from nnunet_lightweight.training.nnUNetTrainerLightEcho_CPU1h import nnUNetTrainerLightEcho_CPU1h
+from nnunet_lightweight.training.skip_gradients import concatenated_modules, keep_skip_gradients_channels_last
 
 SIZE, BATCH = 64, 4
 
@@ -152,10 +154,6 @@ def test_fast_path_fuses_lightechos_mish(tmp_path):
 def test_skip_gradients_become_channels_last_and_keep_their_values(tmp_path, trainer_class):
     """The hooks of training/skip_gradients.py: same parameter gradients, and the gradient reaching the last
     upsampler is one channels_last tensor (a strided slice of cat's gradient without them)."""
-    import copy
-
-    from nnunet_lightweight.training.skip_gradients import concatenated_modules, keep_skip_gradients_channels_last
-
     torch.manual_seed(0)
     trainer = build_benchmark_trainer(trainer_class, SIZE, BATCH, PLAIN_PATH, str(tmp_path))  # no hooks
     image = torch.randn(BATCH, 1, SIZE, SIZE).contiguous(memory_format=torch.channels_last)
