@@ -36,13 +36,14 @@ def _channels_last_gradient_hook(module: nn.Module, inputs: tuple, output):
 
 
 def concatenated_modules(network: nn.Module) -> list[nn.Module]:
-    """The modules whose outputs a U-Net decoder concatenates: the encoder's stages (the skips) and the decoder's
-    upsamplers (LightEcho's `upsamplers`, nnU-Net's `transpconvs`); empty for other networks."""
+    """The modules whose outputs a U-Net decoder concatenates: the encoder's stages but the last (the skips; the
+    bottleneck is only upsampled) and the decoder's upsamplers (LightEcho's `upsamplers`, nnU-Net's `transpconvs`);
+    empty for other networks."""
     encoder, decoder = getattr(network, "encoder", None), getattr(network, "decoder", None)
     if encoder is None or decoder is None:
         return []
     upsamplers = getattr(decoder, "upsamplers", None) or getattr(decoder, "transpconvs", None) or []
-    return [*getattr(encoder, "stages", []), *upsamplers]
+    return [*list(getattr(encoder, "stages", []))[:-1], *upsamplers]
 
 
 def keep_skip_gradients_channels_last(network: nn.Module) -> int:
