@@ -53,6 +53,34 @@ def _blobs(seed: int, shape=(48, 56)) -> np.ndarray:
     return np.digitize(noise, np.quantile(noise, [0.5, 0.65, 0.8])).astype(np.uint8)
 
 
+@pytest.mark.parametrize("shape", [(48, 56), (4, 40, 44)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16])
+def test_cpu_cca_matches_nnunets_function(shape, dtype):
+    from nnunetv2.postprocessing.remove_connected_components import remove_all_but_largest_component_from_segmentation
+
+    for seed in range(4):
+        segmentation = _blobs(seed, shape).astype(dtype)
+        pixels = segmentation.reshape(-1)
+        pixels[0], pixels[-2:] = 4, 4  # a label outside the filtered ones keeps both its components
+        expected = segmentation
+        for label in LABELS.values():
+            expected = remove_all_but_largest_component_from_segmentation(expected, label)
+        assert not np.array_equal(expected, segmentation)  # there are components to remove
+        result = keep_largest_component_per_label(segmentation, LABELS)
+        assert result.dtype == segmentation.dtype
+        np.testing.assert_array_equal(result, expected)
+
+
+def test_cpu_cca_keeps_a_map_with_one_component_per_structure():
+    segmentation = np.zeros((20, 20), dtype=np.uint8)
+    segmentation[2:8, 2:8], segmentation[10:14, 3:6], segmentation[15, 15] = 1, 2, 3
+    np.testing.assert_array_equal(keep_largest_component_per_label(segmentation, LABELS), segmentation)
+    segmentation[18, 2] = 1  # a second LV component, smaller: removed
+    expected = segmentation.copy()
+    expected[18, 2] = 0
+    np.testing.assert_array_equal(keep_largest_component_per_label(segmentation, LABELS), expected)
+
+
 def test_device_cca_matches_nnunet():
     segmentations = np.stack([_blobs(seed) for seed in range(4)])
     expected = np.stack([keep_largest_component_per_label(s, LABELS) for s in segmentations])

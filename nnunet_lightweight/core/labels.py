@@ -82,8 +82,36 @@ def map_labels(label: np.ndarray, label_map: Mapping[int, int], path: Path) -> n
 
 
 def keep_largest_component_per_label(segmentation: np.ndarray, labels: dict[str, int]) -> np.ndarray:
-    """Keep only the largest 8-connected component of every structure (nnU-Net's function, applied per label, on
-    CPU): the predictor's filter for masks off the device, and the CCA of `lightecho postprocess`."""
+    """Keep only the largest component of every structure: nnU-Net's `remove_all_but_largest_component_from_segmentation`
+    applied label by label (full connectivity: 8 in 2D, 26 in 3D; every component of the largest size is kept on a
+    tie), on CPU: the predictor's filter for masks off the device, and the CCA of `lightecho postprocess`.
+
+    One multi-label pass of cc3d (which nnU-Net's acvl_utils depends on) labels every structure's components at
+    once, and a map with one component per structure is returned as it is: about a third of nnU-Net's time per
+    224x224 frame, which matters when every frame of a video is filtered. Other dimensions go to nnU-Net's function.
+    """
+    integral = segmentation.dtype.kind in "ub" or (segmentation.dtype.kind == "i" and segmentation.min() >= 0)
+    if segmentation.ndim not in (2, 3) or not integral:
+        return _keep_largest_component_per_label_nnunet(segmentation, labels)
+    import cc3d  # imported here: only the predictor and `postprocess` filter masks
+
+    components, count = cc3d.connected_components(
+        segmentation, connectivity=8 if segmentation.ndim == 2 else 26, return_N=True
+    )
+    present = [label for label in labels.values() if np.any(segmentation == label)]
+    if count == len(present):  # one component per structure: nothing to remove
+        return segmentation
+    sizes = np.bincount(components.ravel(), minlength=count + 1)
+    value = np.zeros(count + 1, dtype=segmentation.dtype)
+    value[components.ravel()] = segmentation.ravel()
+    largest = np.zeros(int(value.max()) + 1, dtype=sizes.dtype)
+    np.maximum.at(largest, value, sizes)
+    keep = (sizes == largest[value]) | ~np.isin(value, present)
+    keep[0] = True
+    return np.where(keep[components], segmentation, 0).astype(segmentation.dtype, copy=False)
+
+
+def _keep_largest_component_per_label_nnunet(segmentation: np.ndarray, labels: dict[str, int]) -> np.ndarray:
     # Imported here: nnU-Net's postprocessing module pulls in its evaluation stack, which `predict` never needs.
     from nnunetv2.postprocessing.remove_connected_components import remove_all_but_largest_component_from_segmentation
 
