@@ -44,6 +44,9 @@ Placement = Literal["midpoint", "camus"]
 _LA_CONTACT_PX = 1.5
 # The LV-LA interface is used only if it spans at least this fraction of the LV's extent along the interface.
 _MIN_BASE_FRACTION = 0.25
+# Margin of the LV box that measuring works in: outline points are within a pixel of an LV pixel, and an LA pixel
+# in contact within _LA_CONTACT_PX of the pixels beside them.
+_BOX_MARGIN_PX = 3
 # Hull points skipped by a candidate base chord must lie within this fraction of the LV's size of the chord.
 _BASE_STRAIGHTNESS = 0.02
 # CAMUS's basal disk sits on the mitral plane itself; it is measured this fraction of a disk inside the cavity.
@@ -195,17 +198,31 @@ def _section_lengths(outline_mm: np.ndarray, points: np.ndarray, axis_direction:
     """Length of the outline polygon's interior along the line through each point perpendicular to the axis."""
     normal = np.array([-axis_direction[1], axis_direction[0]])
     following = np.roll(outline_mm, -1, axis=0)
-    lengths = np.empty(len(points))
-    for index, point in enumerate(points):
-        height = (outline_mm - point) @ axis_direction
-        height_next = (following - point) @ axis_direction
-        crossing = (height >= 0) != (height_next >= 0)
-        t = height[crossing] / (height[crossing] - height_next[crossing])
-        hits = outline_mm[crossing] + t[:, None] * (following[crossing] - outline_mm[crossing])
-        positions = np.sort((hits - point) @ normal)
-        # A closed polygon is crossed an even number of times: consecutive pairs bound the interior.
-        lengths[index] = float(np.sum(positions[1::2] - positions[0::2])) if len(positions) % 2 == 0 else 0.0
-    return lengths
+    # (points, outline) arrays: every line against every outline edge at once.
+    height = (outline_mm[None] - points[:, None]) @ axis_direction
+    height_next = (following[None] - points[:, None]) @ axis_direction
+    crossing = (height >= 0) != (height_next >= 0)
+    t = np.divide(height, height - height_next, out=np.zeros_like(height), where=crossing)
+    hits = outline_mm[None] + t[..., None] * (following - outline_mm)[None]
+    positions = np.sort(np.where(crossing, (hits - points[:, None]) @ normal, np.inf), axis=1)
+    # A closed polygon is crossed an even number of times: consecutive pairs bound the interior.
+    counts = crossing.sum(axis=1)
+    pair_count = positions.shape[1] // 2
+    pairs = np.arange(pair_count)[None] < (counts // 2)[:, None]
+    spans = np.zeros(pairs.shape)
+    np.subtract(positions[:, 1::2][:, :pair_count], positions[:, 0::2][:, :pair_count], out=spans, where=pairs)
+    return np.where(counts % 2 == 0, spans.sum(axis=1), 0.0)
+
+
+def _lv_box(lv: np.ndarray, margin: int) -> tuple[slice, slice]:
+    """The LV pixels' bounding box grown by `margin` pixels (clipped to the image); the whole image without LV."""
+    rows, cols = np.flatnonzero(lv.any(axis=1)), np.flatnonzero(lv.any(axis=0))
+    if rows.size == 0:
+        return slice(0, lv.shape[0]), slice(0, lv.shape[1])
+    return (
+        slice(max(rows[0] - margin, 0), min(rows[-1] + margin + 1, lv.shape[0])),
+        slice(max(cols[0] - margin, 0), min(cols[-1] + margin + 1, lv.shape[1])),
+    )
 
 
 def measure_disks(
@@ -224,11 +241,15 @@ def measure_disks(
         raise InputError(f"placement must be 'midpoint' or 'camus', got {placement!r}")
     spacing = check_spacing(spacing, f"{what} spacing")
     lv, la = split_labels(mask, lv_label, la_label, what)
-    outline_px = lv_outline(lv, what)
-    outline_mm = outline_px * spacing
+    # Everything below happens within a few pixels of the LV: work on its box (same outline, contact and disks, a
+    # fraction of the pixels, which matters when every frame of a video is measured).
+    box = _lv_box(lv, _BOX_MARGIN_PX)
+    origin = np.array([box[0].start, box[1].start])
+    outline_in_box = lv_outline(lv[box], what)
+    outline_mm = (outline_in_box + origin) * spacing
     base, source = None, "LA interface"
-    if la is not None:
-        base = _base_from_la(outline_px, outline_mm, la)
+    if la is not None and la[box].any():
+        base = _base_from_la(outline_in_box, outline_mm, la[box])
     if base is None:
         base, source = _base_from_hull(outline_mm, spacing), "outline"
     base_mid = (base[0] + base[1]) / 2
