@@ -32,7 +32,7 @@ from nnunet_lightweight.inference.engines import (
     openvino_available,
     resolve_backend,
 )
-from nnunet_lightweight.inference.fast_predictor import FastPredictor, find_cases, predict
+from nnunet_lightweight.inference.fast_predictor import FastPredictor, find_cases, first_max_channel, predict
 from nnunet_lightweight.inference.model_folder import load_trained_model
 from nnunet_lightweight.inference.onnx_export import onnxruntime_available
 from nnunet_lightweight.inference.settings import PredictorSettings
@@ -79,6 +79,15 @@ def test_cpu_cca_keeps_a_map_with_one_component_per_structure():
     expected = segmentation.copy()
     expected[18, 2] = 0
     np.testing.assert_array_equal(keep_largest_component_per_label(segmentation, LABELS), expected)
+
+
+def test_first_max_channel_is_argmax_with_its_tie_rule():
+    # Small integers: many ties between channels, which the first maximum must win, as in torch and numpy.
+    logits = np.random.default_rng(0).integers(0, 3, size=(2, 4, 16, 24)).astype(np.float32)
+    labels = first_max_channel(logits)
+    assert labels.dtype == np.uint8
+    np.testing.assert_array_equal(labels, torch.from_numpy(logits).argmax(1).numpy())
+    np.testing.assert_array_equal(labels, logits.argmax(1))
 
 
 def test_device_cca_matches_nnunet():

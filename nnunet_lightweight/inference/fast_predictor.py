@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import copy
 import json
-import queue
 import re
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -45,7 +43,14 @@ from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.image_io import check_image_content
 from nnunet_lightweight.core.labels import keep_largest_component_per_label
 from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
-from nnunet_lightweight.core.video_readers import CLIP_SUFFIXES, DICOM_SUFFIXES, VIDEO_SUFFIXES, clip_kind, read_loop
+from nnunet_lightweight.core.video_readers import (
+    CLIP_SUFFIXES,
+    DICOM_SUFFIXES,
+    VIDEO_SUFFIXES,
+    clip_kind,
+    prefetched,
+    read_loop,
+)
 from nnunet_lightweight.inference.components import keep_largest_component
 from nnunet_lightweight.inference.engines import (
     build_engine,
@@ -228,14 +233,18 @@ class FastPredictor:
         the sector's bounding box and resized to the convention's frame size, which is then at the model's own
         spacing (no resampling); `segment` maps the masks back.
         """
+        return list(self._prepared(stack, spacing, coloured))
+
+    def _prepared(self, stack: np.ndarray, spacing: list[float], coloured: np.ndarray | None) -> Iterator[Frame]:
+        """`prepare`, frame by frame."""
         placement = self.convention.place(stack[0], coloured) if self.convention else None
         if placement is not None:
             stack = placement.to_model(stack)
             spacing = [spacing[0], *self.model.configuration_manager.spacing]
-        frames = [self.preprocess(stack[:, z : z + 1], {"spacing": list(spacing)}) for z in range(stack.shape[1])]
-        for frame in frames:
+        for z in range(stack.shape[1]):
+            frame = self.preprocess(stack[:, z : z + 1], {"spacing": list(spacing)})
             frame.placement = placement
-        return frames
+            yield frame
 
     @torch.inference_mode()
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
@@ -263,22 +272,40 @@ class FastPredictor:
             logits = logits + engine(batch)
         return logits / len(self.engines) if len(self.engines) > 1 else logits
 
-    def segment(self, frames: list[Frame]) -> list[np.ndarray]:
-        """Label maps of preprocessed frames, each in its original geometry (nnU-Net's layout, e.g. (1, rows, cols))."""
-        results: list[np.ndarray | None] = [None] * len(frames)
-        batched = []
-        for index, frame in enumerate(frames):
-            if frame.data.shape[1] == 1 and all(s <= p for s, p in zip(frame.data.shape[2:], self.patch)):
-                batched.append(index)
-            else:
-                results[index] = self._segment_sliding_window(frame)
-        for start in range(0, len(batched), self.batch_size):
-            chunk = batched[start : start + self.batch_size]
-            for index, segmentation in zip(chunk, self._segment_batch([frames[i] for i in chunk])):
-                results[index] = segmentation
-        return [f.placement.to_input(r) if f.placement else r for f, r in zip(frames, results)]
+    def segment(self, frames: Iterable[Frame]) -> list[np.ndarray]:
+        """Label maps of preprocessed frames, each in its original geometry (nnU-Net's layout, e.g. (1, rows, cols)).
 
-    def _segment_batch(self, frames: list[Frame]) -> list[np.ndarray]:
+        `frames` may be a generator that another thread fills (`__call__` preprocesses that way): each batch goes
+        through the network as soon as it is complete, while a worker thread puts the previous batch's masks back
+        into their frames (uncrop, CCA, input size), so that this work overlaps the network's next batch.
+        """
+        finished: list[tuple[list[int], Future]] = []
+        batch: list[tuple[int, Frame]] = []
+        with ThreadPoolExecutor(max_workers=1) as finishing:
+
+            def flush() -> None:
+                finish = self._segment_batch([frame for _, frame in batch])
+                finished.append(([index for index, _ in batch], finishing.submit(finish)))
+                batch.clear()
+
+            for index, frame in enumerate(frames):
+                if frame.data.shape[1] == 1 and all(s <= p for s, p in zip(frame.data.shape[2:], self.patch)):
+                    batch.append((index, frame))
+                    if len(batch) == self.batch_size:
+                        flush()
+                else:
+                    mask = self._segment_sliding_window(frame)
+                    finished.append(([index], finishing.submit(_at_input_size, [frame], [mask])))
+            if batch:
+                flush()
+            results: dict[int, np.ndarray] = {}
+            for indices, future in finished:
+                results.update(zip(indices, future.result()))
+        return [results[index] for index in range(len(results))]
+
+    def _segment_batch(self, frames: list[Frame]) -> Callable[[], list[np.ndarray]]:
+        """Run the network (argmax, and CCA on a GPU) on a batch of frames that fit the patch; returns the rest of the
+        work, which needs no engine: the label maps in each frame's original geometry."""
         from acvl_utils.cropping_and_padding.padding import pad_nd_image
 
         padded, slicers = zip(
@@ -288,12 +315,11 @@ class FastPredictor:
         direct = [
             tuple(f.properties["shape_after_cropping_and_before_resampling"][1:]) == f.data.shape[2:] for f in frames
         ]
-        results: list[np.ndarray | None] = [None] * len(frames)
-        if any(direct):
-            # torch's CPU argmax over the channels of an NCHW tensor is slow (8 ms for 2x4x224x224 on 2 cores,
-            # 1 ms in channels_last, with the same first-maximum tie rule).
-            if logits.device.type == "cpu":
-                logits = logits.contiguous(memory_format=torch.channels_last)
+        segmentation = None
+        if any(direct) and logits.device.type == "cpu":
+            # The padding is sliced off below, before the CPU CCA: no mask needed.
+            segmentation = first_max_channel(logits.float().numpy())
+        elif any(direct):
             segmentation = logits.argmax(1).to(torch.uint8)
             valid = torch.zeros(segmentation.shape, dtype=torch.bool)
             for b, slicer in enumerate(slicers):
@@ -302,18 +328,24 @@ class FastPredictor:
             if self.cca and self._cca_on_device:
                 segmentation = keep_largest_component(segmentation, self.labels)
             segmentation = segmentation.cpu().numpy()
-            for b, frame in enumerate(frames):
-                if direct[b]:
-                    results[b] = self._revert_crop(
-                        segmentation[b][slicers[b][1:]][None],
-                        frame.properties,
-                        cca=self.cca and not self._cca_on_device,
-                    )
-        for b, frame in enumerate(frames):
-            if not direct[b]:
-                frame_logits = logits[b][(slice(None), *slicers[b][1:])][:, None].float().cpu()
-                results[b] = self._export(frame_logits, frame.properties)
-        return results
+        resampled = {
+            b: logits[b][(slice(None), *slicers[b][1:])][:, None].float().cpu()
+            for b in range(len(frames))
+            if not direct[b]
+        }
+
+        def finish() -> list[np.ndarray]:
+            masks = [
+                self._revert_crop(
+                    segmentation[b][slicers[b][1:]][None], frame.properties, self.cca and not self._cca_on_device
+                )
+                if direct[b]
+                else self._export(resampled[b], frame.properties)
+                for b, frame in enumerate(frames)
+            ]
+            return _at_input_size(frames, masks)
+
+        return finish
 
     def _revert_crop(self, segmentation: np.ndarray, properties: dict, cca: bool) -> np.ndarray:
         """Put a (1, rows, cols) map of the cropped frame back into the full frame and undo the transpose."""
@@ -366,7 +398,10 @@ class FastPredictor:
         if frames.ndim != 3:
             raise InputError(f"expected frames (T, rows, cols), got shape {frames.shape}")
         spacing_3d = [_DUMMY_SPACING, float(spacing[0]), float(spacing[1])]
-        prepared = self.prepare(frames.astype(np.float32)[None], spacing_3d, coloured)
+        # Frames are preprocessed in a thread while the network segments the ones before them.
+        prepared = prefetched(
+            self._prepared(frames.astype(np.float32)[None], spacing_3d, coloured), 2 * self.batch_size
+        )
         return np.stack([s.reshape(frames.shape[1:]) for s in self.segment(prepared)])
 
     def read_case(self, case: Case) -> tuple[list[Frame], dict | None]:
@@ -444,24 +479,22 @@ def find_cases(
     return result
 
 
-def _prefetch(items: Iterable, depth: int = 4) -> Iterator:
-    """Iterate `items` in a background thread (reading and preprocessing overlap the network), re-raising errors."""
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
+def first_max_channel(logits: np.ndarray) -> np.ndarray:
+    """Argmax over the channels of (B, C, H, W) logits as uint8 labels, the first maximum winning ties (as torch's
+    and numpy's argmax): one pass per channel over contiguous planes, several times faster on a CPU than an argmax
+    along a strided axis, which matters for every frame of a video."""
+    best = logits[:, 0].copy()
+    labels = np.zeros(best.shape, dtype=np.uint8)
+    for channel in range(1, logits.shape[1]):
+        greater = logits[:, channel] > best
+        labels[greater] = channel
+        np.maximum(best, logits[:, channel], out=best)
+    return labels
 
-    def work():
-        try:
-            for item in items:
-                buffer.put(item)
-        except BaseException as error:  # handed to the consumer
-            buffer.put(error)
-        buffer.put(done)
 
-    threading.Thread(target=work, daemon=True).start()
-    while (item := buffer.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+def _at_input_size(frames: list[Frame], masks: list[np.ndarray]) -> list[np.ndarray]:
+    """Masks of frames that were brought to the model's input convention, mapped back to the input's size."""
+    return [frame.placement.to_input(mask) if frame.placement else mask for frame, mask in zip(frames, masks)]
 
 
 def predict_cases(
@@ -504,7 +537,7 @@ def predict_cases(
                 last_report = time.perf_counter()
                 progress(f"  {done_frames} frames segmented ({last_report - start:.1f} s)")
 
-        for item in _prefetch(read_all()):
+        for item in prefetched(read_all(), depth=4):
             pending.append(item)
             timing.frames += len(item[1])
             if sum(len(f) for _, f, _ in pending) >= predictor.batch_size:
