@@ -73,11 +73,15 @@ _DUMMY_SPACING = 999.0
 @dataclass
 class Frame:
     """One preprocessed frame: data (C, 1, rows, cols) float32 and nnU-Net's preprocessing properties, and where
-    the frame was brought to the model's input convention, how its mask goes back to the input's size."""
+    the frame was brought to the model's input convention, how its mask goes back to the input's size. A frame
+    that fits the patch also carries its zero-padded copy (C, patch rows, patch cols) and the slicer of the frame
+    in it, made where it was preprocessed (a reader thread), so that batches go to the network without delay."""
 
     data: np.ndarray
     properties: dict
     placement: Placement | None = None
+    padded: torch.Tensor | None = None
+    slicer: tuple | None = None
 
 
 @dataclass
@@ -220,10 +224,21 @@ class FastPredictor:
             raise InputError(
                 f"the model expects {self.model.num_input_channels} channel(s), the image has {data.shape[0]}"
             )
+        from acvl_utils.cropping_and_padding.padding import pad_nd_image
+
         data, _, properties = self.preprocessor.run_case_npy(
             data, None, properties, self.model.plans_manager, self.model.configuration_manager, self.model.dataset_json
         )
-        return Frame(np.ascontiguousarray(data, dtype=np.float32), properties)
+        frame = Frame(np.ascontiguousarray(data, dtype=np.float32), properties)
+        if self._fits_patch(frame):
+            frame.padded, frame.slicer = pad_nd_image(
+                torch.from_numpy(frame.data[:, 0]), self.patch, "constant", {"value": 0}, True
+            )
+        return frame
+
+    def _fits_patch(self, frame: Frame) -> bool:
+        """Whether the frame is one 2D image no larger than the patch (it is then batched, padded to the patch)."""
+        return frame.data.shape[1] == 1 and all(s <= p for s, p in zip(frame.data.shape[2:], self.patch))
 
     def prepare(self, stack: np.ndarray, spacing: list[float], coloured: np.ndarray | None = None) -> list[Frame]:
         """Preprocessed frames of an image stack (C, frames, rows, cols) with nnU-Net's 3-axis `spacing`.
@@ -289,7 +304,7 @@ class FastPredictor:
                 batch.clear()
 
             for index, frame in enumerate(frames):
-                if frame.data.shape[1] == 1 and all(s <= p for s, p in zip(frame.data.shape[2:], self.patch)):
+                if self._fits_patch(frame):
                     batch.append((index, frame))
                     if len(batch) == self.batch_size:
                         flush()
@@ -304,22 +319,16 @@ class FastPredictor:
         return [results[index] for index in range(len(results))]
 
     def _segment_batch(self, frames: list[Frame]) -> Callable[[], list[np.ndarray]]:
-        """Run the network (argmax, and CCA on a GPU) on a batch of frames that fit the patch; returns the rest of the
-        work, which needs no engine: the label maps in each frame's original geometry."""
-        from acvl_utils.cropping_and_padding.padding import pad_nd_image
-
-        padded, slicers = zip(
-            *(pad_nd_image(torch.from_numpy(f.data[:, 0]), self.patch, "constant", {"value": 0}, True) for f in frames)
-        )
-        logits = self.logits(torch.stack(padded))
+        """Run the network (and on a GPU argmax and CCA) on a batch of frames that fit the patch; returns the rest of
+        the work, which needs no engine (on a CPU the argmax too): the label maps in each frame's original geometry.
+        """
+        logits = self.logits(torch.stack([frame.padded for frame in frames]))
+        slicers = [frame.slicer for frame in frames]
         direct = [
             tuple(f.properties["shape_after_cropping_and_before_resampling"][1:]) == f.data.shape[2:] for f in frames
         ]
         segmentation = None
-        if any(direct) and logits.device.type == "cpu":
-            # The padding is sliced off below, before the CPU CCA: no mask needed.
-            segmentation = first_max_channel(logits.float().numpy())
-        elif any(direct):
+        if any(direct) and logits.device.type != "cpu":
             segmentation = logits.argmax(1).to(torch.uint8)
             valid = torch.zeros(segmentation.shape, dtype=torch.bool)
             for b, slicer in enumerate(slicers):
@@ -335,9 +344,13 @@ class FastPredictor:
         }
 
         def finish() -> list[np.ndarray]:
+            labels = segmentation
+            if labels is None and any(direct):
+                # On CPU the padding is sliced off below, before the CCA: no mask needed.
+                labels = first_max_channel(logits.float().numpy())
             masks = [
                 self._revert_crop(
-                    segmentation[b][slicers[b][1:]][None], frame.properties, self.cca and not self._cca_on_device
+                    labels[b][slicers[b][1:]][None], frame.properties, self.cca and not self._cca_on_device
                 )
                 if direct[b]
                 else self._export(resampled[b], frame.properties)
