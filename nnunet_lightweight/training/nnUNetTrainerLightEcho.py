@@ -29,6 +29,7 @@ from nnunet_lightweight.core.presets import load_preset
 from nnunet_lightweight.planning.configuration import lightecho_configuration, preset_architecture
 from nnunet_lightweight.training.augmentation import AUGMENTATIONS
 from nnunet_lightweight.training.cpu_training import FastCPUTraining
+from nnunet_lightweight.training.pooled_deep_supervision import PooledDeepSupervision
 
 
 class PatienceExhausted(Exception):
@@ -66,7 +67,7 @@ class OnePassEpochs:
         return dataset_tr, dataset_val
 
 
-class nnUNetTrainerLightEcho(FastCPUTraining, OnePassEpochs, nnUNetTrainer):
+class nnUNetTrainerLightEcho(PooledDeepSupervision, FastCPUTraining, OnePassEpochs, nnUNetTrainer):
     # Network: a preset from plans/, then the component overrides below (None keeps the preset's choice).
     network_preset: str = "lightecho"
     norm_op: type[nn.Module] | None = None  # nn.Identity means no normalization
