@@ -3,11 +3,14 @@
 import numpy as np
 import pytest
 from clinical_shapes import section_mask, truncated_ellipsoid_volume_ml
+from label_maps import synthetic_heart
 from scipy import ndimage
 
 from nnunet_lightweight.clinical.ejection_fraction import ejection_fraction
 from nnunet_lightweight.clinical.volumes import (
+    _base_from_la,
     find_long_axis,
+    lv_outline,
     measure_disks,
     simpson_biplane_volume,
     simpson_single_plane_volume,
@@ -115,3 +118,25 @@ def test_no_lv_pixels_is_an_input_error_naming_the_view():
 def test_three_dimensional_mask_is_an_input_error():
     with pytest.raises(InputError, match="2D"):
         simpson_single_plane_volume(np.ones((4, 4, 4), dtype=np.uint8), SPACING)
+
+
+@pytest.mark.parametrize("la_shift", [0, 1, 2, 3])  # touching, one- and two-pixel gaps (contact up to 1.5 px), apart
+@pytest.mark.parametrize("top_rows_cut", [0, 11])  # 11: the LV reaches the image's first row
+def test_measuring_within_the_lv_box_finds_the_full_frame_landmarks(la_shift, top_rows_cut):
+    mask = synthetic_heart()
+    la = mask == 3
+    mask[la] = 0
+    mask[np.roll(la, la_shift, axis=0) & (mask == 0)] = 3
+    mask = mask[top_rows_cut:]
+    spacing = np.array([0.7, 0.45])
+    # The same steps on the whole frame, without the box.
+    outline = lv_outline(mask == 1)
+    base = _base_from_la(outline, outline * spacing, mask == 3)
+    measured = measure_disks(mask, spacing, lv_label=1)
+    np.testing.assert_array_equal(measured.outline, outline * spacing)
+    if base is None:
+        assert measured.axis.base_source == "outline"
+    else:
+        assert measured.axis.base_source == "LA interface"
+        np.testing.assert_array_equal(measured.axis.base_start, base[0])
+        np.testing.assert_array_equal(measured.axis.base_end, base[1])
