@@ -53,6 +53,7 @@ from nnunet_lightweight.core.video_readers import (
 )
 from nnunet_lightweight.inference.components import keep_largest_component
 from nnunet_lightweight.inference.engines import (
+    RunningBatch,
     build_engine,
     resolve_backend,
     resolve_device,
@@ -177,6 +178,7 @@ class FastPredictor:
         self._sliding_window_predictor = None
         self._mirroring_predictor = self._nnunet_predictor(self._ensemble_logits) if self.mirror_axes else None
         self.network_seconds = 0.0
+        self._network_busy_until = 0.0
 
     def _nnunet_predictor(self, network: Callable[[torch.Tensor], torch.Tensor] | torch.nn.Module):
         """nnU-Net's predictor around `network`, with this model's plans, folds and mirroring."""
@@ -280,6 +282,25 @@ class FastPredictor:
         self.network_seconds += time.perf_counter() - start
         return logits
 
+    def submit_logits(self, batch: torch.Tensor) -> RunningBatch:
+        """`logits` started in the background where the engine can (one fold, no mirroring, no padding to a fixed
+        batch: OpenVINO on CPU); elsewhere computed now. Collect each result before the submission after next."""
+        if len(self.engines) > 1 or self._mirroring_predictor is not None or self.fixed_batch:
+            start = time.perf_counter()
+            logits = self.logits(batch)
+            return RunningBatch(lambda: logits, start, time.perf_counter() - start)
+        running = self.engines[0].submit(batch)
+
+        def logits() -> torch.Tensor:
+            result = running()
+            # Batches queue behind each other: count the network's busy time once.
+            end = running.started + running.seconds
+            self.network_seconds += max(0.0, end - max(running.started, self._network_busy_until))
+            self._network_busy_until = max(self._network_busy_until, end)
+            return result
+
+        return RunningBatch(logits, running.started)
+
     def _ensemble_logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Logits of a device batch averaged over the folds' engines, as nnU-Net averages its folds."""
         logits = self.engines[0](batch)
@@ -290,18 +311,26 @@ class FastPredictor:
     def segment(self, frames: Iterable[Frame]) -> list[np.ndarray]:
         """Label maps of preprocessed frames, each in its original geometry (nnU-Net's layout, e.g. (1, rows, cols)).
 
-        `frames` may be a generator that another thread fills (`__call__` preprocesses that way): each batch goes
-        through the network as soon as it is complete, while a worker thread puts the previous batch's masks back
-        into their frames (uncrop, CCA, input size), so that this work overlaps the network's next batch.
+        `frames` may be a generator that another thread fills (`__call__` preprocesses that way). Three things
+        overlap: the engine runs a batch while the next one is queued behind it (`submit_logits`), this thread
+        collects the previous batch's logits, and a worker thread puts that batch's masks back into their frames
+        (argmax on CPU, uncrop, CCA, input size).
         """
         finished: list[tuple[list[int], Future]] = []
         batch: list[tuple[int, Frame]] = []
+        running: list[tuple[list[tuple[int, Frame]], RunningBatch]] = []
         with ThreadPoolExecutor(max_workers=1) as finishing:
 
+            def collect() -> None:
+                indexed, logits = running.pop(0)
+                finish = self._finish_batch([frame for _, frame in indexed], logits())
+                finished.append(([index for index, _ in indexed], finishing.submit(finish)))
+
             def flush() -> None:
-                finish = self._segment_batch([frame for _, frame in batch])
-                finished.append(([index for index, _ in batch], finishing.submit(finish)))
+                running.append((list(batch), self.submit_logits(torch.stack([frame.padded for _, frame in batch]))))
                 batch.clear()
+                if len(running) > 1:
+                    collect()
 
             for index, frame in enumerate(frames):
                 if self._fits_patch(frame):
@@ -313,16 +342,16 @@ class FastPredictor:
                     finished.append(([index], finishing.submit(_at_input_size, [frame], [mask])))
             if batch:
                 flush()
+            while running:
+                collect()
             results: dict[int, np.ndarray] = {}
             for indices, future in finished:
                 results.update(zip(indices, future.result()))
         return [results[index] for index in range(len(results))]
 
-    def _segment_batch(self, frames: list[Frame]) -> Callable[[], list[np.ndarray]]:
-        """Run the network (and on a GPU argmax and CCA) on a batch of frames that fit the patch; returns the rest of
-        the work, which needs no engine (on a CPU the argmax too): the label maps in each frame's original geometry.
-        """
-        logits = self.logits(torch.stack([frame.padded for frame in frames]))
+    def _finish_batch(self, frames: list[Frame], logits: torch.Tensor) -> Callable[[], list[np.ndarray]]:
+        """After the network: argmax and CCA on a GPU; returns the rest of the work, which needs no engine (on a CPU
+        the argmax too): the label maps in each frame's original geometry."""
         slicers = [frame.slicer for frame in frames]
         direct = [
             tuple(f.properties["shape_after_cropping_and_before_resampling"][1:]) == f.data.shape[2:] for f in frames
