@@ -121,6 +121,20 @@ def _network_with_batch_statistics(seed: int = 0) -> torch.nn.Module:
     return network
 
 
+@needs_openvino
+def test_openvino_batches_queued_together_return_their_own_logits():
+    engine = build_engine(
+        _network_with_batch_statistics(), "openvino", torch.device("cpu"), "fp32", (2, 1, PATCH, PATCH), 2, log=None
+    )
+    first_images, second_images = torch.randn(2, 2, 1, PATCH, PATCH, generator=torch.Generator().manual_seed(0))
+    first, second = engine.submit(first_images), engine.submit(second_images)  # both on the engine at once
+    first_logits, second_logits = first(), second()
+    assert first.seconds > 0 and second.seconds > 0
+    assert not torch.equal(first_logits, second_logits)
+    torch.testing.assert_close(first_logits, engine(first_images))
+    torch.testing.assert_close(second_logits, engine(second_images))
+
+
 def test_fold_batch_norm_keeps_the_function():
     network = _network_with_batch_statistics()
     folded = fold_batch_norm(network)
