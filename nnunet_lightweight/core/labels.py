@@ -87,7 +87,7 @@ def keep_largest_component_per_label(segmentation: np.ndarray, labels: dict[str,
     tie), on CPU: the predictor's filter for masks off the device, and the CCA of `lightecho postprocess`.
 
     One multi-label pass of cc3d (which nnU-Net's acvl_utils depends on) labels every structure's components at
-    once, and a map with one component per structure is returned as it is: about a third of nnU-Net's time per
+    once, and a map with one component per structure is returned as it is (not copied): a third of nnU-Net's time per
     224x224 frame, which matters when every frame of a video is filtered. Other dimensions go to nnU-Net's function.
     """
     integral = segmentation.dtype.kind in "ub" or (segmentation.dtype.kind == "i" and segmentation.min() >= 0)

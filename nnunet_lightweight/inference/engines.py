@@ -312,7 +312,7 @@ class OpenVinoEngine(Engine):
             core.read_model(model=cached_network_onnx(network, example_shape)), "CPU", config
         )
         # Two requests take turns: the next batch is queued while the caller collects the last one's logits, so
-        # the network does not wait for the caller between batches (8 % more frames/s in the video benchmark).
+        # the network does not wait for the caller between batches (2-3 % more frames/s in alternating video runs).
         self.requests = [self.compiled_model.create_infer_request() for _ in range(2)]
         self._turn = 0
 
@@ -336,7 +336,8 @@ class OpenVinoEngine(Engine):
 
 
 def _finished_output(request, running: RunningBatch, array: np.ndarray) -> torch.Tensor:
-    """The logits of an OpenVINO request once it is done (its latency, from start to end, into `running.seconds`)."""
+    """The logits of an OpenVINO request once it is done (its latency, from start to end, into `running.seconds`);
+    `array` is the input the request reads in place, held until then."""
     request.wait()
     running.seconds = request.latency / 1000
     return torch.from_numpy(request.get_output_tensor(0).data.copy())
