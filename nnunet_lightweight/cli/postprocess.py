@@ -11,8 +11,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "postprocess",
         help="largest component per structure and/or morphological opening/closing of predictions",
         description="Writes post-processed copies of every <case>.nii.gz in the input folder (headers kept). "
-        "cca keeps the largest 8-connected component of each structure (nnU-Net's "
-        "remove_all_but_largest_component_from_segmentation per label, as the paper does); morph "
+        "cca keeps the largest 8-connected component of each structure (as nnU-Net's "
+        "remove_all_but_largest_component_from_segmentation per label does, the paper's CCA); morph "
         "applies binary opening and/or closing per structure with a disk; cca+morph does the "
         "morphology first, then the CCA. nnU-Net's data-driven choice (keep CCA only where it helps) "
         "stays available as nnUNetv2_determine_postprocessing / nnUNetv2_apply_postprocessing.",

@@ -4,14 +4,15 @@ What is nnU-Net's own code here: image reading and writing (the plans' reader/wr
 input's geometry), preprocessing (`preprocessor.run_case_npy`: transpose, crop to the nonzero bounding box,
 the plans' normalisation, resampling to the plans' spacing), centred zero padding to the patch (`pad_nd_image`),
 export (argmax, resampling back, reverting the crop; `convert_predicted_logits_to_segmentation_with_correct_shape`
-wherever a frame was resampled) and the largest-component filter on CPU.
+wherever a frame was resampled). The largest-component filter has nnU-Net's semantics (its
+`remove_all_but_largest_component_from_segmentation` per label) in one faster pass (`core.labels`), tested equal.
 
 What differs from `nnUNetv2_predict --disable_tta`, and why the masks still match:
 - frames that fit the patch are stacked into batches and run once; nnU-Net runs each frame alone through its
   sliding window, which for a frame that fits is one window whose Gaussian weight cancels out (it keeps the
   logits in fp16 meanwhile; argmax ties may fall differently in a handful of pixels);
-- argmax and, on GPU, the largest-component filter run on the device; frames needing no resampling skip the
-  logit export to CPU;
+- argmax and, on GPU, the largest-component filter run on the device (on CPU the argmax is a first-maximum
+  pass in numpy, with torch's tie rule); frames needing no resampling skip the logit export to CPU;
 - frames larger than the patch go through nnU-Net's own sliding-window code, unchanged;
 - a file with several frames (a 2D+t cine loop) is preprocessed frame by frame (each frame cropped and
   normalised on its own, as the training frames were), whereas nnU-Net would normalise the whole stack at once;
