@@ -18,6 +18,7 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
+from nnunet_lightweight.core.deferred_imports import UNUSED_AT_START_UP
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.labels import keep_largest_component_per_label
 from nnunet_lightweight.core.video_readers import read_loop
@@ -633,11 +634,15 @@ def test_dicom_clip_input(model_folder, tmp_path):
     np.testing.assert_array_equal(masks, predictor(sequence.frames, spacing=sequence.spacing))
 
 
-def test_prediction_start_up_imports_no_trainer_dynamo_or_plotting():
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+def test_prediction_start_up_imports_no_trainer_dynamo_or_plotting(backend: str):
     """What `lightecho predict` loads before its first frame: torch and nnU-Net's inference pieces, not nnU-Net's
-    trainer module and what it drags in (torch._dynamo, seaborn, matplotlib), which cost seconds per start."""
+    trainer module and what it drags in (torch._dynamo, seaborn, matplotlib), which cost seconds per start; and
+    the modules the command defers (pandas, scikit-image's io, ...) are still waiting after that frame."""
     code = (
         "import sys, numpy as np\n"
+        "from nnunet_lightweight.core.deferred_imports import UNUSED_AT_START_UP, DeferredModule, defer_imports\n"
+        "deferred = defer_imports()\n"
         "from nnunet_lightweight.cli import build_parser\n"
         "from nnunet_lightweight.inference.fast_predictor import FastPredictor\n"
         "from nnunet_lightweight.inference.model_folder import load_trained_model\n"
@@ -645,10 +650,13 @@ def test_prediction_start_up_imports_no_trainer_dynamo_or_plotting():
         "from nnunet_lightweight.pretrained import shipped_model_folder\n"
         "build_parser()\n"
         "predictor = FastPredictor(load_trained_model(shipped_model_folder()),"
-        " PredictorSettings(device='cpu', backend='torch'), log=None)\n"
+        f" PredictorSettings(device='cpu', backend={backend!r}), log=None)\n"
         "predictor(np.random.default_rng(0).random((1, 64, 64), dtype=np.float32))\n"
         "heavy = ('torch._dynamo', 'seaborn', 'matplotlib', 'nnunetv2.training.nnUNetTrainer.nnUNetTrainer')\n"
         "print([name for name in heavy if name in sys.modules])\n"
+        "print(sorted(deferred), [name for name in deferred if not isinstance(sys.modules[name], DeferredModule)])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-2000:]
+    heavy, deferred = out.stdout.strip().splitlines()[-2:]
+    assert heavy == "[]", out.stdout[-2000:]
+    assert deferred == f"{sorted(UNUSED_AT_START_UP)} []", out.stdout[-2000:]

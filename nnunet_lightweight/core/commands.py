@@ -4,7 +4,7 @@ import sys
 
 # The entry points the packages declare for their console scripts (pyproject.toml's [project.scripts], nnU-Net's).
 CONSOLE_ENTRY_POINTS = {
-    "lightecho": "from nnunet_lightweight.cli import main; sys.exit(main())",
+    "lightecho": "from nnunet_lightweight.cli import console_main; sys.exit(console_main())",
     "nnUNetv2_train": "from nnunetv2.run.run_training import run_training_entry; sys.exit(run_training_entry())",
     "nnUNetv2_predict": (
         "from nnunetv2.inference.predict_from_raw_data import predict_entry_point; sys.exit(predict_entry_point())"
