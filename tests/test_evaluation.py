@@ -2,6 +2,7 @@
 
 import json
 import math
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from label_maps import synthetic_heart, write_seg
 
 from nnunet_lightweight.cli import main
+from nnunet_lightweight.core.commands import console_command
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.evaluation import (
     check_plausibility,
@@ -270,6 +272,18 @@ def test_missing_case_shape_mismatch_and_corrupt_file_are_clear_errors(folders, 
     write_seg(pred_dir / "extra_2CH_ED.nii.gz", np.zeros((64, 64), np.uint8))
     with pytest.raises(InputError, match="no reference"):
         evaluate_folder(pred_dir, ref_dir)
+
+
+def test_console_command_with_deferred_pandas_writes_what_main_writes(folders, tmp_path):
+    """The installed command defers pandas (and others) until first use; `evaluate`, which uses pandas throughout,
+    gives the same tables through it as through `main` in this process."""
+    pred_dir, ref_dir = folders
+    assert main(["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "-o", str(tmp_path / "main")]) == 0
+    arguments = ("evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "-o", str(tmp_path / "console"))
+    finished = subprocess.run(console_command("lightecho", *arguments), capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    for name in ("metrics.csv", "outliers.csv"):
+        assert (tmp_path / "console" / name).read_text() == (tmp_path / "main" / name).read_text()
 
 
 def test_cli_evaluate_and_postprocess(folders, tmp_path, capsys):

@@ -99,8 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `lightecho` console command."""
-    defer_imports()  # before any handler imports nnU-Net
+    """Parse `argv` (default: the command line), run the subcommand's handler and return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -126,14 +125,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def console_main() -> int:
-    """The installed `lightecho` command: `main`, then an exit that does not trace the heap.
+    """The installed `lightecho` command: `main`, with start-up and exit made cheaper for a short-lived process.
 
-    When `main` returns, outputs are committed and files closed. What remains is Python's shutdown, whose garbage
-    collections trace every object that torch's, nnU-Net's and OpenVINO's modules made: 0.4 s of a one-frame
-    `lightecho predict` on a 2-core machine. `gc.freeze` takes those objects out of the collector's view, so the
-    shutdown frees modules without tracing them; atexit handlers and thread joins run as before. (Only the
-    console command does this: a program calling `main` keeps its collector as it is.)
+    Before it, modules that nnU-Net imports but no prediction uses are deferred (`defer_imports`). After it, when
+    outputs are committed and files closed, what remains is Python's shutdown, whose garbage collections trace
+    every object that torch's, nnU-Net's and OpenVINO's modules made: 0.4 s of a one-frame `lightecho predict` on
+    a 2-core machine. `gc.freeze` takes those objects out of the collector's view, so the shutdown frees modules
+    without tracing them; atexit handlers and thread joins run as before. A program calling `main` gets neither.
     """
+    defer_imports()
     status = main()
     gc.freeze()
     return status
