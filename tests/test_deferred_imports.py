@@ -2,6 +2,7 @@
 
 import inspect
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -16,12 +17,13 @@ def probe_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     log = tmp_path / "imports.log"
     counting = f"open({str(log)!r}, 'a').write(__name__ + '\\n')\n"
     (tmp_path / "deferred_probe.py").write_text(counting + "VALUE = 42\n\ndef twice(x):\n    return 2 * x\n")
+    (tmp_path / "deferred_probe_slow.py").write_text(counting + "import time\ntime.sleep(0.3)\nVALUE = 3\n")
     (tmp_path / "deferred_probe_pkg").mkdir()
     (tmp_path / "deferred_probe_pkg" / "__init__.py").write_text("")
     (tmp_path / "deferred_probe_pkg" / "sub.py").write_text(counting + "VALUE = 7\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     yield log
-    for name in ("deferred_probe", "deferred_probe_pkg", "deferred_probe_pkg.sub"):
+    for name in ("deferred_probe", "deferred_probe_slow", "deferred_probe_pkg", "deferred_probe_pkg.sub"):
         sys.modules.pop(name, None)
 
 
@@ -52,6 +54,16 @@ def test_deferred_submodule_through_from_import(probe_modules: Path):
 
     assert isinstance(sub, DeferredModule) and imported(probe_modules) == []
     assert sub.VALUE == 7 and imported(probe_modules) == ["deferred_probe_pkg.sub"]
+
+
+def test_threads_reading_a_deferred_module_at_once_import_it_once(probe_modules: Path):
+    defer_imports(("deferred_probe_slow",))
+    import deferred_probe_slow as slow
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        values = list(pool.map(lambda _: slow.VALUE, range(8)))
+    assert values == [3] * 8
+    assert imported(probe_modules) == ["deferred_probe_slow"]
 
 
 def test_defer_imports_skips_missing_and_already_imported(probe_modules: Path):

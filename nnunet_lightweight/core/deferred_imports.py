@@ -19,14 +19,11 @@ import importlib
 import importlib.machinery
 import importlib.util
 import sys
-import threading
 import types
 
 # Imported by nnU-Net modules that every inference command loads, used on none of the inference paths. (blosc2,
 # which acvl_utils imports, cannot wait: acvl_utils reads `blosc2.ndarray` in an annotation at import time.)
 UNUSED_AT_START_UP = ("pandas", "skimage.io", "httpx", "requests")
-
-_load_lock = threading.RLock()
 
 
 class DeferredModule(types.ModuleType):
@@ -48,13 +45,13 @@ class DeferredModule(types.ModuleType):
         return getattr(self.load(), attribute)
 
     def load(self) -> types.ModuleType:
-        """Import the real module once (thread-safe) and return it."""
-        with _load_lock:
-            if self._real_module is None:
-                if sys.modules.get(self.__name__) is self:
-                    del sys.modules[self.__name__]
-                self._real_module = importlib.import_module(self.__name__)
-            return self._real_module
+        """Import the real module and return it. Thread-safe through the import system's own module locks: a
+        second thread finds the real module in `sys.modules` (and waits there while it initialises)."""
+        if self._real_module is None:
+            if sys.modules.get(self.__name__) is self:
+                sys.modules.pop(self.__name__, None)
+            self._real_module = importlib.import_module(self.__name__)
+        return self._real_module
 
 
 def defer_imports(names: tuple[str, ...] = UNUSED_AT_START_UP) -> list[str]:
