@@ -4,11 +4,11 @@ commands never use.
 nnU-Net's plans handler imports its whole reader registry (scikit-image's io for its PNG/TIFF reader; nibabel,
 whose pydicom imports requests for its test-data downloads), its resampling module imports pandas (for one
 `pd.unique` on label maps), and acvl_utils imports blosc2 (which imports httpx for remote arrays). These four
-cost about 0.3 s of every command's start-up on a 2-core machine, although predicting frames or videos uses none
-of them. `defer_imports` puts a stand-in module into `sys.modules`
-for each; the first attribute read on a stand-in imports the real module and hands the attribute over, so code
-that does use them works unchanged, only later. Only the console command installs the stand-ins (never a
-library import), so a program that imports this library gets the real modules.
+cost about 0.3 s of every command's start-up on a 2-core machine, although predicting NIfTI frames or videos uses
+none of them. `defer_imports` puts a stand-in module into `sys.modules` for each; the first attribute read on a
+stand-in imports the real module and hands the attribute over, so code that does use them works unchanged, only
+later. Only the console command installs the stand-ins (never a library import), so a program that imports this
+library gets the real modules.
 
 The stdlib's `importlib.util.LazyLoader` cannot do this: `import pandas as pd` reads the module's `__spec__`,
 which makes a lazy module load at once. A stand-in keeps the real spec as a plain attribute and loads only on
@@ -21,8 +21,9 @@ import importlib.util
 import sys
 import types
 
-# Imported by nnU-Net modules that every inference command loads, used on none of the inference paths. (blosc2,
-# which acvl_utils imports, cannot wait: acvl_utils reads `blosc2.ndarray` in an annotation at import time.)
+# Imported by nnU-Net modules that every inference command loads; predicting NIfTI frames or videos uses none of
+# them. (blosc2, which acvl_utils imports, cannot wait: acvl_utils reads `blosc2.ndarray` in an annotation at
+# import time.)
 UNUSED_AT_START_UP = ("pandas", "skimage.io", "httpx", "requests")
 
 
