@@ -641,7 +641,7 @@ def test_prediction_start_up_imports_no_trainer_dynamo_or_plotting(backend: str)
     the modules the command defers (pandas, scikit-image's io, ...) are still waiting after that frame."""
     code = (
         "import sys, numpy as np\n"
-        "from nnunet_lightweight.core.deferred_imports import UNUSED_AT_START_UP, DeferredModule, defer_imports\n"
+        "from nnunet_lightweight.core.deferred_imports import DeferredModule, defer_imports\n"
         "deferred = defer_imports()\n"
         "from nnunet_lightweight.cli import build_parser\n"
         "from nnunet_lightweight.inference.fast_predictor import FastPredictor\n"
