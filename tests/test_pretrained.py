@@ -152,6 +152,58 @@ def test_predict_uses_the_shipped_model_by_default(camus_root, tmp_path):
         assert dice_score(prediction == 3, reference == 3) >= 0.6, case
 
 
+def _screenshot(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A 224x224 CAMUS frame as a screenshot: resized to `shape` (linear), RGB, a green ECG trace above the sector."""
+    from scipy.ndimage import zoom
+
+    resized = zoom(frame.astype(np.float32), np.divide(shape, frame.shape), order=1).clip(0, 255).astype(np.uint8)
+    rgb = np.repeat(resized[..., None], 3, axis=-1)
+    rgb[4:30, 4:140] = (0, 230, 0)
+    return rgb
+
+
+def test_predict_and_ef_take_still_frame_images(camus_root, tmp_path):
+    """PNG and JPEG frames of an unseen patient, of another size, with a colour overlay: masks at the image's own
+    size that match the expert's, and the same EF as from the NIfTI frames."""
+    from scipy.ndimage import zoom
+
+    patient = (camus_root / "database_split" / "subgroup_validation.txt").read_text().split()[8]
+    source = camus_root / "database_nifti" / patient
+    odd, uniform, nifti = tmp_path / "odd", tmp_path / "uniform", tmp_path / "nifti"
+    for folder in (odd, uniform, nifti):
+        folder.mkdir()
+    for view in ("2CH", "4CH"):
+        for phase in ("ED", "ES"):
+            case = f"{patient}_{view}_{phase}"
+            image = sitk.ReadImage(str(source / f"{case}.nii.gz"))
+            sitk.WriteImage(image, str(nifti / f"{case}.nii.gz"))
+            frame = np.squeeze(sitk.GetArrayFromImage(image))
+            sitk.WriteImage(
+                sitk.GetImageFromArray(_screenshot(frame, (448, 448)), isVector=True), str(uniform / f"{case}.png")
+            )
+            if (view, phase) == ("4CH", "ED"):
+                screenshot = _screenshot(frame, (480, 600))
+                sitk.WriteImage(sitk.GetImageFromArray(screenshot, isVector=True), str(odd / f"{case}.png"))
+                sitk.WriteImage(sitk.GetImageFromArray(screenshot[..., 1].copy()), str(odd / f"{case}_grey.jpg"))
+                reference = np.squeeze(sitk.GetArrayFromImage(sitk.ReadImage(str(source / f"{case}_gt.nii.gz"))))
+                reference = zoom(reference, np.divide((480, 600), reference.shape), order=0)
+
+    assert main(["predict", "-i", str(odd), "-o", str(tmp_path / "masks"), "--device", "cpu"]) == 0
+    for name in (f"{patient}_4CH_ED", f"{patient}_4CH_ED_grey"):
+        mask = np.squeeze(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "masks" / f"{name}.nii.gz"))))
+        assert mask.shape == (480, 600) and not mask[4:30, 4:140].any(), name
+        for label, least in ((1, 0.9), (2, 0.8), (3, 0.8)):
+            assert dice_score(mask == label, reference == label) >= least, (name, label)
+
+    assert main(["ef", "--images", str(uniform), "-o", str(tmp_path / "ef_png")]) == 0
+    assert main(["ef", "--images", str(nifti), "-o", str(tmp_path / "ef_nifti")]) == 0
+    import pandas as pd
+
+    from_png, from_nifti = (pd.read_csv(tmp_path / name / "ef.csv") for name in ("ef_png", "ef_nifti"))
+    assert list(from_png["patient"]) == [patient]
+    assert abs(from_png["ef"].iloc[0] - from_nifti["ef"].iloc[0]) < 2.0
+
+
 def test_ef_from_images_with_the_shipped_model(camus_root, tmp_path):
     """EF of six unseen patients measured from the shipped model's masks, against EF of their expert masks.
 

@@ -1,4 +1,5 @@
-"""Clip readers: DICOM (uncompressed and JPEG Baseline, grey/RGB/YBR), AVI, GIF, NIfTI; spacing, fps, bad files."""
+"""Clip readers: DICOM (uncompressed and JPEG Baseline, grey/RGB/YBR), AVI, GIF, NIfTI, still frame images; spacing,
+fps, bad files."""
 
 import warnings
 
@@ -19,7 +20,15 @@ from echo_clips import (
 )
 
 from nnunet_lightweight.core.errors import InputError
-from nnunet_lightweight.core.video_readers import grey_from_rgb, open_clip, prefetched, read_clip
+from nnunet_lightweight.core.video_readers import (
+    NO_SPACING,
+    grey_from_rgb,
+    is_still_image,
+    open_clip,
+    prefetched,
+    read_clip,
+    read_still,
+)
 
 FPS = 25
 
@@ -161,6 +170,39 @@ def test_truncated_video_and_unknown_files(loop, tmp_path):
         read_clip(tmp_path / "notes.txt")
     with pytest.raises(InputError, match="clip not found"):
         read_clip(tmp_path / "missing.avi")
+
+
+def test_still_frames_grey_colour_16_bit_jpeg_and_truncated(loop, tmp_path):
+    """Screenshots and exported frames: grey levels as stored, an overlay marked as coloured, no frame rate."""
+    frame = loop["frames"][0]
+    sitk.WriteImage(sitk.GetImageFromArray(frame), str(tmp_path / "grey.PNG"))
+    grey = read_still(tmp_path / "grey.PNG")
+    assert is_still_image(tmp_path / "grey.PNG") and not is_still_image(tmp_path / "clip.avi")
+    np.testing.assert_array_equal(grey.frames, frame[None])
+    assert grey.frame_rate is None and grey.spacing == (1.0, 1.0) and grey.spacing_source == NO_SPACING
+    assert grey.coloured is None or not grey.coloured.any()
+
+    rgb = np.repeat(frame[..., None], 3, axis=-1)
+    bar = (slice(2, 9), slice(10, 60))
+    rgb[bar] = ECG_GREEN
+    sitk.WriteImage(sitk.GetImageFromArray(rgb, isVector=True), str(tmp_path / "overlay.png"))
+    coloured = read_still(tmp_path / "overlay.png")
+    expected = np.zeros(frame.shape, bool)
+    expected[bar] = True
+    np.testing.assert_array_equal(coloured.coloured, expected)
+    np.testing.assert_array_equal(coloured.frames[0][~expected], frame[~expected])
+
+    sitk.WriteImage(sitk.GetImageFromArray(frame.astype(np.uint16) * 257), str(tmp_path / "deep.png"))
+    assert np.abs(read_still(tmp_path / "deep.png").frames[0].astype(int) - frame).max() <= 1
+    sitk.WriteImage(sitk.GetImageFromArray(frame), str(tmp_path / "lossy.jpg"))
+    assert _sector_error(read_still(tmp_path / "lossy.jpg").frames, frame[None], sector_box_of(frame)) < 4.0
+
+    whole = (tmp_path / "overlay.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(InputError, match="cut.png.*(damaged|truncated)"):
+        read_still(tmp_path / "cut.png")
+    with pytest.raises(InputError, match="image not found"):
+        read_still(tmp_path / "missing.png")
 
 
 def test_real_a4c_loop_nifti(example_loop):

@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--images",
         type=Path,
         default=None,
-        help="folder of 2CH/4CH ED/ES images (<patient>_<view>_<phase>[_0000].nii.gz, any size) to "
+        help="folder of 2CH/4CH ED/ES images (<patient>_<view>_<phase>[_0000].nii.gz, or .png/.jpg frames "
+        "measured in pixels; any size) to "
         "segment first, with --model or the shipped LightEcho model, instead of --pred masks",
     )
     parser.add_argument(

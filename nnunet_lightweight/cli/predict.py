@@ -91,7 +91,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(nnU-Net's own reading, preprocessing and export), but with frames batched, BatchNorm folded, "
         "mixed precision and CUDA graphs on GPU, channels_last on CPU, and argmax plus the "
         "largest-component filter on the device. INPUT is a folder of nnU-Net images "
-        "(<case>_0000.nii.gz) or of frame files, one frame file, a 2D+t cine loop (e.g. a CAMUS "
+        "(<case>_0000.nii.gz) or of frame files, one frame file, still frame images (PNG, JPEG, BMP, TIFF, "
+        "WebP; grey or colour, any size), a 2D+t cine loop (e.g. a CAMUS "
         "half-sequence NIfTI, segmented frame by frame), a video (AVI/MP4, needs PyAV) or a multi-frame "
         "DICOM clip (.dcm or any file with the DICM marker). The output "
         "folder also gets dataset.json, plans.json and prediction_summary.json (settings, timings). Where the "
@@ -109,7 +110,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "input convention, the sector resized to 224x224)",
     )
     parser.add_argument(
-        "-i", "--input", type=Path, required=True, help="input folder, frame file, cine loop, video or DICOM clip"
+        "-i",
+        "--input",
+        type=Path,
+        required=True,
+        help="input folder, frame file, still frame image, cine loop, video or DICOM clip",
     )
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created)")
     parser.add_argument(

@@ -389,8 +389,9 @@ def ef_from_images(
 ) -> dict:
     """`ef` on the masks a trained model (default: the shipped LightEcho) predicts for `images_dir`.
 
-    The images are <patient>_<2CH|4CH>_<ED|ES>[_0000].nii.gz frames of any size (models with an input convention
-    bring them to it); the masks are an intermediate result, kept only while measuring.
+    The images are <patient>_<2CH|4CH>_<ED|ES>[_0000].nii.gz frames, or still frame images such as
+    <patient>_<2CH|4CH>_<ED|ES>.png (measured in pixels), of any size (models with an input convention bring them
+    to it); the masks are an intermediate result, kept only while measuring.
     """
     import tempfile
 

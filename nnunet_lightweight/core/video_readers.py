@@ -7,6 +7,9 @@ Formats (one suffix list, `CLIP_SUFFIXES`):
 - NIfTI/MHA/NRRD 2D+t grey sequences through `core.image_io` (time on the first array axis, as CAMUS
   half-sequences).
 
+Still frames (PNG, JPEG, BMP, TIFF, WebP: screenshots and exported frames, `STILL_IMAGE_SUFFIXES`) are no clips,
+but `read_still` decodes them through PyAV like a video's frames, for `predict`.
+
 Colour never goes through a per-frame colour conversion: YBR data (DICOM YBR, the YUV planes of a video) gives
 its Y plane, which is the grey level; RGB data a BT.601 weighted sum in integer arithmetic over a whole chunk of
 frames. The same pass marks the pixels that are coloured in any frame (ECG traces, markers, colour Doppler), which
@@ -37,6 +40,9 @@ VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".gif")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 IMAGE_SEQUENCE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
 CLIP_SUFFIXES = VIDEO_SUFFIXES + DICOM_SUFFIXES + IMAGE_SEQUENCE_SUFFIXES
+# Still frames FFmpeg's image demuxers decode: colour, palette and 16-bit files as well as grey ones. Not clips
+# (`cine` needs a moving heart, and a folder of clips may hold thumbnails), but frames `predict` segments.
+STILL_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_CHUNK_FRAMES = 32
 # `Sequence.spacing_source` of a clip whose file gives no pixel size (videos, DICOM without it): measured in pixels.
 NO_SPACING = "none in the file"
@@ -152,6 +158,23 @@ def read_loop(path: str | Path, min_frames: int = 2) -> Sequence:
     clip = read_clip(path, min_frames)
     spacing, source = (clip.spacing_mm, "header") if clip.spacing_mm else ((1.0, 1.0), NO_SPACING)
     return Sequence(clip.frames, (float(spacing[0]), float(spacing[1])), source, clip.fps, clip.coloured)
+
+
+def is_still_image(path: str | Path) -> bool:
+    """Whether `path` names a still frame file (`STILL_IMAGE_SUFFIXES`, any case)."""
+    return Path(path).name.lower().endswith(STILL_IMAGE_SUFFIXES)
+
+
+def read_still(path: str | Path) -> Sequence:
+    """A still frame file as a `Sequence` of its frames (one, or each page of an animated or multi-page file):
+    grey uint8 and coloured pixels as for videos, no spacing (pixels)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image not found: {path}")
+    stream = _open_video(path, "image")
+    stream.min_frames = 1
+    clip = stream.read()
+    return Sequence(clip.frames, (1.0, 1.0), NO_SPACING, None, clip.coloured)
 
 
 def grey_from_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -319,21 +342,23 @@ def _dicom_fps(dataset) -> float | None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _open_video(path: Path) -> ClipStream:
+def _open_video(path: Path, noun: str = "video") -> ClipStream:
+    """A video (or, with `noun` "image", a still frame file) opened with PyAV; errors name the file as `noun`."""
     import av
 
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise InputError(f"{path} holds no video stream")
+                raise InputError(f"{path} holds no {noun} stream")
             stream = container.streams.video[0]
             declared = int(stream.frames or 0)
-            fps = float(stream.average_rate) if stream.average_rate else None
+            # Image demuxers report a nominal 25 frames/s: a still has no frame rate.
+            fps = float(stream.average_rate) if stream.average_rate and noun == "video" else None
             codec = stream.codec_context.name
     except InputError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as error:
-        raise InputError(f"cannot read video {path} (unreadable, damaged or truncated file): {error}") from None
+        raise InputError(f"cannot read {noun} {path} (unreadable, damaged or truncated file): {error}") from None
 
     def decode(frames_per_chunk: int) -> Chunks:
         pending: list[tuple[np.ndarray, np.ndarray | None]] = []
@@ -348,17 +373,17 @@ def _open_video(path: Path) -> ClipStream:
                         pending = []
         except (av.error.FFmpegError, OSError, ValueError) as error:
             raise InputError(
-                f"cannot decode video {path} (damaged or truncated file) after {decoded} frame(s): {error}"
+                f"cannot decode {noun} {path} (damaged or truncated file) after {decoded} frame(s): {error}"
             ) from None
         if declared and decoded < _MIN_DECODED_SHARE * declared:
             raise InputError(
-                f"cannot read video {path} (truncated or damaged file): {decoded} of the {declared} "
+                f"cannot read {noun} {path} (truncated or damaged file): {decoded} of the {declared} "
                 "frames its container declares could be decoded"
             )
         if pending:
             yield _merge_video_frames(pending)
 
-    return ClipStream(path, fps, None, f"video ({codec}, no spacing)", decode)
+    return ClipStream(path, fps, None, f"{noun} ({codec}, no spacing)", decode)
 
 
 def _plane(plane) -> np.ndarray:

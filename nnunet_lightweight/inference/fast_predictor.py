@@ -47,10 +47,13 @@ from nnunet_lightweight.core.output import OutputLayout, check_output_dir, stage
 from nnunet_lightweight.core.video_readers import (
     CLIP_SUFFIXES,
     DICOM_SUFFIXES,
+    STILL_IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
     clip_kind,
+    is_still_image,
     prefetched,
     read_loop,
+    read_still,
 )
 from nnunet_lightweight.inference.components import keep_largest_component
 from nnunet_lightweight.inference.engines import (
@@ -450,7 +453,9 @@ class FastPredictor:
     def read_case(self, case: Case) -> tuple[list[Frame], dict | None]:
         """Read and preprocess a case's frames; returns the frames and the reader's properties (None for videos)."""
         if case.video:
-            sequence = read_loop(case.files[0], min_frames=1)  # a still frame saved as a video is valid
+            path = case.files[0]
+            # A still frame is valid, saved as a video too.
+            sequence = read_still(path) if is_still_image(path) else read_loop(path, min_frames=1)
             spacing = [_DUMMY_SPACING, *sequence.spacing]
             return self.prepare(np.asarray(sequence.frames, dtype=np.float32)[None], spacing, sequence.coloured), None
         try:
@@ -470,8 +475,9 @@ def find_cases(
     num_channels: int = 1,
     readable_endings: Iterable[str] = (".nii.gz", ".nii", ".mha", ".nrrd"),
 ) -> list[Case]:
-    """The cases of INPUT: a folder of nnU-Net images (`<case>_0000<ending>`, channels `_0001`...) or of frame files
-    or videos, a single image file, or a single cine loop (2D+t image or video)."""
+    """The cases of INPUT: a folder of nnU-Net images (`<case>_0000<ending>`, channels `_0001`...) or of frame files,
+    still frame images (PNG, JPEG, ...; named `<case><suffix>`) or videos, a single image file, or a single cine loop
+    (2D+t image or video)."""
     input_path = Path(input_path)
     if not input_path.exists():
         raise FileNotFoundError(f"input not found: {input_path}")
@@ -489,9 +495,9 @@ def find_cases(
     videos: list[Case] = []
     channels: dict[str, dict[int, Path]] = {}
     for path in files:
-        if clip_kind(path) in ("video", "dicom"):
+        if clip_kind(path) in ("video", "dicom") or is_still_image(path):
             # DICOM from scanners often has no suffix, or a UID with dots for a name: only a known suffix goes.
-            suffix = next((s for s in CLIP_SUFFIXES if path.name.lower().endswith(s)), "")
+            suffix = next((s for s in CLIP_SUFFIXES + STILL_IMAGE_SUFFIXES if path.name.lower().endswith(s)), "")
             videos.append(Case(path.name[: len(path.name) - len(suffix)], [path], video=True))
             continue
         parts = split(path)
@@ -499,7 +505,8 @@ def find_cases(
             if input_path.is_file():
                 raise InputError(
                     f"{path}: not an image this model's reader handles ({', '.join(endings)}) "
-                    f"nor a video or DICOM clip ({', '.join(VIDEO_SUFFIXES + DICOM_SUFFIXES)}, or DICM marker)"
+                    f"nor a still frame ({', '.join(STILL_IMAGE_SUFFIXES)}) nor a video or DICOM clip "
+                    f"({', '.join(VIDEO_SUFFIXES + DICOM_SUFFIXES)}, or DICM marker)"
                 )
             continue
         match = _CHANNEL_SUFFIX.search(parts[0])
@@ -518,7 +525,10 @@ def find_cases(
         raise InputError(f"videos and images share the case name(s) {clashes} in {input_path}")
     result += videos
     if not result:
-        raise InputError(f"no images ({', '.join(endings)}) or videos in {input_path}")
+        raise InputError(
+            f"no images ({', '.join(endings)}), still frames ({', '.join(STILL_IMAGE_SUFFIXES)}) or videos in "
+            f"{input_path}"
+        )
     return result
 
 
