@@ -2,7 +2,9 @@
 
 What is nnU-Net's own code here: image reading and writing (the plans' reader/writer, so the output has the
 input's geometry), preprocessing (`preprocessor.run_case_npy`: transpose, crop to the nonzero bounding box,
-the plans' normalisation, resampling to the plans' spacing), centred zero padding to the patch (`pad_nd_image`),
+the plans' normalisation, resampling to the plans' spacing; for nnU-Net's DefaultPreprocessor a subclass,
+`inference.frame_preprocessing`, returns its results for single frames at the plans' spacing without the work
+that changes nothing for them, tested equal), centred zero padding to the patch (`pad_nd_image`),
 export (argmax, resampling back, reverting the crop; `convert_predicted_logits_to_segmentation_with_correct_shape`
 wherever a frame was resampled). The largest-component filter has nnU-Net's semantics (its
 `remove_all_but_largest_component_from_segmentation` per label) in one faster pass (`core.labels`), tested equal.
@@ -176,7 +178,15 @@ class FastPredictor:
             )
         # Compiled engines and CUDA graphs are built per input shape: pad short batches instead of rebuilding.
         self.fixed_batch = any(getattr(e, "compiled", False) or getattr(e, "cuda_graphs", False) for e in self.engines)
-        self.preprocessor = model.configuration_manager.preprocessor_class(verbose=False)
+        from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+
+        from nnunet_lightweight.inference.frame_preprocessing import FramePreprocessor
+
+        preprocessor_class = model.configuration_manager.preprocessor_class
+        # nnU-Net's default preprocessing, without its work that changes nothing for single frames (tested equal).
+        self.preprocessor = (FramePreprocessor if preprocessor_class is DefaultPreprocessor else preprocessor_class)(
+            verbose=False
+        )
         self.reader_writer = model.plans_manager.image_reader_writer_class()
         self.convention = InputConvention.of_model_folder(model.folder)
         self._sliding_window_predictor = None
