@@ -43,6 +43,15 @@ def test_cpu_precision_follows_the_detected_instructions():
     assert "bf16" in describe_cpu()
 
 
+def test_cpu_description_names_the_kernels_timed(monkeypatch):
+    """A timing made with the kernels capped below the CPU's flags says so."""
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    assert f"ATen kernels {torch.backends.cpu.get_cpu_capability()}" in describe_cpu()
+    assert "capped" not in describe_cpu()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert describe_cpu().endswith("oneDNN capped at AVX2")
+
+
 def test_channels_last_trains_like_nnunets_plain_path(tmp_path):
     plain, plain_trainer = _losses(PLAIN_PATH, tmp_path / "plain")
     fast, fast_trainer = _losses(TrainingPath("fp32", True), tmp_path / "fast")

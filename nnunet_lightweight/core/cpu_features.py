@@ -5,6 +5,7 @@ so fast paths are chosen from what is detected here, never assumed, and every ti
 """
 
 import functools
+import os
 import platform
 
 import torch
@@ -50,9 +51,13 @@ def cpu_has_bf16() -> bool:
 
 
 def describe_cpu() -> str:
-    """One line for logs and benchmark output: model, cores torch uses, flags, and whether bf16 is native."""
+    """One line for logs and benchmark output: model, cores torch uses, flags, whether bf16 is native, and the
+    instruction set torch's own kernels use, with oneDNN's cap where one is set (`ONEDNN_MAX_CPU_ISA` and
+    `ATEN_CPU_CAPABILITY` make an AVX-512 machine time its AVX2 kernels; the flags are still the CPU's)."""
     flags = " ".join(cpu_flags()) or "none of " + " ".join(SPEED_FLAGS)
+    onednn_cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
     return (
         f"{cpu_model()}, {torch.get_num_threads()} torch threads, flags: {flags}, "
-        f"bf16 {'native' if cpu_has_bf16() else 'not native'}"
+        f"bf16 {'native' if cpu_has_bf16() else 'not native'}, ATen kernels {torch.backends.cpu.get_cpu_capability()}"
+        + (f", oneDNN capped at {onednn_cap}" if onednn_cap else "")
     )
