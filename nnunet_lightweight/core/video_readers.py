@@ -172,6 +172,7 @@ def read_still(path: str | Path) -> Sequence:
     if not path.is_file():
         raise InputError(f"image not found: {path}")
     stream = _open_video(path, "image")
+    stream.fps = None  # FFmpeg's image demuxers report a nominal 25 frames/s
     stream.min_frames = 1
     clip = stream.read()
     return Sequence(clip.frames, (1.0, 1.0), NO_SPACING, None, clip.coloured)
@@ -352,8 +353,7 @@ def _open_video(path: Path, noun: str = "video") -> ClipStream:
                 raise InputError(f"{path} holds no {noun} stream")
             stream = container.streams.video[0]
             declared = int(stream.frames or 0)
-            # Image demuxers report a nominal 25 frames/s: a still has no frame rate.
-            fps = float(stream.average_rate) if stream.average_rate and noun == "video" else None
+            fps = float(stream.average_rate) if stream.average_rate else None
             codec = stream.codec_context.name
     except InputError:
         raise
