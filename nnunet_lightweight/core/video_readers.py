@@ -172,9 +172,9 @@ def read_still(path: str | Path) -> Sequence:
     if not path.is_file():
         raise InputError(f"image not found: {path}")
     stream = _open_video(path, "image")
-    stream.fps = None  # FFmpeg's image demuxers report a nominal 25 frames/s
     stream.min_frames = 1
     clip = stream.read()
+    # No frame rate: FFmpeg's image demuxers report a nominal 25 frames/s for any still.
     return Sequence(clip.frames, (1.0, 1.0), NO_SPACING, None, clip.coloured)
 
 
