@@ -4,7 +4,10 @@ the network alone with the same engine and precision.
 The clips are EchoNet-Dynamic-sized (112x112, 50 fps) AVIs built from a real CAMUS patient's ED and ES frames
 (morphed ED -> ES -> ED over several beats), or any folder of clips given with --input. The shipped LightEcho
 model's predictor (its input convention: the sector resized to 224x224) segments every frame; the network-alone
-rate runs the same engine on batches of 224x224 frames, nothing else. Prints the CPU model and flags.
+rate runs the same engine on batches of 224x224 frames, nothing else. Prints the CPU model and flags. With
+--stages it also times each stage of the first clip on its own, one after the other (decode, sector placement and
+nnU-Net's preprocessing, segmentation with the masks put back, the network alone on the same frames, measuring),
+in ms per frame: what each stage costs the CPU, which the overlapped pipeline has to fit beside the network.
 
 Example (the 2-core CI machine):
     python scripts/benchmark_video.py --clips 4 --frames 100
@@ -27,11 +30,12 @@ import torch
 from scipy import ndimage
 
 from nnunet_lightweight.core.cpu_features import cpu_has_bf16, describe_cpu
+from nnunet_lightweight.core.video_readers import read_clip
 from nnunet_lightweight.inference.fast_predictor import FastPredictor
 from nnunet_lightweight.inference.model_folder import load_trained_model
 from nnunet_lightweight.inference.settings import PredictorSettings
 from nnunet_lightweight.pretrained import shipped_model_folder
-from nnunet_lightweight.workflows.cine_batch import cine_batch
+from nnunet_lightweight.workflows.cine_batch import cine_batch, list_clips, measure_masks
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CAMUS = REPO.parent / "shared" / "camus224" / "CAMUS_public"
@@ -77,6 +81,38 @@ def network_alone_fps(predictor: FastPredictor, frames: int) -> float:
     return runs * predictor.batch_size / (time.perf_counter() - start)
 
 
+def stage_costs(predictor: FastPredictor, source: Path, rounds: int = 3) -> dict[str, float]:
+    """Milliseconds per frame of each stage for the first clip of `source`, each run on its own (best of `rounds`).
+
+    "segment" is the network with the masks put back (argmax, uncrop, largest-component filter, the clip's size);
+    "masks_back" is what it takes beyond the network alone on the same frames."""
+    entry = list_clips(source)[0]
+    best: dict[str, float] = {}
+
+    def timed(stage: str, work):
+        start = time.perf_counter()
+        result = work()
+        best[stage] = min(best.get(stage, float("inf")), time.perf_counter() - start)
+        return result
+
+    for _ in range(max(1, rounds)):
+        clip = timed("decode", lambda: read_clip(entry.path))
+        stack = np.asarray(clip.frames, dtype=np.float32)[None]
+        frames = timed("prepare", lambda: predictor.prepare(stack, [999.0, 1.0, 1.0], clip.coloured))
+        masks = timed("segment", lambda: predictor.segment(frames))
+        batches = [
+            torch.stack([frame.padded for frame in frames[i : i + predictor.batch_size]])
+            for i in range(0, len(frames), predictor.batch_size)
+        ]
+        timed("network", lambda: [predictor.logits(batch) for batch in batches])
+        masks = np.stack([mask.reshape(mask.shape[-2:]) for mask in masks])
+        timed("measure", lambda: measure_masks(entry, clip, masks))
+    count = len(clip.frames)
+    costs = {stage: round(seconds * 1000 / count, 3) for stage, seconds in best.items()}
+    costs["masks_back"] = round(costs["segment"] - costs["network"], 3)
+    return {"frames": count, **costs}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", type=Path, help="a folder, glob or CSV of clips (default: clips built from CAMUS)")
@@ -97,6 +133,9 @@ def main() -> int:
         default=3,
         help="end-to-end and network-alone runs, alternated; medians are reported (default 3: a shared or "
         "virtual machine's speed drifts by 10 %% between runs)",
+    )
+    parser.add_argument(
+        "--stages", action="store_true", help="also time each stage of the first clip on its own (ms per frame)"
     )
     args = parser.parse_args()
     precision = ("bf16" if cpu_has_bf16() else "fp32") if args.precision == "fastest" else args.precision
@@ -126,6 +165,7 @@ def main() -> int:
                 "alone",
                 flush=True,
             )
+        stages = stage_costs(predictor, source) if args.stages else None
     end_to_end, network = statistics.median(end_to_end_rates), statistics.median(network_rates)
     network_share = statistics.median(network_shares)
     result = {
@@ -141,6 +181,8 @@ def main() -> int:
         "end_to_end_share_of_network": round(end_to_end / network, 3),
         "network_share_of_end_to_end_time": round(network_share, 3),
     }
+    if stages is not None:
+        result["stage_ms_per_frame"] = stages
     print(json.dumps(result, indent=2))
     return 0
 
