@@ -81,7 +81,7 @@ def network_alone_fps(predictor: FastPredictor, frames: int) -> float:
     return runs * predictor.batch_size / (time.perf_counter() - start)
 
 
-def stage_costs(predictor: FastPredictor, source: Path, rounds: int = 3) -> dict[str, float]:
+def stage_costs(predictor: FastPredictor, source: Path, rounds: int = 3) -> dict[str, float | int]:
     """Milliseconds per frame of each stage for the first clip of `source`, each run on its own (best of `rounds`).
 
     "segment" is the network with the masks put back (argmax, uncrop, largest-component filter, the clip's size);
@@ -98,7 +98,8 @@ def stage_costs(predictor: FastPredictor, source: Path, rounds: int = 3) -> dict
     for _ in range(max(1, rounds)):
         clip = timed("decode", lambda: read_clip(entry.path))
         stack = np.asarray(clip.frames, dtype=np.float32)[None]
-        frames = timed("prepare", lambda: predictor.prepare(stack, [999.0, 1.0, 1.0], clip.coloured))
+        spacing = [999.0, 1.0, 1.0]  # nnU-Net's 2D layout in unit pixels, as `cine --clips` segments a clip
+        frames = timed("prepare", lambda: predictor.prepare(stack, spacing, clip.coloured))
         masks = timed("segment", lambda: predictor.segment(frames))
         batches = [
             torch.stack([frame.padded for frame in frames[i : i + predictor.batch_size]])
