@@ -159,12 +159,25 @@ def test_fast_path_fuses_lightechos_mish(tmp_path):
     assert slots(fast.network, ExpMish) == expected == fast.cpu_fused_mish_modules
 
 
+def test_lightecho_decoder_concatenates_nothing(tmp_path):
+    """LightEcho's decoder convolves the upsampled maps and the skips without concatenating them
+    (network/upsampled_convolution.py), so no gradient needs the hooks; with concatenation, every skip and
+    upsampler does."""
+    network = build_benchmark_trainer(nnUNetTrainerLightEcho, SIZE, BATCH, PLAIN_PATH, str(tmp_path)).network
+    assert concatenated_modules(network) == []
+    network.decoder.upsampled_convolution[-1] = False
+    assert concatenated_modules(network) == [network.encoder.stages[0], network.decoder.upsamplers[-1]]
+
+
 @pytest.mark.parametrize("trainer_class", [nnUNetTrainerLightEcho, nnUNetTrainer])
 def test_skip_gradients_become_channels_last_and_keep_their_values(tmp_path, trainer_class):
     """The hooks of training/skip_gradients.py: same parameter gradients, and the gradient reaching the last
-    upsampler is one channels_last tensor (a strided slice of cat's gradient without them)."""
+    upsampler is one channels_last tensor (a strided slice of cat's gradient without them). LightEcho's decoder
+    concatenates here, as with upsampling other than 2x nearest."""
     torch.manual_seed(0)
     trainer = build_benchmark_trainer(trainer_class, SIZE, BATCH, PLAIN_PATH, str(tmp_path))  # no hooks
+    if trainer_class is nnUNetTrainerLightEcho:
+        trainer.network.decoder.upsampled_convolution = [False] * len(trainer.network.decoder.stages)
     image = torch.randn(BATCH, 1, SIZE, SIZE).contiguous(memory_format=torch.channels_last)
 
     def gradients(hooked: bool) -> tuple[dict, torch.Tensor]:

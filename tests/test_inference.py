@@ -200,6 +200,25 @@ def test_onnx_export_is_cached_per_network(tmp_path, monkeypatch):
     assert (tmp_path / "file").read_text() == "not a folder" and [p.name for p in cache.iterdir()] == [entry.name]
 
 
+def test_onnx_fingerprint_covers_the_files_beside_the_network_classes(tmp_path, monkeypatch):
+    """A helper module of the network's package (LightEcho's decoder calls network/upsampled_convolution.py)
+    changes what is exported, so editing it must miss the cache."""
+    import inspect
+
+    from nnunet_lightweight.inference import onnx_export
+    from nnunet_lightweight.network import build_lightecho_network
+
+    network, shape = build_lightecho_network(), (1, 1, PATCH, PATCH)
+    (tmp_path / "network.py").write_text("class LightEchoUNet: ...")
+    helper = tmp_path / "helper.py"
+    helper.write_text("def convolve(): ...")
+    monkeypatch.setattr(inspect, "getfile", lambda cls: str(tmp_path / "network.py"))
+    fingerprint = onnx_export.network_fingerprint(network, shape)
+    assert onnx_export.network_fingerprint(network, shape) == fingerprint
+    helper.write_text("def convolve(): return None")
+    assert onnx_export.network_fingerprint(network, shape) != fingerprint
+
+
 def test_one_exponential_mish_is_mish():
     from nnunet_lightweight.network.activations import ExpMish, replace_mish
 

@@ -92,6 +92,7 @@ def fold_batch_norm(network: nn.Module) -> nn.Module:
 def _fold_sequential_batch_norm(network: nn.Module) -> nn.Module:
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+    replaced: dict[int, tuple[nn.Module, nn.Module]] = {}  # id of a layer -> (that layer, what replaces it)
     for module in network.modules():
         if not isinstance(module, nn.Sequential):
             continue
@@ -103,8 +104,14 @@ def _fold_sequential_batch_norm(network: nn.Module) -> nn.Module:
                 and isinstance(norm, nn.modules.batchnorm._BatchNorm)
                 and norm.track_running_stats
             ):
-                module[index] = fuse_conv_bn_eval(conv, norm)
-                module[index + 1] = nn.Identity()
+                module[index], module[index + 1] = fuse_conv_bn_eval(conv, norm), nn.Identity()
+                replaced[id(conv)], replaced[id(norm)] = (conv, module[index]), (norm, module[index + 1])
+    # Where a container also names the layers it runs through its Sequential (ConvDropoutNormReLU's `conv` and
+    # `norm`), that name gets the folded layer too.
+    for module in list(network.modules()):
+        for name, child in list(module.named_children()):
+            if id(child) in replaced:
+                setattr(module, name, replaced[id(child)][1])
     return network
 
 

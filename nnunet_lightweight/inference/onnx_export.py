@@ -76,12 +76,16 @@ def onnx_cache_folder() -> Path | None:
 
 
 def network_fingerprint(network: nn.Module, example_shape: tuple[int, ...], opset: int = DEFAULT_OPSET) -> str:
-    """A hash of everything `network_to_onnx` depends on: the weights and buffers, the source files of the network's
-    own module classes (torch's are covered by its version), the example shape and the opset."""
+    """A hash of everything `network_to_onnx` depends on: the weights and buffers, the source files of the folders
+    that define the network's own module classes (their helpers live beside them, e.g. network/
+    upsampled_convolution.py; torch's are covered by its version), the example shape and the opset."""
     digest = hashlib.sha256(repr((torch.__version__, tuple(example_shape), opset)).encode())
-    sources = {
-        inspect.getfile(type(module)) for module in network.modules() if not type(module).__module__.startswith("torch")
+    folders = {
+        Path(inspect.getfile(type(module))).parent
+        for module in network.modules()
+        if not type(module).__module__.startswith("torch")
     }
+    sources = {source for folder in folders for source in folder.glob("*.py")}
     for source in sorted(sources):
         digest.update(Path(source).read_bytes())
     for name, tensor in network.state_dict().items():

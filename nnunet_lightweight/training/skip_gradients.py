@@ -37,13 +37,21 @@ def _channels_last_gradient_hook(module: nn.Module, inputs: tuple, output):
 
 def concatenated_modules(network: nn.Module) -> list[nn.Module]:
     """The modules whose outputs a U-Net decoder concatenates: the encoder's stages but the last (the skips; the
-    bottleneck is only upsampled) and the decoder's upsamplers (LightEcho's `upsamplers`, nnU-Net's `transpconvs`);
-    empty for other networks."""
+    bottleneck is only upsampled) and the decoder's upsamplers (LightEcho's `upsamplers`, nnU-Net's `transpconvs`),
+    except at decoder stages that convolve the upsampled map and the skip without concatenating them (LightEcho's
+    `upsampled_convolution`, network/upsampled_convolution.py); empty for other networks."""
     encoder, decoder = getattr(network, "encoder", None), getattr(network, "decoder", None)
     if encoder is None or decoder is None:
         return []
-    upsamplers = getattr(decoder, "upsamplers", None) or getattr(decoder, "transpconvs", None) or []
-    return [*list(getattr(encoder, "stages", []))[:-1], *upsamplers]
+    upsamplers = list(getattr(decoder, "upsamplers", None) or getattr(decoder, "transpconvs", None) or [])
+    skips = list(getattr(encoder, "stages", []))[:-1][::-1]  # in decoder order: the deepest skip first
+    concatenating = [not fused for fused in getattr(decoder, "upsampled_convolution", [False] * len(upsamplers))]
+    return [
+        module
+        for stage, concatenates in enumerate(concatenating)
+        if concatenates
+        for module in (skips[stage], upsamplers[stage])
+    ]
 
 
 def keep_skip_gradients_channels_last(network: nn.Module) -> int:
