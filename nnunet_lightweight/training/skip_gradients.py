@@ -5,7 +5,9 @@ backward hands each of them a channel slice of the concatenated gradient: a stri
 contiguous nor channels_last. What consumes it then copies it or takes a slower kernel (nearest upsampling's
 backward copies the whole 32x224x224 slice before running). A forward hook on each module whose output goes into
 a concatenation (the encoder stages and the decoder's upsamplers) makes that output's gradient one channels_last
-tensor again. Forward values and gradients are unchanged; only the layout of the gradient differs.
+tensor again. Forward values and gradients are unchanged; only the layout of the gradient differs. LightEcho's
+decoder no longer concatenates (network/upsampled_convolution.py), so today the hooks serve nnU-Net's default
+network and LightEcho variants with other upsampling; the figures below predate that.
 
 Measured on a 2-core Intel Xeon with AMX (`lightecho benchmark --train --no-compile --train-steps 3`, batch 32,
 224x224, before and after): LightEcho bf16 channels_last 17.28 -> 18.85 frames/s, fp32 channels_last 8.39 -> 9.21;
