@@ -17,6 +17,8 @@ channels_last) fp32 with the kernels capped at AVX2 6.7 -> 8.2 frames/s, bf16 on
 23.5 -> 25.0.
 """
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,7 +37,7 @@ def transposed_kernel(weight: torch.Tensor) -> torch.Tensor:
     return kernel
 
 
-def fits_upsampled_convolution(conv: nn.Module, stride) -> bool:
+def fits_upsampled_convolution(conv: nn.Module, stride: int | Sequence[int]) -> bool:
     """Whether `conv` after a nearest upsampling by `stride` can run as `convolve_upsampled_and_skip`: a 2D or 3D
     convolution with a 3-tap kernel, padding 1 and stride 1 on every axis, no dilation or groups, after an
     upsampling by 2 on every axis."""

@@ -47,12 +47,12 @@ def concatenated_modules(network: nn.Module) -> list[nn.Module]:
         return []
     upsamplers = list(getattr(decoder, "upsamplers", None) or getattr(decoder, "transpconvs", None) or [])
     skips = list(getattr(encoder, "stages", []))[:-1][::-1]  # in decoder order: the deepest skip first
-    concatenating = [not fused for fused in getattr(decoder, "upsampled_convolution", [False] * len(upsamplers))]
+    fused_stages = getattr(decoder, "upsampled_convolution", [False] * len(upsamplers))
     return [
         module
-        for stage, concatenates in enumerate(concatenating)
-        if concatenates
-        for module in (skips[stage], upsamplers[stage])
+        for skip, upsampler, fused in zip(skips, upsamplers, fused_stages)
+        if not fused
+        for module in (skip, upsampler)
     ]
 
 
