@@ -370,7 +370,32 @@ CASES = [
         "cannot write",
         ("model",),
     ),
+    SafetyCase(
+        "quantize -o inside the model",
+        lambda tmp: (_user_files(tmp / "model"), _masks(tmp / "in")),
+        ("quantize", "-m", "{tmp}/model", "-i", "{tmp}/in", "-o", "{tmp}/model/int8", "--overwrite"),
+        2,
+        "lies inside the input",
+        ("model", "in"),
+        covers="quantize",
+    ),
+    SafetyCase(
+        "quantize -o = -i",
+        lambda tmp: (_user_files(tmp / "model"), _masks(tmp / "in")),
+        ("quantize", "-m", "{tmp}/model", "-i", "{tmp}/in", "-o", "{tmp}/in", "--overwrite"),
+        2,
+        "input",
+        ("model", "in"),
+    ),
     # --overwrite replaces only what this project wrote
+    SafetyCase(
+        "quantize --overwrite of a user's folder",
+        lambda tmp: (_user_files(tmp / "model"), _masks(tmp / "in"), _user_files(tmp / "mine")),
+        ("quantize", "-m", "{tmp}/model", "-i", "{tmp}/in", "-o", "{tmp}/mine", "--overwrite"),
+        2,
+        NOT_OURS,
+        ("model", "in", "mine"),
+    ),
     SafetyCase(
         "predict --overwrite of a user's folder",
         lambda tmp: _user_files(tmp / "mine"),

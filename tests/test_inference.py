@@ -243,7 +243,7 @@ def test_bf16_engine_mostly_agrees(backend):
 @needs_openvino
 def test_openvino_engine_refuses_what_it_cannot_run():
     network = _network_with_batch_statistics(3)
-    with pytest.raises(InputError, match="fp32 or bf16"):
+    with pytest.raises(InputError, match="fp32, bf16 or int8"):
         build_engine(network, "openvino", torch.device("cpu"), "fp16", (1, 1, PATCH, PATCH), log=None)
     with pytest.raises(InputError, match="runs on CPU"):
         OpenVinoEngine(network, (1, 1, PATCH, PATCH), torch.device("cuda"))

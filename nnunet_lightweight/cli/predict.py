@@ -31,7 +31,8 @@ def add_predictor_options(parser: argparse.ArgumentParser, mirroring_default: bo
         choices=PRECISIONS,
         default=defaults.precision,
         help="auto = fp16 autocast on GPU (as nnU-Net), fp32 on CPU (as nnU-Net); bf16 on CPU "
-        "halves the time again where the CPU has bf16 instructions (AVX512-BF16, AMX)",
+        "halves the time again where the CPU has bf16 instructions (AVX512-BF16, AMX); int8 (CPU, "
+        "OpenVINO) runs the int8 networks of a model folder that `lightecho quantize` wrote",
     )
     parser.add_argument(
         "--batch-size",

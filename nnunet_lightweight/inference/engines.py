@@ -3,7 +3,8 @@ OpenVINO).
 
 Every engine maps a float32 (B, C, H, W) batch to float32 logits on its device, so the predictor and the
 benchmark treat them alike. The optimisations keep the network's arithmetic (BatchNorm folded into the preceding
-convolution, channels_last memory layout) unless a lower precision is asked for: fp16/bf16 autocast.
+convolution, channels_last memory layout) unless a lower precision is asked for: fp16/bf16 autocast, or on CPU an
+int8 network that `lightecho quantize` made (OpenVINO).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import os
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from nnunet_lightweight.core.allocator import retain_freed_memory
+from nnunet_lightweight.core.cpu_features import cpu_has_bf16
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.inference.onnx_export import cached_network_onnx, onnxruntime_available
 from nnunet_lightweight.inference.settings import BACKENDS, PRECISIONS
@@ -59,6 +62,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """`auto`: fp16 autocast on GPU (as nnU-Net predicts there), fp32 on CPU (as nnU-Net does)."""
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "int8" and device.type != "cpu":
+        raise InputError("--precision int8 runs on CPU (OpenVINO); use fp16 on GPU")
     if precision == "auto":
         return "fp16" if device.type == "cuda" else "fp32"
     return precision
@@ -287,11 +292,13 @@ class OpenVinoEngine(Engine):
 
     OpenVINO folds BatchNorm and fuses each convolution with its activation, Mish included, into one oneDNN
     primitive, so activations are written once per layer; bf16 runs where the CPU has native bf16 instructions
-    (AVX512-BF16, AMX) and falls back to fp32 elsewhere, which `describe` reports.
+    (AVX512-BF16, AMX) and falls back to fp32 elsewhere, which `describe` reports. int8 runs the fold's int8
+    network (`int8_network`, from `lightecho quantize`) instead of the export: convolutions in int8 (VNNI and AMX
+    instructions where the CPU has them), what stays in floating point in bf16 where native, else fp32.
     """
 
     name = "openvino"
-    _PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+    _PRECISIONS = {"fp32": "f32", "bf16": "bf16", "int8": None}
 
     def __init__(
         self,
@@ -300,24 +307,27 @@ class OpenVinoEngine(Engine):
         device: torch.device,
         precision: str = "fp32",
         num_threads: int | None = None,
+        int8_network: Path | None = None,
     ):
         if device.type != "cpu":
             raise InputError("the openvino backend runs on CPU; use --backend torch on GPU")
         if precision not in self._PRECISIONS:
-            raise InputError(f"the openvino backend runs fp32 or bf16, not {precision}")
+            raise InputError(f"the openvino backend runs fp32, bf16 or int8, not {precision}")
+        if (precision == "int8") != (int8_network is not None):
+            raise ValueError("an int8 network goes with precision int8, and only with it")
         super().__init__(device, precision)
         import openvino as ov
 
         core = ov.Core()
+        floating = self._PRECISIONS[precision] or ("bf16" if cpu_has_bf16() else "f32")
         config = {
-            "INFERENCE_PRECISION_HINT": self._PRECISIONS[precision],
+            "INFERENCE_PRECISION_HINT": floating,
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": int(num_threads or torch.get_num_threads()),
         }
+        source = str(int8_network) if int8_network is not None else cached_network_onnx(network, example_shape)
         # Compiled for any batch and frame size: unlike torch.compile and CUDA graphs, short batches need no padding.
-        self.compiled_model = core.compile_model(
-            core.read_model(model=cached_network_onnx(network, example_shape)), "CPU", config
-        )
+        self.compiled_model = core.compile_model(core.read_model(model=source), "CPU", config)
         # Two requests take turns: the next batch is queued while the caller collects the last one's logits, so
         # the network does not wait for the caller between batches (2-3 % more frames/s in alternating video runs).
         self.requests = [self.compiled_model.create_infer_request() for _ in range(2)]
@@ -326,6 +336,8 @@ class OpenVinoEngine(Engine):
     def describe(self) -> str:
         runs_in = self.compiled_model.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         threads = self.compiled_model.get_property("INFERENCE_NUM_THREADS")
+        if self.precision == "int8":
+            return super().describe() + f" (int8 network; the rest in {runs_in}, {threads} threads)"
         return super().describe() + f" (inference precision {runs_in}, {threads} threads, Conv+BN+activation fused)"
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -359,11 +371,17 @@ def build_engine(
     num_threads: int | None = None,
     cuda_graphs: bool = True,
     log: Callable[[str], None] | None = print,
+    int8_network: Path | None = None,
 ) -> Engine:
-    """An engine for `network` (not modified); backends that cannot run here fall back to `torch` with a message."""
+    """An engine for `network` (not modified); backends that cannot run here fall back to `torch` with a message.
+    Precision int8 runs `int8_network` (`lightecho quantize`), on the openvino backend only."""
+    if precision == "int8" and backend != "openvino":
+        raise InputError(f"--precision int8 runs on the openvino backend (CPU), not {backend}")
     if backend == "openvino":
         if openvino_available():
-            return OpenVinoEngine(network, example_shape, device, precision, num_threads)
+            return OpenVinoEngine(network, example_shape, device, precision, num_threads, int8_network)
+        if precision == "int8":
+            raise InputError("--precision int8 needs OpenVINO (pip install openvino)")
         if log:
             log("openvino is not installed: falling back to the torch backend (pip install openvino)")
         backend = "torch"

@@ -68,6 +68,7 @@ from nnunet_lightweight.inference.engines import (
 )
 from nnunet_lightweight.inference.input_convention import InputConvention, Placement
 from nnunet_lightweight.inference.model_folder import DEFAULT_CHECKPOINT, TrainedModel, load_trained_model
+from nnunet_lightweight.inference.quantization import int8_network_path
 from nnunet_lightweight.inference.settings import PredictorSettings
 
 # On 2 CPU cores batch 2 was fastest per frame (224x224: 30 ms; batch 8: 37 ms, activations outgrow the caches).
@@ -162,8 +163,11 @@ class FastPredictor:
         # The engines take model.network itself for the first fold (copying it costs 0.1 s at every start) and copies
         # of it, made before any engine changes it in place (device, memory format, activations), for the others.
         networks = [model.network] + [copy.deepcopy(model.network) for _ in model.fold_weights[1:]]
-        for network, weights in zip(networks, model.fold_weights):
+        for fold, network, weights in zip(model.folds, networks, model.fold_weights):
             network.load_state_dict(weights)
+            int8_network = (
+                int8_network_path(model.folder, fold, network.state_dict()) if self.precision == "int8" else None
+            )
             self.engines.append(
                 build_engine(
                     network.eval(),
@@ -174,6 +178,7 @@ class FastPredictor:
                     self.num_threads,
                     settings.cuda_graphs,
                     log,
+                    int8_network,
                 )
             )
         # Compiled engines and CUDA graphs are built per input shape: pad short batches instead of rebuilding.

@@ -9,7 +9,7 @@ from nnunet_lightweight.core.errors import InputError
 
 DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("auto", "eager", "torch", "compile", "onnx", "openvino")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,8 @@ class PredictorSettings:
     Args:
         device: one of `DEVICES`; auto is cuda where available, else cpu.
         backend: one of `BACKENDS`; auto is OpenVINO on CPU where installed, the torch engine on GPU.
-        precision: one of `PRECISIONS`; auto is fp16 autocast on GPU, fp32 on CPU (as nnU-Net).
+        precision: one of `PRECISIONS`; auto is fp16 autocast on GPU, fp32 on CPU (as nnU-Net); int8 runs each
+            fold's int8 network (`lightecho quantize`) with OpenVINO on CPU.
         batch_size: frames per network call; None for `DEFAULT_BATCH_SIZE` of the device.
         cca: keep the largest connected component of each structure.
         num_threads: CPU threads; None for all available cores.

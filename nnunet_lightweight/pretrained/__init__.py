@@ -24,6 +24,7 @@ from nnunet_lightweight.core.nnunet_paths import environment_variable
 from nnunet_lightweight.core.output import check_not_input, check_output_file, follow_umask
 from nnunet_lightweight.inference.input_convention import CONVENTION_FILE, InputConvention
 from nnunet_lightweight.inference.model_folder import available_folds
+from nnunet_lightweight.inference.quantization import INT8_FOLDER
 
 PRETRAINED_RESULTS = Path(__file__).resolve().parent  # an nnUNet_results folder holding the shipped model
 SHIPPED_DATASET = "Dataset500_CAMUS"
@@ -70,19 +71,7 @@ def package_model(
     folds = folds or available_folds(source)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
     try:
-        for name in MODEL_FILES:
-            shutil.copy2(source / name, staging / name)
-        for fold in folds:
-            fold_dir = f"fold_{fold}"
-            checkpoint = torch.load(source / fold_dir / "checkpoint_final.pth", map_location="cpu", weights_only=False)
-            (staging / fold_dir / "validation").mkdir(parents=True)
-            torch.save(
-                {key: checkpoint[key] for key in INFERENCE_CHECKPOINT_KEYS if key in checkpoint},
-                staging / fold_dir / "checkpoint_final.pth",
-            )
-            for name in FOLD_FILES:
-                if (source / fold_dir / name).is_file():
-                    shutil.copy2(source / fold_dir / name, staging / fold_dir / name)
+        copy_prediction_files(source, staging, folds)
         convention.write(staging)
         if model_card is not None:
             shutil.copy2(model_card, staging / MODEL_CARD)
@@ -93,12 +82,33 @@ def package_model(
     return destination
 
 
+def copy_prediction_files(source: str | os.PathLike, destination: str | os.PathLike, folds: list[int | str]) -> None:
+    """Copy into the folder `destination` what prediction with the model folder `source` reads: nnU-Net's model
+    files, each fold's checkpoint_final.pth reduced to `INFERENCE_CHECKPOINT_KEYS` (no optimizer state), its
+    learning curve and validation summary, and this project's files (input convention, model card) where present."""
+    source, destination = Path(source), Path(destination)
+    for name in MODEL_FILES + EXTRA_FILES:
+        if (source / name).is_file() or name in MODEL_FILES:
+            shutil.copy2(source / name, destination / name)
+    for fold in folds:
+        fold_dir = f"fold_{fold}"
+        checkpoint = torch.load(source / fold_dir / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+        (destination / fold_dir / "validation").mkdir(parents=True)
+        torch.save(
+            {key: checkpoint[key] for key in INFERENCE_CHECKPOINT_KEYS if key in checkpoint},
+            destination / fold_dir / "checkpoint_final.pth",
+        )
+        for name in FOLD_FILES:
+            if (source / fold_dir / name).is_file():
+                shutil.copy2(source / fold_dir / name, destination / fold_dir / name)
+
+
 def export_model(
     output_zip: str | os.PathLike, model_folder: str | os.PathLike | None = None, overwrite: bool = False
 ) -> Path:
     """Zip a model folder (default: the shipped one) with nnU-Net's `export_pretrained_model`, plus its input
-    convention and model card, for `nnUNetv2_install_pretrained_model_from_zip`. Written to a temporary file
-    beside OUTPUT and renamed into place when complete."""
+    convention, model card and int8 networks (`lightecho quantize`), for `nnUNetv2_install_pretrained_model_from_zip`.
+    Written to a temporary file beside OUTPUT and renamed into place when complete."""
     from nnunetv2.model_sharing.model_export import export_pretrained_model
 
     model_folder = Path(model_folder) if model_folder is not None else shipped_model_folder()
@@ -128,9 +138,13 @@ def export_model(
                 folds=tuple(folds),
             )
         with zipfile.ZipFile(partial, "a", zipfile.ZIP_DEFLATED) as archive:
+            prefix = f"{model_folder.parent.name}/{model_folder.name}"
             for name in EXTRA_FILES:
                 if (model_folder / name).is_file():
-                    archive.write(model_folder / name, f"{model_folder.parent.name}/{model_folder.name}/{name}")
+                    archive.write(model_folder / name, f"{prefix}/{name}")
+            for fold in folds:
+                for path in sorted((model_folder / f"fold_{fold}" / INT8_FOLDER).glob("network.*")):
+                    archive.write(path, f"{prefix}/{path.relative_to(model_folder)}")
         follow_umask(partial)
         os.replace(partial, output_zip)
     finally:
