@@ -43,8 +43,8 @@ def int8_network_path(model_folder: str | os.PathLike, fold: int | str, weights:
     made_by = f"lightecho quantize -m {model_folder} -i FRAMES -o INT8_MODEL_FOLDER"
     if not path.is_file():
         raise InputError(
-            f"--precision int8: fold {fold} of {model_folder} has no int8 network ({path}); make a model folder with "
-            f"one with `{made_by}` and predict with --model INT8_MODEL_FOLDER"
+            f"--precision int8: fold {fold} of {model_folder} has no int8 network ({path}); make an int8 model folder "
+            f"with `{made_by}` and pass --model INT8_MODEL_FOLDER"
         )
     recorded = read_rt_info(path).get("weights_sha256")
     if recorded is None:
@@ -76,10 +76,11 @@ def quantize_network(network: torch.nn.Module, frames: np.ndarray):
 
     The network is converted by OpenVINO's PyTorch frontend, not from the ONNX export: ONNX spells Mish as
     x * tanh(softplus(x)), between whose parts NNCF puts quantizers (88 against 34), which keeps OpenVINO from
-    fusing each convolution with its activation; on a 2-core Zen 4 EPYC that int8 network ran at 41-50 frames/s
-    against 87-106 from the PyTorch frontend (bf16 floating point: 62-70). NNCF's MIXED preset (symmetric int8
-    weights, asymmetric int8 activations) is the one its documentation recommends for non-ReLU activations such as
-    Mish, whose outputs reach down to -0.31 only."""
+    fusing each convolution with its activation; on a 2-core Zen 4 EPYC (batch 2, 2 threads) that int8 network ran
+    at 41-45 frames/s against 87-93 from the PyTorch frontend (bf16 floating point: 62-70). NNCF's MIXED preset
+    (symmetric int8 weights, asymmetric int8 activations) is the one its documentation recommends for non-ReLU
+    activations such as Mish, whose outputs reach down to -0.31 only; it was chosen for that before any measurement
+    (its PERFORMANCE preset, symmetric activations, ran at 100-106 frames/s; its accuracy was not measured)."""
     # nncf imports torch's C++-extension helper, which logs a warning on machines without CUDA.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     import nncf

@@ -85,10 +85,11 @@ def package_model(
 def copy_prediction_files(source: str | os.PathLike, destination: str | os.PathLike, folds: list[int | str]) -> None:
     """Copy into the folder `destination` what prediction with the model folder `source` reads: nnU-Net's model
     files, each fold's checkpoint_final.pth reduced to `INFERENCE_CHECKPOINT_KEYS` (no optimizer state), its
-    learning curve and validation summary, and this project's files (input convention, model card) where present."""
+    learning curve and validation summary, and this project's files (input convention, model card), each where
+    present."""
     source, destination = Path(source), Path(destination)
     for name in MODEL_FILES + EXTRA_FILES:
-        if (source / name).is_file() or name in MODEL_FILES:
+        if (source / name).is_file():
             shutil.copy2(source / name, destination / name)
     for fold in folds:
         fold_dir = f"fold_{fold}"
