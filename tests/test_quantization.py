@@ -2,8 +2,12 @@
 CAMUS training frames; `--precision int8` runs it close to fp32 on unseen patients, and refuses what it cannot
 run honestly (no int8 network, an int8 network of other weights, a GPU, a torch engine)."""
 
+import json
 import shutil
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,3 +118,20 @@ def test_export_model_carries_the_int8_networks(int8_model, tmp_path):
     names = zipfile.ZipFile(export_model(tmp_path / "int8.zip", int8_model)).namelist()
     for name in ("network.xml", "network.bin"):
         assert any(n.endswith(f"/fold_0/{INT8_FOLDER}/{name}") for n in names), name
+
+
+def test_video_benchmark_picks_the_fastest_precision_it_measured(camus_root, tmp_path):
+    """scripts/benchmark_video.py on one short clip: it times the network in every precision it can run here (int8
+    from a copy of the shipped model that it quantizes itself) and benchmarks the one it found fastest. No speed is
+    asserted: the figures vary with the machine."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_video.py"
+    argv = [sys.executable, str(script), "--camus", str(camus_root), "--clips", "1", "--frames", "12", "--repeats", "1"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = next(line for line in result.stdout.splitlines() if line.startswith("network alone, frames/s:"))
+    rates = dict(part.split() for part in measured.split(":", 1)[1].split(","))
+    assert {"fp32", "int8"} <= set(rates) and set(rates) <= {"fp32", "bf16", "int8"}
+    report = json.loads(result.stdout[result.stdout.index("{") :])
+    assert report["precision"] == max(rates, key=lambda precision: float(rates[precision]))
+    assert report["frames"] == 12 and report["measured"] == 1
+    assert report["end_to_end_frames_per_second"] > 0 and report["network_alone_frames_per_second"] > 0
