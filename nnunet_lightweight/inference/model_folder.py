@@ -13,6 +13,7 @@ dependencies (torch._dynamo, seaborn, scipy.stats, pandas): seconds at every `li
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +122,16 @@ def _parse_fold(fold: int | str) -> int | str:
             raise InputError(f"fold must be an integer or 'all', got {fold!r}")
         return int(fold)
     return fold
+
+
+def weights_fingerprint(weights: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict (a fold's weights): names, dtypes, shapes and bytes of every tensor, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        tensor = weights[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def load_trained_model(

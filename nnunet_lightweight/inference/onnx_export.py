@@ -18,7 +18,7 @@ from torch import nn
 
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.output import check_output_file, follow_umask, write_bytes_atomically
-from nnunet_lightweight.inference.model_folder import load_trained_model
+from nnunet_lightweight.inference.model_folder import load_trained_model, weights_fingerprint
 
 DEFAULT_OPSET = 17
 # The decoders upsample to computed sizes, which ONNX can express from opset 9 on.
@@ -88,9 +88,7 @@ def network_fingerprint(network: nn.Module, example_shape: tuple[int, ...], opse
     sources = {source for folder in folders for source in folder.glob("*.py")}
     for source in sorted(sources):
         digest.update(Path(source).read_bytes())
-    for name, tensor in network.state_dict().items():
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    digest.update(weights_fingerprint(network.state_dict()).encode())
     return digest.hexdigest()
 
 

@@ -10,7 +10,6 @@ running it.
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import os
 import warnings
@@ -20,21 +19,12 @@ import numpy as np
 import torch
 
 from nnunet_lightweight.core.errors import InputError
+from nnunet_lightweight.inference.model_folder import weights_fingerprint
 
 INT8_FOLDER = "openvino_int8"
 INT8_NETWORK = "network.xml"
 # The runtime-info section of an int8 network that lightecho writes (weights_sha256, calibration_frames, ...).
 RT_INFO = "lightecho"
-
-
-def weights_fingerprint(weights: dict[str, torch.Tensor]) -> str:
-    """SHA-256 of a state dict: names, dtypes, shapes and bytes of every tensor, in name order."""
-    digest = hashlib.sha256()
-    for name in sorted(weights):
-        tensor = weights[name].detach().cpu().contiguous()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def int8_network_path(model_folder: str | os.PathLike, fold: int | str, weights: dict[str, torch.Tensor]) -> Path:
