@@ -14,7 +14,6 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -293,7 +292,7 @@ class OpenVinoEngine(Engine):
     OpenVINO folds BatchNorm and fuses each convolution with its activation, Mish included, into one oneDNN
     primitive, so activations are written once per layer; bf16 runs where the CPU has native bf16 instructions
     (AVX512-BF16, AMX) and falls back to fp32 elsewhere, which `describe` reports. int8 runs the fold's int8
-    network (`int8_network`, from `lightecho quantize`) instead of the export: convolutions in int8 (VNNI and AMX
+    network (`int8_network`, the OpenVINO model `quantization.load_int8_network` read) instead of the export: convolutions in int8 (VNNI and AMX
     instructions where the CPU has them), what stays in floating point in bf16 where native, else fp32.
     """
 
@@ -307,7 +306,7 @@ class OpenVinoEngine(Engine):
         device: torch.device,
         precision: str = "fp32",
         num_threads: int | None = None,
-        int8_network: Path | None = None,
+        int8_network=None,
     ):
         if device.type != "cpu":
             raise InputError("the openvino backend runs on CPU; use --backend torch on GPU")
@@ -325,9 +324,12 @@ class OpenVinoEngine(Engine):
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": int(num_threads or torch.get_num_threads()),
         }
-        source = str(int8_network) if int8_network is not None else cached_network_onnx(network, example_shape)
+        if int8_network is not None:
+            model = int8_network
+        else:
+            model = core.read_model(model=cached_network_onnx(network, example_shape))
         # Compiled for any batch and frame size: unlike torch.compile and CUDA graphs, short batches need no padding.
-        self.compiled_model = core.compile_model(core.read_model(model=source), "CPU", config)
+        self.compiled_model = core.compile_model(model, "CPU", config)
         # Two requests take turns: the next batch is queued while the caller collects the last one's logits, so
         # the network does not wait for the caller between batches (2-3 % more frames/s in alternating video runs).
         self.requests = [self.compiled_model.create_infer_request() for _ in range(2)]
@@ -371,10 +373,11 @@ def build_engine(
     num_threads: int | None = None,
     cuda_graphs: bool = True,
     log: Callable[[str], None] | None = print,
-    int8_network: Path | None = None,
+    int8_network=None,
 ) -> Engine:
     """An engine for `network` (not modified); backends that cannot run here fall back to `torch` with a message.
-    Precision int8 runs `int8_network` (`lightecho quantize`), on the openvino backend only."""
+    Precision int8 runs `int8_network` (an OpenVINO model from `quantization.load_int8_network`), on the openvino
+    backend only."""
     if precision == "int8" and backend != "openvino":
         raise InputError(f"--precision int8 runs on the openvino backend (CPU), not {backend}")
     if backend == "openvino":

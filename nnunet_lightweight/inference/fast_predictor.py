@@ -68,7 +68,7 @@ from nnunet_lightweight.inference.engines import (
 )
 from nnunet_lightweight.inference.input_convention import InputConvention, Placement
 from nnunet_lightweight.inference.model_folder import DEFAULT_CHECKPOINT, TrainedModel, load_trained_model
-from nnunet_lightweight.inference.quantization import int8_network_path
+from nnunet_lightweight.inference.quantization import load_int8_network
 from nnunet_lightweight.inference.settings import PredictorSettings
 
 # On 2 CPU cores batch 2 was fastest per frame (224x224: 30 ms; batch 8: 37 ms, activations outgrow the caches).
@@ -166,7 +166,7 @@ class FastPredictor:
         for fold, network, weights in zip(model.folds, networks, model.fold_weights):
             network.load_state_dict(weights)
             int8_network = (
-                int8_network_path(model.folder, fold, network.state_dict()) if self.precision == "int8" else None
+                load_int8_network(model.folder, fold, network.state_dict()) if self.precision == "int8" else None
             )
             self.engines.append(
                 build_engine(

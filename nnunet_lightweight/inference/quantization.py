@@ -3,7 +3,7 @@ folder keeps each fold's int8 network (`workflows.quantize` makes a model folder
 
 A fold's int8 network is `fold_X/openvino_int8/network.xml` (+ `network.bin`): an OpenVINO model with NNCF's
 quantize/dequantize nodes, made from the fold's network. Its runtime info records the SHA-256 of the fold's
-weights: `int8_network_path` refuses an int8 network made from other weights (a retrained checkpoint) instead of
+weights: `load_int8_network` refuses an int8 network made from other weights (a retrained checkpoint) instead of
 running it.
 """
 
@@ -27,8 +27,11 @@ INT8_NETWORK = "network.xml"
 RT_INFO = "lightecho"
 
 
-def int8_network_path(model_folder: str | os.PathLike, fold: int | str, weights: dict[str, torch.Tensor]) -> Path:
-    """The int8 network of `fold`; InputError where there is none, or where it was made from other weights."""
+def load_int8_network(model_folder: str | os.PathLike, fold: int | str, weights: dict[str, torch.Tensor]):
+    """The int8 network of `fold` (an OpenVINO model, read once, for the engine to compile); InputError where there is
+    none, where lightecho did not write it, or where it was made from other weights."""
+    import openvino as ov
+
     path = Path(model_folder) / f"fold_{fold}" / INT8_FOLDER / INT8_NETWORK
     made_by = f"lightecho quantize -m {model_folder} -i FRAMES -o INT8_MODEL_FOLDER"
     if not path.is_file():
@@ -36,28 +39,18 @@ def int8_network_path(model_folder: str | os.PathLike, fold: int | str, weights:
             f"--precision int8: fold {fold} of {model_folder} has no int8 network ({path}); make an int8 model folder "
             f"with `{made_by}` and pass --model INT8_MODEL_FOLDER"
         )
-    recorded = read_rt_info(path).get("weights_sha256")
-    if recorded is None:
+    try:
+        network = ov.Core().read_model(str(path))
+    except RuntimeError as error:
+        raise InputError(f"cannot read the int8 network {path}: {str(error).splitlines()[0]}") from None
+    if not network.has_rt_info([RT_INFO, "weights_sha256"]):
         raise InputError(f"{path} was not written by lightecho quantize: no record of the weights it was made from")
-    if recorded != weights_fingerprint(weights):
+    if network.get_rt_info([RT_INFO, "weights_sha256"]).astype(str) != weights_fingerprint(weights):
         raise InputError(
             f"{path} was made from other weights than fold {fold}'s checkpoint (replaced since?): make the int8 "
             f"model folder again with `{made_by}`"
         )
-    return path
-
-
-def read_rt_info(path: Path) -> dict[str, str]:
-    """The "lightecho" runtime info of an OpenVINO model file; empty where it has none or is no OpenVINO model."""
-    import openvino as ov
-
-    try:
-        model = ov.Core().read_model(str(path))
-    except RuntimeError:
-        return {}
-    if not model.has_rt_info([RT_INFO]):
-        return {}
-    return {key: value.astype(str) for key, value in model.get_rt_info()[RT_INFO].items()}
+    return network
 
 
 def quantize_network(network: torch.nn.Module, frames: np.ndarray):
