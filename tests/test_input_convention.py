@@ -125,6 +125,9 @@ def test_predictor_brings_any_frame_size_to_the_convention(camus_root):
     reference = sitk.GetArrayFromImage(sitk.ReadImage(f"{case}_gt.nii.gz")).squeeze()
     as_trained = predictor(frame)[0]
     assert dice_score(as_trained == 1, reference == 1) >= 0.85
+    # A frame of the convention's size is in it whatever spacing its header gives (no resampling by spacing).
+    for spacing in ((0.3, 0.3), (3.0, 3.0), (0.6, 0.8)):
+        np.testing.assert_array_equal(predictor(frame, spacing)[0], as_trained)
 
     canvas = np.zeros((330, 400), np.float32)
     box = (slice(40, 40 + 280), slice(70, 70 + 300))

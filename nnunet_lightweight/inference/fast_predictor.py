@@ -266,8 +266,9 @@ class FastPredictor:
 
         Where the model folder records an input convention, the stack is first blanked outside its ultrasound
         sector (found over all frames, never in the `coloured` (rows, cols) pixels the reader marked), cropped to
-        the sector's bounding box and resized to the convention's frame size, which is then at the model's own
-        spacing (no resampling); `segment` maps the masks back.
+        the sector's bounding box and resized to the convention's frame size; frames in the convention (resized, or
+        of its size already) are at the model's own spacing, whatever their header says (no resampling); `segment`
+        maps the masks back.
         """
         return list(self._prepared(stack, spacing, coloured))
 
@@ -276,6 +277,9 @@ class FastPredictor:
         placement = self.convention.place(stack[0], coloured) if self.convention else None
         if placement is not None:
             stack = placement.to_model(stack)
+        if self.convention is not None:
+            # The convention is geometric: a frame in it (resized here, or of its size already) is at the model's
+            # own spacing whatever its header says, so nnU-Net's preprocessing must not resample it by that.
             spacing = [spacing[0], *self.model.configuration_manager.spacing]
         for z in range(stack.shape[1]):
             frame = self.preprocess(stack[:, z : z + 1], {"spacing": list(spacing)})
