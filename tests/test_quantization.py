@@ -135,3 +135,25 @@ def test_video_benchmark_picks_the_fastest_precision_it_measured(camus_root, tmp
     assert report["precision"] == max(rates, key=lambda precision: float(rates[precision]))
     assert report["frames"] == 12 and report["measured"] == 1
     assert report["end_to_end_frames_per_second"] > 0 and report["network_alone_frames_per_second"] > 0
+
+
+def test_ef_from_images_runs_the_int8_network(int8_model, camus_root, tmp_path):
+    """`ef --images --precision int8` measures the masks of the int8 networks (close to fp32's); the predictor
+    options belong to --images and are refused without it."""
+    import pandas as pd
+
+    from nnunet_lightweight.clinical.ejection_fraction import ef_from_images
+
+    _frames_of(camus_root, "validation", 2, tmp_path / "in")
+    ef_of = {}
+    for precision in ("fp32", "int8"):
+        out = tmp_path / f"ef_{precision}"
+        argv = ["ef", "--images", str(tmp_path / "in"), "--model", str(int8_model), "--precision", precision]
+        assert main([*argv, "-o", str(out)]) == 0
+        ef_of[precision] = pd.read_csv(out / "ef.csv").set_index("patient")["ef"]
+    assert len(ef_of["int8"]) == 2 and (ef_of["int8"] - ef_of["fp32"]).abs().max() < 2.0
+    assert main(["ef", "--pred", str(tmp_path / "in"), "--precision", "int8", "-o", str(tmp_path / "x")]) == 2
+    with pytest.raises(InputError, match="int8"):
+        ef_from_images(
+            tmp_path / "y", tmp_path / "in", shipped_model_folder(), settings=PredictorSettings("cpu", precision="int8")
+        )

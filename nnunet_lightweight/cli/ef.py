@@ -4,6 +4,8 @@ import argparse
 from pathlib import Path
 
 from nnunet_lightweight.cli import DISKS, add_unit_options
+from nnunet_lightweight.cli.predict import add_predictor_options, predictor_settings
+from nnunet_lightweight.inference.settings import PredictorSettings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "EF, EDV, ESV) and Bland-Altman and scatter plots OUT/bland_altman_{ef,edv,esv}.png, "
         "OUT/scatter_{ef,edv,esv}.png. Volumes are in mL where the spacing is physical and in px^3 "
         "otherwise (the 224x224 CAMUS copy). With --images instead of --pred, the images are segmented "
-        "first (--model, or the shipped LightEcho model).",
+        "first (--model, or the shipped LightEcho model; the predictor options below apply to them).",
     )
     parser.add_argument(
         "--pred", type=Path, default=None, help="folder of predicted masks (one patient or a whole dataset)"
@@ -74,6 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    add_predictor_options(parser.add_argument_group("segmenting --images (as lightecho predict)"))
     parser.set_defaults(func=_run)
 
 
@@ -83,8 +86,11 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.images is not None and args.pred is not None:
         raise InputError("give --images (to segment) or --pred (masks), not both")
-    if args.model is not None and args.images is None:
-        raise InputError("--model segments --images: give the images too")
+    settings = predictor_settings(args)
+    if (args.model is not None or settings != PredictorSettings()) and args.images is None:
+        raise InputError(
+            "--model and the predictor options (--precision, --device, ...) segment --images: give the images too"
+        )
     if args.pred is None and args.ref is None and args.images is None:
         raise InputError("give --pred, --images, --ref, or --pred/--images with --ref")
     options = dict(
@@ -96,7 +102,9 @@ def _run(args: argparse.Namespace) -> int:
         progress=True,
     )
     if args.images is not None:
-        report = ef_from_images(args.output, args.images, args.model, args.ref, overwrite=args.overwrite, **options)
+        report = ef_from_images(
+            args.output, args.images, args.model, args.ref, settings, overwrite=args.overwrite, **options
+        )
     else:
         report = ef(args.output, args.pred, args.ref, overwrite=args.overwrite, **options)
     measured = report["measured"]

@@ -18,6 +18,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,9 @@ from nnunet_lightweight.core.image_io import read_segmentation
 from nnunet_lightweight.core.labels import CASE_ID_REGEX, LABELS, PHASES, VIEWS
 from nnunet_lightweight.core.metadata import find_metadata, metadata_patients, read_metadata
 from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
+
+if TYPE_CHECKING:
+    from nnunet_lightweight.inference.settings import PredictorSettings
 
 ALLOWED_LABELS = set(LABELS.values())
 MASK_FILE = re.compile(rf"^{CASE_ID_REGEX}(?P<gt>_gt)?\.nii(?:\.gz)?$")
@@ -383,7 +387,7 @@ def ef_from_images(
     images_dir: Path,
     model_folder: Path | None = None,
     ref_dir: Path | None = None,
-    device: str = "auto",
+    settings: PredictorSettings | None = None,
     overwrite: bool = False,
     **options,
 ) -> dict:
@@ -391,7 +395,8 @@ def ef_from_images(
 
     The images are <patient>_<2CH|4CH>_<ED|ES>[_0000].nii.gz frames, or still frame images such as
     <patient>_<2CH|4CH>_<ED|ES>.png (measured in pixels), of any size (models with an input convention bring them
-    to it); the masks are an intermediate result, kept only while measuring.
+    to it); the masks are an intermediate result, kept only while measuring. `settings`: how the predictor runs
+    (default: as `lightecho predict`'s defaults).
     """
     import tempfile
 
@@ -403,7 +408,7 @@ def ef_from_images(
     check_output_dir(output_dir, overwrite, inputs=[images_dir, model_folder, ref_dir], layout=EF_LAYOUT)
     with tempfile.TemporaryDirectory(prefix="lightecho-ef-masks-") as work:
         masks = Path(work) / "masks"
-        predict(model_folder, images_dir, masks, PredictorSettings(device=device), verbose=False)
+        predict(model_folder, images_dir, masks, settings or PredictorSettings(), verbose=False)
         return ef(output_dir, masks, ref_dir, overwrite=overwrite, **options)
 
 
