@@ -141,6 +141,15 @@ def test_ef_writes_csv_report_and_plots(tmp_path):
         ef(tmp_path / "out", tmp_path / "pred", tmp_path / "ref")
 
 
+def test_predictions_on_another_grid_than_the_reference_are_an_error(tmp_path):
+    """Volumes in pixel units of masks on different grids cannot be compared (in mL they can)."""
+    _write_patient(tmp_path / "ref", "patient0001", spacing=(1.0, 1.0))
+    _write_patient(tmp_path / "pred", "patient0001", spacing=(1.0, 1.0), scale=1.5)  # 1.5x the pixels
+    with pytest.raises(InputError, match="shape mismatch: prediction .*patient0001"):
+        ef(tmp_path / "out", tmp_path / "pred", tmp_path / "ref", units="px")
+    assert ef(tmp_path / "out", tmp_path / "pred", tmp_path / "ref", units="mm")["measured"]["n"] == 1
+
+
 def test_cli_ef(tmp_path, capsys):
     _write_patient(tmp_path / "pred", "patient0001")
     assert main(["ef", "--pred", str(tmp_path / "pred"), "-o", str(tmp_path / "out")]) == 0

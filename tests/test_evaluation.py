@@ -274,6 +274,24 @@ def test_missing_case_shape_mismatch_and_corrupt_file_are_clear_errors(folders, 
         evaluate_folder(pred_dir, ref_dir)
 
 
+def test_a_flipped_or_shifted_prediction_grid_is_an_error(folders):
+    """A prediction stored flipped (its header compensating) or starting elsewhere has the reference's shape and
+    spacing, but its pixel (i, j) lies elsewhere: comparing by index would give wrong Dice silently."""
+    import SimpleITK as sitk
+
+    pred_dir, ref_dir = folders
+    path = pred_dir / "p1_2CH_ED.nii.gz"
+    image = sitk.ReadImage(str(path))
+    flipped = sitk.Flip(image, [True, True])  # pixels reversed, direction and origin keep them in place
+    sitk.WriteImage(flipped, str(path))
+    with pytest.raises(InputError, match="orientation mismatch.*p1_2CH_ED"):
+        evaluate_folder(pred_dir, ref_dir)
+    image.SetOrigin((5.0, 0.0))
+    sitk.WriteImage(image, str(path))
+    with pytest.raises(InputError, match="origin mismatch.*p1_2CH_ED"):
+        evaluate_folder(pred_dir, ref_dir)
+
+
 def test_console_command_with_deferred_pandas_writes_what_main_writes(folders, tmp_path):
     """The installed command defers pandas (and others) until first use; `evaluate`, which uses pandas throughout,
     gives the same tables through it as through `main` in this process."""

@@ -33,7 +33,7 @@ from nnunet_lightweight.clinical.volumes import (
 )
 from nnunet_lightweight.conversion.camus import parse_info_file
 from nnunet_lightweight.core.errors import InputError
-from nnunet_lightweight.core.image_io import read_segmentation
+from nnunet_lightweight.core.image_io import check_same_grid, read_segmentation
 from nnunet_lightweight.core.labels import CASE_ID_REGEX, LABELS, PHASES, VIEWS
 from nnunet_lightweight.core.metadata import find_metadata, metadata_patients, read_metadata
 from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
@@ -326,6 +326,13 @@ def ef_table(
         if pred_dir is not None and ref_dir is not None
         else {}
     )
+    if reference:
+        # Volumes in pixels compare only between masks of one pixel grid (in mL any grid will do).
+        references = find_mask_files(ref_dir)
+        for patient, files in find_mask_files(pred_dir).items():
+            if patient in reference and UNIT_ML not in (measured[patient].volume_unit, reference[patient].volume_unit):
+                for key in files.keys() & references[patient].keys():
+                    check_same_grid(files[key], references[patient][key], "prediction", "reference", placement=False)
     rows = []
     for patient, volumes in sorted(measured.items()):
         row = {

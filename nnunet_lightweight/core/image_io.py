@@ -45,6 +45,52 @@ def read_image(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     return array.reshape([array.shape[axis] for axis in kept]), tuple(spacing[axis] for axis in kept)
 
 
+def check_same_grid(first: Path, second: Path, first_role: str, second_role: str, placement: bool = True) -> None:
+    """InputError unless two images lie on the same pixel grid: shape and spacing (singleton axes dropped, as
+    `read_image` does) and, with `placement`, orientation and origin, so that pixel (i, j) of one is pixel (i, j)
+    of the other.
+
+    Read from the headers only. A mask stored flipped with an affine that compensates has the same shape and
+    spacing, but comparing its pixels with another's by index would compare different places.
+    """
+    import SimpleITK as sitk
+
+    grids = []
+    for path in (first, second):
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            raise InputError(f"cannot read {path} (unreadable or truncated file)") from None
+        size, dimension = reader.GetSize(), reader.GetDimension()
+        kept = [axis for axis in range(dimension) if size[axis] > 1] or [0]
+        direction = np.reshape(reader.GetDirection(), (dimension, dimension))
+        grids.append((size, kept, reader.GetSpacing(), np.array(reader.GetOrigin()), direction))
+    (size_a, kept_a, spacing_a, origin_a, direction_a), (size_b, kept_b, spacing_b, origin_b, direction_b) = grids
+    shape_a, shape_b = ([s[axis] for axis in reversed(k)] for s, k in ((size_a, kept_a), (size_b, kept_b)))
+    roles = f"{first_role} {first}", f"{second_role} {second}"
+    if shape_a != shape_b:
+        raise InputError(f"shape mismatch: {roles[0]} is {tuple(shape_a)}, {roles[1]} is {tuple(shape_b)}")
+    spacing_a, spacing_b = ([s[axis] for axis in reversed(k)] for s, k in ((spacing_a, kept_a), (spacing_b, kept_b)))
+    if not np.allclose(spacing_a, spacing_b, rtol=1e-3, atol=1e-6):
+        raise InputError(f"spacing mismatch: {roles[0]} has {tuple(spacing_a)}, {roles[1]} has {tuple(spacing_b)}")
+    if not placement:
+        return
+    # Physical axes both images have (a 2D frame is also stored as a 3D image of one slice).
+    rows = min(len(origin_a), len(origin_b))
+    axes_a, axes_b = direction_a[:rows, kept_a], direction_b[:rows, kept_b]
+    if not np.allclose(axes_a, axes_b, atol=1e-3):
+        raise InputError(
+            f"orientation mismatch: {roles[0]} and {roles[1]} store their pixels in different orders "
+            "(their headers' directions differ); resample one onto the other's grid"
+        )
+    if not np.allclose(origin_a[:rows], origin_b[:rows], rtol=0, atol=1e-3 * min(spacing_a) + 1e-4):
+        raise InputError(
+            f"origin mismatch: {roles[0]} starts at {tuple(origin_a[:rows])}, {roles[1]} at {tuple(origin_b[:rows])}"
+        )
+
+
 def read_segmentation(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     """A label map as an integer array (singleton axes of 2D NIfTIs dropped) and its spacing in array axis order."""
     array, spacing = read_image(path)

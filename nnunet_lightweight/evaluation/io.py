@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_lightweight.core.errors import InputError
-from nnunet_lightweight.core.image_io import FILE_ENDING, read_segmentation
+from nnunet_lightweight.core.image_io import FILE_ENDING, check_same_grid, read_segmentation
 from nnunet_lightweight.core.labels import LABELS, UNKNOWN, CaseInfo, parse_case_id
 from nnunet_lightweight.core.metadata import metadata_patients, read_metadata
 
@@ -70,14 +70,9 @@ def read_pair(
     pred_path: Path, ref_path: Path, labels: dict[str, int]
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     """Prediction and reference label maps checked against each other and against `labels`; the reference spacing."""
-    pred, pred_spacing = read_segmentation(pred_path)
+    pred, _ = read_segmentation(pred_path)
     ref, ref_spacing = read_segmentation(ref_path)
-    if pred.shape != ref.shape:
-        raise InputError(f"shape mismatch: prediction {pred_path} is {pred.shape}, reference {ref_path} is {ref.shape}")
-    if not np.allclose(pred_spacing, ref_spacing, rtol=1e-3, atol=1e-6):
-        raise InputError(
-            f"spacing mismatch: prediction {pred_path} has {pred_spacing}, reference {ref_path} has {ref_spacing}"
-        )
+    check_same_grid(pred_path, ref_path, "prediction", "reference")
     allowed = {0, *labels.values()}
     for path, array in ((pred_path, pred), (ref_path, ref)):
         unexpected = sorted(set(np.unique(array).tolist()) - allowed)
