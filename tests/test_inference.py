@@ -559,6 +559,14 @@ def test_find_cases(tmp_path):
         find_cases(tmp_path / "empty", ".nii.gz")
     with pytest.raises(FileNotFoundError):
         find_cases(tmp_path / "missing", ".nii.gz")
+    # Two files of one channel, and a link to nothing, are errors rather than a case silently left out.
+    (plain / "patient0001_2CH_ED_0000.nii.gz").touch()
+    with pytest.raises(InputError, match="patient0001_2CH_ED.nii.gz and .*patient0001_2CH_ED_0000.nii.gz"):
+        find_cases(plain, ".nii.gz")
+    (plain / "patient0001_2CH_ED_0000.nii.gz").unlink()
+    (plain / "patient0001_2CH_ES.nii.gz").symlink_to(tmp_path / "gone.nii.gz")
+    with pytest.raises(InputError, match="missing file: .*patient0001_2CH_ES.nii.gz is a link"):
+        find_cases(plain, ".nii.gz")
 
 
 def test_predict_refuses_existing_output_and_bad_input(model_folder, frames_folder, tmp_path):

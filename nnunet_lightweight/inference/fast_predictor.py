@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shutil
 import time
@@ -506,11 +507,14 @@ def find_cases(
         ending = next((e for e in endings if path.name.endswith(e)), None)
         return (path.name[: -len(ending)], ending) if ending else None
 
-    files = (
-        [input_path]
-        if input_path.is_file()
-        else sorted(p for p in input_path.iterdir() if p.is_file() and not p.name.startswith("."))
-    )
+    if input_path.is_file():
+        files = [input_path]
+    else:
+        entries = sorted(p for p in input_path.iterdir() if not p.name.startswith("."))
+        broken = [p for p in entries if p.is_symlink() and not p.exists()]
+        if broken:
+            raise InputError(f"missing file: {broken[0]} is a link to {os.readlink(broken[0])}, which does not exist")
+        files = [p for p in entries if p.is_file()]
     videos: list[Case] = []
     channels: dict[str, dict[int, Path]] = {}
     for path in files:
@@ -530,7 +534,13 @@ def find_cases(
             continue
         match = _CHANNEL_SUFFIX.search(parts[0])
         name = parts[0][: match.start()] if match else parts[0]
-        channels.setdefault(name, {})[int(match.group(1)) if match else 0] = path
+        channel = int(match.group(1)) if match else 0
+        if channel in channels.setdefault(name, {}):
+            raise InputError(
+                f"case {name!r}: {channels[name][channel]} and {path} are both its channel _{channel:04d} (a file "
+                "without a channel suffix is channel _0000); rename one"
+            )
+        channels[name][channel] = path
     result = []
     for name, found in channels.items():
         if sorted(found) != list(range(num_channels)):
