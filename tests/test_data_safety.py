@@ -7,6 +7,7 @@ The race between concurrent conversions and Ctrl-C need real processes (the test
 
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -690,6 +691,28 @@ def test_outputs_follow_the_umask(tmp_path, capsys) -> None:
     assert stat.S_IMODE(out.stat().st_mode) == 0o750
     assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o640}
     assert (out / OUTPUT_MARKER).is_file()
+
+
+def test_overwrite_keeps_what_the_user_added_to_or_changed_in_a_lightecho_output(tmp_path, capsys) -> None:
+    """The marker lists what the command wrote: a folder also holding the user's files, or one of its files edited,
+    is not replaced by --overwrite (their work would be lost); unchanged, it is."""
+    from nnunet_lightweight.cli import main
+
+    _masks(tmp_path / "pred")
+    argv = ["postprocess", "-i", str(tmp_path / "pred"), "-o", str(tmp_path / "out"), "--overwrite"]
+    assert main(argv) == 0
+    out = tmp_path / "out"
+    written = sorted(p.name for p in out.iterdir())
+    (out / "notes").mkdir()
+    (out / "notes" / "mine.txt").write_text("my notes")
+    assert main(argv) == 2
+    assert "notes/mine.txt" in capsys.readouterr().err and (out / "notes" / "mine.txt").read_text() == "my notes"
+    shutil.rmtree(out / "notes")
+    edited = next(p for p in out.iterdir() if p.name.endswith(".nii.gz"))
+    edited.write_bytes(edited.read_bytes() + b"edit")
+    assert main(argv) == 2 and edited.read_bytes().endswith(b"edit")
+    edited.write_bytes(edited.read_bytes()[:-4])
+    assert main(argv) == 0 and sorted(p.name for p in out.iterdir()) == written
 
 
 # --- real processes: Ctrl-C, and two conversions at once -----------------------------------------------------------

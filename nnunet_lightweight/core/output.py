@@ -23,7 +23,9 @@ class OutputExistsError(InputError, FileExistsError):
 
 
 # Written into every output folder this project creates: `--overwrite` replaces only folders that hold it (or, from
-# versions before it, nothing but the files the command writes), never a folder of the user's own files.
+# versions before it, nothing but the files the command writes), never a folder of the user's own files. It lists
+# the files the command wrote, with their sizes: a folder holding anything else, or one of them changed, is the
+# user's work too and is not replaced.
 OUTPUT_MARKER = ".lightecho-output.json"
 
 
@@ -159,6 +161,36 @@ def _check_replaceable(target: OutputTarget) -> None:
             f"{target.what} {out_dir} was not written by lightecho (no {OUTPUT_MARKER}), so "
             "--overwrite does not replace it: choose another folder or empty it yourself"
         )
+    written = _marker_files(out_dir / OUTPUT_MARKER)
+    if written is not None:
+        changed = sorted(name for name, size in _file_sizes(out_dir).items() if written.get(name) != size)
+        if changed:
+            raise InputError(
+                f"{target.what} {out_dir} holds {out_dir / changed[0]}"
+                f"{f' and {len(changed) - 1} more file(s)' if len(changed) > 1 else ''}, which lightecho did not "
+                "write (added or changed since), so --overwrite does not replace it: move them away or choose "
+                "another folder"
+            )
+
+
+def _file_sizes(folder: Path) -> dict[str, int]:
+    """Size of every file below `folder` (links not followed) by its relative path, the marker file left out."""
+    sizes = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = Path(root) / name
+            sizes[path.relative_to(folder).as_posix()] = path.lstat().st_size
+    sizes.pop(OUTPUT_MARKER, None)
+    return sizes
+
+
+def _marker_files(marker: Path) -> dict[str, int] | None:
+    """The files a marker says its command wrote; None for a marker that lists none (earlier versions)."""
+    try:
+        files = json.loads(marker.read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return files if isinstance(files, dict) else None
 
 
 def current_umask() -> int:
@@ -213,7 +245,7 @@ def staged_output(target: OutputTarget) -> Iterator[Path]:
 
     `target` comes from `check_output_dir`; its checks run again at the end, under a lock on the parent folder, so
     an output that another run wrote in the meantime is never replaced without `--overwrite`. The staging folder
-    holds the marker file and follows the umask.
+    follows the umask and, once the block has written it, gets the marker file listing what it holds.
     """
     out_dir = target.path
     try:
@@ -223,8 +255,10 @@ def staged_output(target: OutputTarget) -> Iterator[Path]:
         raise InputError(f"cannot write {target.what} {out_dir}: {error.strerror}") from None
     try:
         follow_umask(staging)
-        (staging / OUTPUT_MARKER).write_text(json.dumps({"written_by": "lightecho", "version": __version__}) + "\n")
         yield staging
+        record = {"written_by": "lightecho", "version": __version__, "files": _file_sizes(staging)}
+        (staging / OUTPUT_MARKER).write_text(json.dumps(record, indent=1) + "\n")
+        follow_umask(staging / OUTPUT_MARKER)
         with _folder_lock(out_dir.parent):
             try:
                 if target.recheck is not None:
