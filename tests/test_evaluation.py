@@ -292,6 +292,24 @@ def test_a_flipped_or_shifted_prediction_grid_is_an_error(folders):
         evaluate_folder(pred_dir, ref_dir)
 
 
+def test_postprocess_refuses_what_is_not_a_label_map_of_the_structures(tmp_path):
+    """Masks that evaluate refuses (other label values, fractional values, stacks of frames) are not post-processed
+    and written back either: one line naming the file, nothing written."""
+    import SimpleITK as sitk
+
+    for name, array, message in (
+        ("label5", np.where(synthetic_heart() == 3, 5, synthetic_heart()), r"label values \[5\]"),
+        ("fraction", synthetic_heart() * 0.7, "non-integer"),
+        ("stack", np.stack([synthetic_heart()] * 2), "not a 2D label map"),
+    ):
+        single = tmp_path / name
+        single.mkdir()
+        sitk.WriteImage(sitk.GetImageFromArray(array), str(single / "p1_2CH_ED.nii.gz"))
+        with pytest.raises(InputError, match=f"{name}/p1_2CH_ED.nii.gz.*{message}"):
+            postprocess(single, tmp_path / f"out_{name}", "cca")
+        assert not (tmp_path / f"out_{name}").exists()
+
+
 def test_console_command_with_deferred_pandas_writes_what_main_writes(folders, tmp_path):
     """The installed command defers pandas (and others) until first use; `evaluate`, which uses pandas throughout,
     gives the same tables through it as through `main` in this process."""

@@ -73,15 +73,19 @@ def read_pair(
     pred, _ = read_segmentation(pred_path)
     ref, ref_spacing = read_segmentation(ref_path)
     check_same_grid(pred_path, ref_path, "prediction", "reference")
-    allowed = {0, *labels.values()}
     for path, array in ((pred_path, pred), (ref_path, ref)):
-        unexpected = sorted(set(np.unique(array).tolist()) - allowed)
-        if unexpected:
-            raise InputError(
-                f"{path} contains label values {unexpected} outside background 0 and the structures "
-                f"{labels} (set --labels to match the dataset)"
-            )
+        check_label_values(path, array, labels)
     return pred, ref, ref_spacing
+
+
+def check_label_values(path: Path, array: np.ndarray, labels: dict[str, int]) -> None:
+    """InputError naming the file where a label map holds values other than background 0 and `labels`."""
+    unexpected = sorted(set(np.unique(array).tolist()) - {0, *labels.values()})
+    if unexpected:
+        raise InputError(
+            f"{path} contains label values {unexpected} outside background 0 and the structures "
+            f"{labels} (set --labels to match the dataset)"
+        )
 
 
 @dataclass

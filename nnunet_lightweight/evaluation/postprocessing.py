@@ -17,7 +17,7 @@ from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.image_io import check_image_content
 from nnunet_lightweight.core.labels import keep_largest_component_per_label
 from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
-from nnunet_lightweight.evaluation.io import DEFAULT_LABELS, list_cases
+from nnunet_lightweight.evaluation.io import DEFAULT_LABELS, check_label_values, list_cases
 
 POSTPROCESS_METHODS = ("none", "cca", "morph", "cca+morph")
 MORPHOLOGY_MODES = ("open", "close", "both")
@@ -121,6 +121,11 @@ def postprocess(
             array = sitk.GetArrayFromImage(image)
             check_image_content(path, array)
             frame = array.reshape([n for n in array.shape if n != 1] or [1])
+            if frame.ndim != 2 or image.GetNumberOfComponentsPerPixel() != 1:
+                raise InputError(f"{path} is not a 2D label map (shape {array.shape}); post-processing is per frame")
+            if not np.issubdtype(frame.dtype, np.integer) and not np.all(np.mod(frame, 1) == 0):
+                raise InputError(f"{path} holds non-integer values; expected a label map")
+            check_label_values(path, frame, labels)
             processed = postprocess_segmentation(frame, method, labels, morphology, radius).reshape(array.shape)
             written = sitk.GetImageFromArray(processed.astype(array.dtype))
             written.CopyInformation(image)
