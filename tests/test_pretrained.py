@@ -150,6 +150,12 @@ def test_predict_uses_the_shipped_model_by_default(camus_root, tmp_path):
         )
         assert dice_score(prediction == 1, reference == 1) >= 0.85, case
         assert dice_score(prediction == 3, reference == 3) >= 0.6, case
+    # A colour (vector-pixel) MHA frame is refused: nnU-Net's reader took its colours for a third image axis.
+    rgb = tmp_path / "rgb.mha"
+    grey = sitk.GetArrayFromImage(sitk.ReadImage(str(inputs / f"{cases[0]}_0000.nii.gz"))).squeeze()
+    sitk.WriteImage(sitk.GetImageFromArray(np.stack([grey] * 3, axis=-1), isVector=True), str(rgb))
+    assert main(["predict", "-i", str(rgb), "-o", str(tmp_path / "rgb_out"), "--device", "cpu"]) == 2
+    assert not (tmp_path / "rgb_out").exists()
 
 
 def _screenshot(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

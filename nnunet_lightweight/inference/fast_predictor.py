@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from nnunet_lightweight.core.errors import InputError
-from nnunet_lightweight.core.image_io import check_image_content
+from nnunet_lightweight.core.image_io import check_grey_image_file, check_image_content
 from nnunet_lightweight.core.labels import keep_largest_component_per_label
 from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
 from nnunet_lightweight.core.video_readers import (
@@ -478,6 +478,8 @@ class FastPredictor:
             sequence = read_still(path) if is_still_image(path) else read_loop(path, min_frames=1)
             spacing = [_DUMMY_SPACING, *sequence.spacing]
             return self.prepare(np.asarray(sequence.frames, dtype=np.float32)[None], spacing, sequence.coloured), None
+        for path in case.files:
+            check_grey_image_file(path)
         try:
             data, properties = self.reader_writer.read_images([str(f) for f in case.files])
         except Exception as error:  # SimpleITK raises RuntimeError; other readers their own kinds
