@@ -496,6 +496,14 @@ CASES = [
         ("files",),
     ),
     SafetyCase(
+        "export-onnx -o inside its model folder",
+        _model_without_labels,
+        ("export-onnx", "-m", "{tmp}/model", "-o", "{tmp}/model/fold_0/m.onnx"),
+        2,
+        INSIDE,
+        ("model",),
+    ),
+    SafetyCase(
         "export-onnx --opset 8",
         _nothing,
         ("export-onnx", "-m", "{tmp}/model", "-o", "{tmp}/m.onnx", "--opset", "8"),

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from nnunet_lightweight.core.errors import InputError
-from nnunet_lightweight.core.output import check_output_file, follow_umask, write_bytes_atomically
+from nnunet_lightweight.core.output import check_not_input, check_output_file, follow_umask, write_bytes_atomically
 from nnunet_lightweight.inference.model_folder import load_trained_model, weights_fingerprint
 
 DEFAULT_OPSET = 17
@@ -170,6 +170,7 @@ def export_onnx(
     output = Path(output)
     if not onnxruntime_available():
         raise InputError("export-onnx needs the onnx and onnxruntime packages (pip install onnx onnxruntime)")
+    check_not_input(output, [model_folder], "ONNX file")
     check_output_file(output, overwrite, "ONNX file", _is_lightecho_onnx)
     if not isinstance(opset, int) or opset < MIN_OPSET:
         raise InputError(
