@@ -117,6 +117,16 @@ def test_cli_compare(dataset, tmp_path, capsys):
         ]
     )
     assert code == 0
+    argv = [
+        "compare",
+        "--pred",
+        f"A|B={dataset['good']}",
+        "--pred",
+        str(dataset["worse"]),
+        "--ref",
+        str(dataset["ref"]),
+    ]
+    assert main([*argv, "-o", str(tmp_path / "pipe")]) == 2  # '|' would break the Markdown tables
     wilcoxon = pd.read_csv(out / "wilcoxon.csv")
     assert set(zip(wilcoxon["model_a"], wilcoxon["model_b"])) == {("A", "worse")}
     # With CCA on the fly the stray LA speck is gone, so LA no longer differs between the models.

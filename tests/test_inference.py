@@ -460,6 +460,8 @@ def test_load_trained_model(model_folder):
     assert load_trained_model(model_folder, ["1"]).folds == [1]
     with pytest.raises(InputError, match="missing checkpoint"):
         load_trained_model(model_folder, [3])
+    with pytest.raises(InputError, match="fold.* 0 given more than once"):
+        load_trained_model(model_folder, ["0", "0"])
     with pytest.raises(InputError, match="plans.json is missing"):
         load_trained_model(model_folder / "fold_0")
 

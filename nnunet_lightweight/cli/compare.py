@@ -44,6 +44,8 @@ def parse_predictions(values: list[str]) -> dict[str, Path]:
             name, folder = Path(value).name, value
         if not name or not folder:
             raise InputError(f"--pred: expected NAME=DIR or DIR, got {value!r}")
+        if "|" in name:  # Markdown's column separator: the name would break comparison.md's tables
+            raise InputError(f"--pred: a model name may not contain '|', got {name!r} (name it with NAME=DIR)")
         if name in predictions:
             raise InputError(f"--pred: model name {name!r} given twice (name them with NAME=DIR)")
         predictions[name] = Path(folder)

@@ -122,5 +122,7 @@ def _run(args: argparse.Namespace) -> int:
             )
     for problem in report["warnings"]:
         print(f"warning: {problem}")
-    print(f"written: {args.output}/ef.csv, agreement.json, agreement.md and plots")
+    print(
+        f"written: {', '.join(sorted(p.name for p in args.output.iterdir() if not p.name.startswith('.')))} in {args.output}"
+    )
     return 0

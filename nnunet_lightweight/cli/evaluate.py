@@ -92,5 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     table = metrics.groupby("structure", sort=False)[["dice", "hd", "hd95", "mad"]].mean()
     print(f"{metrics['case'].nunique()} cases; mean per structure (distances in pixels):")
     print(table.round(3).to_string())
-    print(f"written: {args.output}/metrics.csv, outliers.csv, summary.json")
+    print(
+        f"written: {', '.join(sorted(p.name for p in args.output.iterdir() if not p.name.startswith('.')))} in {args.output}"
+    )
     return 0

@@ -372,6 +372,11 @@ def _open_video(path: Path, noun: str = "video") -> ClipStream:
                         yield _merge_video_frames(pending)
                         pending = []
         except (av.error.FFmpegError, OSError, ValueError) as error:
+            if decoded == 0:  # a valid file in a variant FFmpeg's decoder lacks (e.g. float TIFF) fails here too
+                raise InputError(
+                    f"cannot decode {noun} {path} (damaged file, or a {codec} variant FFmpeg cannot decode: "
+                    f"convert it to 8- or 16-bit PNG or to NIfTI): {error}"
+                ) from None
             raise InputError(
                 f"cannot decode {noun} {path} (damaged or truncated file) after {decoded} frame(s): {error}"
             ) from None

@@ -486,6 +486,13 @@ class FastPredictor:
             raise InputError(f"cannot read {', '.join(map(str, case.files))}: {error}") from None
         for channel, path in enumerate(case.files):
             check_image_content(path, data[channel])  # truncated files and NaN, which the reader lets through
+        if (
+            data.shape[0] != self.model.num_input_channels
+        ):  # e.g. a 4D NIfTI, whose last axis the reader takes as channels
+            raise InputError(
+                f"{case.files[0]}: the model expects {self.model.num_input_channels} channel(s), the image has "
+                f"{data.shape[0]} (shape {data.shape})"
+            )
         if self.model.plans_manager.transpose_forward[0] != 0 and data.shape[1] > 1:
             raise InputError(f"{case.files[0]}: multi-frame input with a transposed 2d plan is not supported")
         return self.prepare(data, list(properties["spacing"])), properties

@@ -151,6 +151,9 @@ def load_trained_model(
             f"{model_folder / 'dataset.json'} lacks {', '.join(missing)}: not nnU-Net's dataset.json of this model"
         )
     folds = [_parse_fold(f) for f in folds] if folds else available_folds(model_folder, checkpoint_name)
+    repeated = sorted({str(fold) for fold in folds if folds.count(fold) > 1})
+    if repeated:
+        raise InputError(f"fold(s) {', '.join(repeated)} given more than once (each fold is ensembled once)")
     if not folds:
         hint = " (a model trained on all cases: ask for fold all)" if (model_folder / "fold_all").is_dir() else ""
         raise InputError(f"no fold_X/{checkpoint_name} in {model_folder}{hint}")
