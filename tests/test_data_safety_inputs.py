@@ -367,7 +367,7 @@ def _reader_only_predictor():
 
     predictor = object.__new__(FastPredictor)
     predictor.reader_writer = SimpleITKIO()
-    predictor.model = SimpleNamespace(plans_manager=SimpleNamespace(transpose_forward=[0, 1, 2]))
+    predictor.model = SimpleNamespace(plans_manager=SimpleNamespace(transpose_forward=[0, 1, 2]), num_input_channels=1)
     predictor.preprocess = lambda data, properties: data
     predictor.prepare = lambda stack, spacing, coloured=None: [stack[:, z : z + 1] for z in range(stack.shape[1])]
     return predictor
