@@ -27,7 +27,9 @@ def main() -> int:
 
     setattr(module, function_name, paused)
     from nnunet_lightweight.cli import main as lightecho
+    from nnunet_lightweight.cli import unwind_on_sigterm
 
+    unwind_on_sigterm()  # as the installed command does
     return lightecho(argv)
 
 

@@ -84,6 +84,10 @@ def test_list_clips_from_folder_glob_and_listing(tmp_path):
     (tmp_path / "bad_spacing.csv").write_text("FileName,Spacing\nb.dcm,-1\n")
     with pytest.raises(InputError, match="line 2: bad spacing"):
         list_clips(tmp_path / "bad_spacing.csv")
+    # A spreadsheet's "CSV UTF-8" starts with a byte-order mark; errors name the file's own line (blank lines too).
+    (tmp_path / "excel.csv").write_bytes("FileName,Patient\nb.dcm,p1\n\n,p2\n".encode("utf-8-sig"))
+    with pytest.raises(InputError, match="line 4: no file name"):
+        list_clips(tmp_path / "excel.csv")
 
 
 def test_shards_partition_the_list_deterministically_and_keep_patients_together(tmp_path):
@@ -215,6 +219,32 @@ def test_a_failing_segmentation_is_one_rows_reason(tmp_path):
     assert rows[1]["QualityFlags"].startswith("spacing_unknown") and rows[1]["VolumeUnit"] == "px^3"
 
 
+def test_label_map_clips_are_measured_not_segmented_and_listed_outputs_are_inputs(tmp_path):
+    """A clip file of label maps (e.g. a `<view>_masks.nii.gz` that `cine` wrote) is measured as it is, as `cine`
+    does; a listing that names a file inside the output folder makes that folder an input."""
+    from clinical_shapes import sequence_axes, sequence_masks, write_sequence
+
+    from nnunet_lightweight.clinical.cine import cine
+
+    axes = sequence_axes(10, ed_frame=2, ed_axes=(80, 26, 24), es_axes=(68, 18, 17))
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_sequence(clips / "p1_4CH_half_sequence_gt.nii.gz", sequence_masks(axes, "4CH", (0.4, 0.4)), (0.4, 0.4))
+
+    def never(frames):
+        raise AssertionError("label maps were segmented")
+
+    cine_batch(clips, tmp_path / "out", never, curves=False, progress=None)
+    row = _read_rows(tmp_path / "out" / CLIPS_CSV)[0]
+    single = cine(tmp_path / "single", sequence_4ch=clips / "p1_4CH_half_sequence_gt.nii.gz")["views"]["4CH"]
+    assert float(row["EF"]) == pytest.approx(single["ef_single_plane"], abs=0.1) and row["VolumeUnit"] == "mL"
+    listing = tmp_path / "list.csv"
+    listing.write_text(f"FileName\n{tmp_path / 'out' / CLIPS_CSV}\n")
+    with pytest.raises(InputError, match="contains the input"):
+        cine_batch(listing, tmp_path / "out", never, overwrite=True, progress=None)
+    assert (tmp_path / "out" / CLIPS_CSV).is_file()
+
+
 def test_cine_clips_command_measures_a_folder_in_shards(example_loop, tmp_path, capsys):
     """`lightecho cine --clips`: the shipped model on every clip of a folder; shards partition it; a broken clip
     is a row with its reason, not a failed command."""
@@ -238,6 +268,11 @@ def test_cine_clips_command_measures_a_folder_in_shards(example_loop, tmp_path, 
         shards += [r["FileName"] for r in _read_rows(out / CLIPS_CSV)] if (out / CLIPS_CSV).is_file() else []
     assert sorted(shards) == sorted(r["FileName"] for r in rows.values())
     assert main(["cine", "--clips", str(clips), "--shard", "2/2", "-o", str(tmp_path / "bad")]) == 2
+    # batch options without --clips, and a fold the shipped model does not have, are refused (they were ignored)
+    loop = str(clips / "patient1_4CH.nii.gz")
+    assert main(["cine", "--4ch", loop, "--shard", "0/2", "-o", str(tmp_path / "single")]) == 2
+    assert main(["cine", "--4ch", loop, "--fold", "7", "-o", str(tmp_path / "single")]) == 2
+    assert "fold_7" in capsys.readouterr().err
     assert main(["cine", "--clips", str(clips), "--4ch", str(example_loop), "-o", str(tmp_path / "both")]) == 2
     spacing = ["--spacing", "0.3", "0.3"]  # clips carry their own; a flag that would be ignored is refused
     assert main(["cine", "--clips", str(clips), *spacing, "-o", str(tmp_path / "spacing")]) == 2

@@ -125,6 +125,15 @@ def test_cine_writes_curves_report_and_plot(tmp_path):
     )  # exists
 
 
+def test_a_still_loop_has_no_ef(tmp_path):
+    """A clip whose frames do not change has no beat: its max/min volumes would give EF 0 % as a number."""
+    frames = _dark_cavity_frames(sequence_masks(sequence_axes(6, 0, ED_AXES, ED_AXES), "4CH", SPACING))
+    write_sequence(tmp_path / "still.nii.gz", frames, SPACING)
+    with pytest.raises(InputError, match="still.nii.gz: 4CH EF not measurable: flat volume curve"):
+        cine(tmp_path / "out", sequence_4ch=tmp_path / "still.nii.gz", segmenter=_threshold_segmenter)
+    assert not (tmp_path / "out").exists()
+
+
 def test_image_sequence_without_a_model_is_an_error(tmp_path):
     frames = _dark_cavity_frames(sequence_masks(sequence_axes(4, 0, ED_AXES, ES_AXES), "2CH", SPACING))
     write_sequence(tmp_path / "loop.nii.gz", frames, SPACING)

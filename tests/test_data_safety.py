@@ -748,13 +748,15 @@ def _start_paused(function: str, argv: list[str], folder: Path, name: str) -> tu
 
 
 @pytest.mark.parametrize(
-    "command, function",
+    "command, function, stop",
     [
-        ("postprocess", "nnunet_lightweight.evaluation.postprocessing:postprocess_segmentation"),
-        ("convert-camus", "nnunet_lightweight.conversion.dataset:_convert_frame"),
+        ("postprocess", "nnunet_lightweight.evaluation.postprocessing:postprocess_segmentation", signal.SIGINT),
+        ("convert-camus", "nnunet_lightweight.conversion.dataset:_convert_frame", signal.SIGINT),
+        # what SLURM sends at a job's time limit
+        ("postprocess", "nnunet_lightweight.evaluation.postprocessing:postprocess_segmentation", signal.SIGTERM),
     ],
 )
-def test_ctrl_c_exits_130_and_removes_the_staged_output(command, function, tmp_path) -> None:
+def test_ctrl_c_and_sigterm_remove_the_staged_output(command, function, stop, tmp_path) -> None:
     work = tmp_path / "work"
     work.mkdir()
     if command == "postprocess":
@@ -765,13 +767,13 @@ def test_ctrl_c_exits_130_and_removes_the_staged_output(command, function, tmp_p
         argv = ["convert-camus", str(tmp_path / "ph"), "-d", "761", "--raw", str(work)]
     before = {kept: _snapshot_of(tmp_path / kept) for kept in ("pred", "ph") if (tmp_path / kept).exists()}
     process, _ = _start_paused(function, argv, tmp_path, "interrupted")
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
+    status, how = (130, "interrupted (Ctrl-C)") if stop == signal.SIGINT else (143, "terminated (SIGTERM)")
+    assert process.returncode == status, stderr
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1] == (
-        f"lightecho {command}: interrupted (Ctrl-C): unfinished outputs were "
-        "removed; inputs and outputs written before are kept"
+        f"lightecho {command}: {how}: unfinished outputs were removed; inputs and outputs written before are kept"
     )
     assert list(work.iterdir()) == [], "staged output left behind"
     assert {kept: _snapshot_of(tmp_path / kept) for kept in before} == before

@@ -389,12 +389,12 @@ def test_video_reader_counts_decoded_frames(tmp_path) -> None:
 def test_predict_reads_a_one_frame_video_and_refuses_truncated_images(tmp_path) -> None:
     from nnunet_lightweight.core.errors import InputError
     from nnunet_lightweight.core.video_readers import read_loop
-    from nnunet_lightweight.inference.fast_predictor import Case
+    from nnunet_lightweight.inference.fast_predictor import CLIP_SPACING, Case
 
     write_video(tmp_path / "still.avi", 1)
     predictor = _reader_only_predictor()
     frames, properties = predictor.read_case(Case("still", [tmp_path / "still.avi"], video=True))
-    assert len(frames) == 1 and frames[0].shape == (1, 1, 32, 32) and properties is None
+    assert len(frames) == 1 and frames[0].shape == (1, 1, 32, 32) and properties == {CLIP_SPACING: None}
     with pytest.raises(InputError, match="cine loop|at least 2"):
         read_loop(tmp_path / "still.avi")  # a cine loop still needs two frames
 
@@ -409,6 +409,27 @@ def test_predict_reads_a_one_frame_video_and_refuses_truncated_images(tmp_path) 
     write_frame(image, (1.0, 1.0), tmp_path / "nan_0000.nii.gz")
     with pytest.raises(InputError, match="nan_0000.nii.gz has 1 NaN"):
         predictor.read_case(Case("nan", [tmp_path / "nan_0000.nii.gz"]))
+
+
+def test_predict_writes_the_masks_of_a_dicom_clip_with_its_pixel_size(tmp_path) -> None:
+    """A DICOM clip's ultrasound-region spacing reaches its masks' header (videos without one keep 1 x 1)."""
+    pytest.importorskip("pydicom")
+    import SimpleITK as sitk
+    from echo_clips import write_dicom
+
+    from nnunet_lightweight.inference.fast_predictor import CLIP_SPACING, Case, _write_case
+
+    frames = np.tile((np.arange(96 * 80).reshape(96, 80) % 200).astype(np.uint8), (3, 1, 1))
+    box = (slice(0, 56), slice(0, 80))  # the tissue region above the ECG strip that write_dicom adds
+    dicom = write_dicom(
+        tmp_path / "clip.dcm", frames, spacing_mm=(0.3, 0.5), photometric="MONOCHROME2", jpeg=False, sector_box=box
+    )
+    case = Case("clip", [dicom], video=True)
+    read, properties = _reader_only_predictor().read_case(case)
+    assert properties == {CLIP_SPACING: pytest.approx((0.3, 0.5))}
+    _write_case(None, case, [np.zeros((1, 96, 80), np.uint8)] * len(read), properties, tmp_path / "clip.nii.gz")
+    written = sitk.ReadImage(str(tmp_path / "clip.nii.gz"))
+    assert written.GetSize() == (80, 96, 3) and written.GetSpacing()[:2] == pytest.approx((0.5, 0.3))
 
 
 # --- lightecho plan ------------------------------------------------------------------------------------------------
@@ -671,3 +692,13 @@ def test_plan_case(case: SafetyCase, steps: list[str], run_safety_case, fake_nnu
     assert {p.stem for p in (preprocessed / "nnUNetPlans_2d").glob("*.pkl")} == raw_cases
     installed = json.loads((preprocessed / "splits_final.json").read_text())
     assert installed == json.loads((tmp_path / "nnUNet_raw" / PLAN_NAME / "splits_final.json").read_text())
+
+
+def test_frame_globs_are_read_in_the_order_of_their_numbers(tmp_path) -> None:
+    """frame2 comes before frame10: unpadded frame numbers in text order would shuffle the loop (and its ED/ES)."""
+    from nnunet_lightweight.core.image_io import read_sequence_file
+
+    for number in range(1, 13):
+        write_frame(np.full((8, 8), number, np.float32), (1.0, 1.0), tmp_path / f"frame{number}.nii.gz")
+    sequence = read_sequence_file(tmp_path / "frame*.nii.gz")
+    assert [int(frame[0, 0]) for frame in sequence.frames] == list(range(1, 13))

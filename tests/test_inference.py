@@ -569,6 +569,12 @@ def test_find_cases(tmp_path):
     (plain / "patient0001_2CH_ES.nii.gz").symlink_to(tmp_path / "gone.nii.gz")
     with pytest.raises(InputError, match="missing file: .*patient0001_2CH_ES.nii.gz is a link"):
         find_cases(plain, ".nii.gz")
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in ("a.mp4", "a.avi", "b.png"):
+        (clips / name).touch()
+    with pytest.raises(InputError, match="a.avi and .*a.mp4 share the case name 'a'"):
+        find_cases(clips, ".nii.gz")
 
 
 def test_predict_refuses_existing_output_and_bad_input(model_folder, frames_folder, tmp_path):

@@ -11,6 +11,7 @@ import gc
 import importlib
 import math
 import pkgutil
+import signal
 import sys
 from collections.abc import Callable
 
@@ -115,13 +116,31 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"lightecho {args.command}: error: {error.filename or 'output'}: {error.strerror}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interruption:
+        how, status = (
+            ("terminated (SIGTERM)", 143) if isinstance(interruption, Terminated) else ("interrupted (Ctrl-C)", 130)
+        )
         print(
-            f"lightecho {args.command}: interrupted (Ctrl-C): {getattr(args, 'interrupted_note', INTERRUPTED_NOTE)}",
+            f"lightecho {args.command}: {how}: {getattr(args, 'interrupted_note', INTERRUPTED_NOTE)}",
             file=sys.stderr,
         )
-        return 130
+        return status
     return int(result or 0)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's time limit, `kill`) raised in the main thread: unwound like Ctrl-C, so that staged
+    outputs are removed, and reported with exit status 143 (128 + SIGTERM)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def unwind_on_sigterm() -> None:
+    """Make SIGTERM raise `Terminated` in the main thread (Python's default ends the process at once, leaving a
+    half-written staging folder behind)."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def console_main() -> int:
@@ -131,9 +150,11 @@ def console_main() -> int:
     outputs are committed and files closed, what remains is Python's shutdown, whose garbage collections trace
     every object that torch's, nnU-Net's and OpenVINO's modules made: 0.4 s of a one-frame `lightecho predict` on
     a 2-core machine. `gc.freeze` takes those objects out of the collector's view, so the shutdown frees modules
-    without tracing them; atexit handlers and thread joins run as before. A program calling `main` gets neither.
+    without tracing them; atexit handlers and thread joins run as before. SIGTERM unwinds like Ctrl-C (exit 143).
+    A program calling `main` gets none of these.
     """
     defer_imports()
+    unwind_on_sigterm()
     status = main()
     gc.freeze()
     return status

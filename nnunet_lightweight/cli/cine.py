@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--shard",
         metavar="I/N",
-        default="0/1",
+        default=None,
         help="with --clips: measure only shard I of N (I from 0 to N-1; split by patient, stable when clips "
         "are added), e.g. one SLURM array job each; concatenate their clips.csv files",
     )
@@ -61,7 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--overlay",
         metavar="FORMAT",
         default=None,
-        help="with --clips: also write OUT/overlays/<clip>.<FORMAT> (mp4 or gif), every frame with its contours",
+        help="with --clips: also write OUT/overlays/<NNNNN>_<clip>.<FORMAT> (mp4 or gif; NNNNN its row in "
+        "clips.csv), every frame with its contours",
     )
     parser.add_argument(
         "--model",
@@ -118,6 +119,8 @@ def _run(args: argparse.Namespace) -> int:
         return _run_clips(args)
     if args.sequence_2ch is None and args.sequence_4ch is None:
         raise InputError("give --2ch, --4ch or both (or --clips for many clips)")
+    if args.shard is not None or args.overlay is not None:
+        raise InputError("--shard and --overlay apply to --clips, not to --2ch/--4ch")
     segmenter = None
     if args.model is not None:
         print(f"loading {args.model} (fold {args.fold})")
@@ -127,7 +130,9 @@ def _run(args: argparse.Namespace) -> int:
     elif not all(is_label_sequence(s) for s in (args.sequence_2ch, args.sequence_4ch) if s is not None):
         model_folder = shipped_model_folder()
         print(f"segmenting with the shipped model {model_folder.name}")
-        segmenter = FastPredictor(load_trained_model(model_folder), predictor_settings(args), log=None)
+        segmenter = FastPredictor(
+            load_trained_model(model_folder, [args.fold], args.checkpoint), predictor_settings(args), log=None
+        )
     report = cine(
         args.output,
         args.sequence_2ch,
@@ -166,7 +171,7 @@ def _run_clips(args: argparse.Namespace) -> int:
     from nnunet_lightweight.pretrained import shipped_model_folder
     from nnunet_lightweight.workflows.cine_batch import cine_batch, parse_shard
 
-    shard_index, shard_count = parse_shard(args.shard)
+    shard_index, shard_count = parse_shard(args.shard or "0/1")
     model_folder = args.model if args.model is not None else shipped_model_folder()
     print(f"segmenting with {model_folder}" + (f" (fold {args.fold})" if args.model is not None else ""))
     predictor = FastPredictor(

@@ -43,7 +43,7 @@ from nnunet_lightweight.clinical.volumes import (
 from nnunet_lightweight.conversion.camus import parse_info_file
 from nnunet_lightweight.core.errors import InputError
 from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
-from nnunet_lightweight.core.video_readers import NO_SPACING, read_loop
+from nnunet_lightweight.core.video_readers import NO_SPACING, clip_kind, read_loop
 
 Segmenter = Callable[[np.ndarray], np.ndarray]
 # What `cine` writes: how an output folder of a version before the marker file is recognised.
@@ -52,12 +52,22 @@ CINE_LAYOUT = OutputLayout("cine.json", ("curves.csv", "volume_curve.png", "*_ma
 
 def is_label_sequence(path: str | Path) -> bool:
     """Whether a sequence file holds label maps (integers 0-3) rather than grey-level frames to segment."""
-    frames = read_loop(path).frames  # outside the try: a truncated or NaN file is that error, not "frames"
+    # read outside label_maps_of: a truncated or NaN file is that error, not "frames"
+    return label_maps_of(read_loop(path).frames, path) is not None
+
+
+def label_maps_of(frames: np.ndarray, path: str | Path) -> np.ndarray | None:
+    """The frames of the sequence file `path` as label maps where they are label maps (integers 0-3 in an image
+    file, e.g. a CAMUS `_half_sequence_gt.nii.gz` or a `<view>_masks.nii.gz` that `cine` wrote), else None.
+
+    Such a file is measured as it is, never segmented (a network would see its labels as a nearly black clip).
+    Videos and DICOM are always images: a dark decoded frame may hold nothing but values 0-3."""
+    if clip_kind(path) in ("video", "dicom"):
+        return None
     try:
-        check_label_sequence(frames, str(path))
+        return check_label_sequence(frames, str(path))
     except InputError:
-        return False
-    return True
+        return None
 
 
 def segment_sequence(
@@ -121,6 +131,7 @@ def cine(
         inputs=[sequence_2ch, sequence_4ch, getattr(segmenter, "model_folder", None)],
     )  # a FastPredictor's model
     curves, sequences, masks_by_view, report_views = [], {}, {}, {}
+    segmented = {"2CH", "4CH"} if segmenter is not None else set()
     for view, path in (("2CH", sequence_2ch), ("4CH", sequence_4ch)):
         if path is None:
             continue
@@ -129,11 +140,15 @@ def cine(
         if sequence.frame_rate is None and isinstance(info.get("FrameRate"), (int, float)):
             sequence.frame_rate = float(info["FrameRate"])
         # The model sees the file's own pixel size (its training convention); `spacing` only changes the measuring.
-        masks = (
-            segment_sequence(sequence.frames, segmenter, sequence.spacing, sequence.coloured)
-            if segmenter is not None
-            else check_label_sequence(sequence.frames, str(path))
-        )
+        masks = label_maps_of(sequence.frames, path)
+        if masks is None:
+            masks = (
+                segment_sequence(sequence.frames, segmenter, sequence.spacing, sequence.coloured)
+                if segmenter is not None
+                else check_label_sequence(sequence.frames, str(path))
+            )
+        else:
+            segmented.discard(view)
         if spacing is not None:
             sequence.spacing, sequence.spacing_source = tuple(check_spacing(spacing, "spacing")), "given"
         # As for `lightecho ef`: CAMUS Info files beside the sequence mean a native release with spacing in mm.
@@ -145,6 +160,8 @@ def cine(
         measure_spacing, unit = (sequence.spacing, UNIT_ML) if physical else ((1.0, 1.0), UNIT_PX)
         curve = cine_volume_curve(masks, measure_spacing, view, n_disks, unit)
         beats = detect_beats(curve.volumes, sequence.frame_rate)
+        if not beats.measurable:  # e.g. a still clip: its max/min volumes would give an EF near 0 % as a number
+            raise InputError(f"{path}: {view} EF not measurable: {beats.reason}")
         if beats.beats:  # the representative beat's frames; without a full beat the largest and smallest volume
             curve.ed_index, curve.es_index = beats.ed_frame, beats.es_frame
         curves.append(curve)
@@ -174,7 +191,8 @@ def cine(
             "reference_ef": info.get("EF"),
             "warnings": curve.problems,
         }
-    report = {"views": report_views, "frames_are_1_based": True, "n_disks": n_disks, "segmented": segmenter is not None}
+    segmented &= set(report_views)
+    report = {"views": report_views, "frames_are_1_based": True, "n_disks": n_disks, "segmented": bool(segmented)}
     biplane = None
     if len(curves) == 2:
         report["biplane"] = biplane_from_curves(*curves)
@@ -207,10 +225,11 @@ def cine(
             {view: s.frame_rate for view, s in sequences.items()},
             ef_text,
         )
-        if save_masks and segmenter is not None:
+        if save_masks and segmented:
             import SimpleITK as sitk
 
-            for view, masks in masks_by_view.items():
+            for view in sorted(segmented):
+                masks = masks_by_view[view]
                 image = sitk.GetImageFromArray(masks.astype(np.uint8))
                 spacing_row, spacing_col = sequences[view].spacing
                 image.SetSpacing((spacing_col, spacing_row, 1.0))

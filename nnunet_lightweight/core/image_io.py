@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import gzip
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -227,7 +228,7 @@ def read_sequence_file(path: str | Path, min_frames: int = 2) -> Sequence:
     reads videos and DICOM."""
     text = str(path)
     if any(character in text for character in "*?["):
-        return _read_frame_files(sorted(glob.glob(text)), text, min_frames)
+        return _read_frame_files(sorted(glob.glob(text), key=_natural_order), text, min_frames)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"sequence not found: {path}")
@@ -235,6 +236,11 @@ def read_sequence_file(path: str | Path, min_frames: int = 2) -> Sequence:
     if frames.shape[0] < min_frames:
         raise InputError(f"{path} holds {frames.shape[0]} frame(s); a cine loop needs at least {min_frames}")
     return Sequence(frames, (float(spacing[0]), float(spacing[1])), "header")
+
+
+def _natural_order(name: str) -> list:
+    """Sort key that orders numbers by value: frame2 before frame10 (as unpadded frame numbers are meant)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def _read_frame_files(paths: list[str], pattern: str, min_frames: int) -> Sequence:

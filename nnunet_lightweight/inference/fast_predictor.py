@@ -50,6 +50,7 @@ from nnunet_lightweight.core.output import OutputLayout, check_output_dir, stage
 from nnunet_lightweight.core.video_readers import (
     CLIP_SUFFIXES,
     DICOM_SUFFIXES,
+    NO_SPACING,
     STILL_IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
     clip_kind,
@@ -75,6 +76,8 @@ from nnunet_lightweight.inference.settings import PredictorSettings
 # On 2 CPU cores batch 2 was fastest per frame (224x224: 30 ms; batch 8: 37 ms, activations outgrow the caches).
 DEFAULT_BATCH_SIZE = {"cpu": 2, "cuda": 64}
 _CHANNEL_SUFFIX = re.compile(r"_(\d{4})$")
+# read_case's property of a video, DICOM clip or still image: its pixel size (row, col) in mm, None where unknown.
+CLIP_SPACING = "clip_spacing_mm"
 # nnU-Net's 2D convention (its SimpleITK reader): a dummy first axis with a huge spacing.
 _DUMMY_SPACING = 999.0
 
@@ -470,14 +473,16 @@ class FastPredictor:
         )
         return np.stack([s.reshape(frames.shape[1:]) for s in self.segment(prepared)])
 
-    def read_case(self, case: Case) -> tuple[list[Frame], dict | None]:
-        """Read and preprocess a case's frames; returns the frames and the reader's properties (None for videos)."""
+    def read_case(self, case: Case) -> tuple[list[Frame], dict]:
+        """Read and preprocess a case's frames; returns the frames and the reader's properties (for videos, DICOM
+        and still images {CLIP_SPACING: (row, col) mm or None})."""
         if case.video:
             path = case.files[0]
             # A still frame is valid, saved as a video too.
             sequence = read_still(path) if is_still_image(path) else read_loop(path, min_frames=1)
             spacing = [_DUMMY_SPACING, *sequence.spacing]
-            return self.prepare(np.asarray(sequence.frames, dtype=np.float32)[None], spacing, sequence.coloured), None
+            frames = self.prepare(np.asarray(sequence.frames, dtype=np.float32)[None], spacing, sequence.coloured)
+            return frames, {CLIP_SPACING: sequence.spacing if sequence.spacing_source != NO_SPACING else None}
         for path in case.files:
             check_grey_image_file(path)
         try:
@@ -486,9 +491,8 @@ class FastPredictor:
             raise InputError(f"cannot read {', '.join(map(str, case.files))}: {error}") from None
         for channel, path in enumerate(case.files):
             check_image_content(path, data[channel])  # truncated files and NaN, which the reader lets through
-        if (
-            data.shape[0] != self.model.num_input_channels
-        ):  # e.g. a 4D NIfTI, whose last axis the reader takes as channels
+        # e.g. a 4D NIfTI, whose last axis the reader takes for channels
+        if data.shape[0] != self.model.num_input_channels:
             raise InputError(
                 f"{case.files[0]}: the model expects {self.model.num_input_channels} channel(s), the image has "
                 f"{data.shape[0]} (shape {data.shape})"
@@ -561,6 +565,11 @@ def find_cases(
     clashes = sorted({v.name for v in videos} & set(channels))
     if clashes:
         raise InputError(f"videos and images share the case name(s) {clashes} in {input_path}")
+    names = [v.name for v in videos]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:  # each case writes <name>.nii.gz: one would replace the other
+        files = [str(v.files[0]) for v in videos if v.name == repeated[0]]
+        raise InputError(f"{' and '.join(files)} share the case name {repeated[0]!r}: rename one")
     result += videos
     if not result:
         raise InputError(
@@ -643,14 +652,16 @@ def predict_cases(
     return timing
 
 
-def _write_case(
-    predictor: FastPredictor, case: Case, masks: list[np.ndarray], properties: dict | None, path: Path
-) -> None:
-    if properties is None:  # a video or DICOM clip: written in pixels of 1 unit, as `predict` has always done
+def _write_case(predictor: FastPredictor, case: Case, masks: list[np.ndarray], properties: dict, path: Path) -> None:
+    if CLIP_SPACING in properties:  # a video, DICOM clip or still image: its pixel size where it has one, else 1
         import SimpleITK as sitk
 
         volume = np.stack([m.reshape(m.shape[-2:]) for m in masks]).astype(np.uint8)
-        sitk.WriteImage(sitk.GetImageFromArray(volume), str(path), True)
+        image = sitk.GetImageFromArray(volume)
+        if properties[CLIP_SPACING] is not None:
+            row, col = properties[CLIP_SPACING]
+            image.SetSpacing((float(col), float(row), 1.0))
+        sitk.WriteImage(image, str(path), True)
         return
     segmentation = masks[0] if len(masks) == 1 else np.concatenate(masks, axis=0)
     predictor.reader_writer.write_seg(segmentation, str(path), properties)

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_lightweight.clinical.beats import BeatAnalysis, detect_beats
-from nnunet_lightweight.clinical.cine import segment_sequence
+from nnunet_lightweight.clinical.cine import label_maps_of, segment_sequence
 from nnunet_lightweight.clinical.ejection_fraction import UNIT_ML, UNIT_PX
 from nnunet_lightweight.clinical.volume_curves import VolumeCurve, biplane_from_curves, cine_volume_curve
 from nnunet_lightweight.clinical.volumes import N_DISKS, check_spacing
@@ -149,16 +149,19 @@ def _read_listing(listing: Path) -> list[ClipEntry]:
     """Entries of a CSV listing; InputError naming the line of a bad row."""
     if not listing.is_file():
         raise InputError(f"clip listing not found: {listing}")
-    with open(listing, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    # utf-8-sig: spreadsheet programs start their "CSV UTF-8" with a byte-order mark, which is not a column name.
+    with open(listing, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        rows = [(reader.line_num, row) for row in reader]  # line numbers as in the file (blank lines skipped)
     if not rows:
         raise InputError(f"{listing} lists no clips")
-    columns = {name.strip().lower(): name for name in rows[0]}
+    header = rows[0][1]
+    columns = {name.strip().lower(): name for name in header}
     file_key = next((c for c in _FILE_COLUMNS if c in columns), None)
     if file_key is None:
-        raise InputError(f"{listing} has no FileName (or File, Path) column; its columns: {', '.join(rows[0])}")
+        raise InputError(f"{listing} has no FileName (or File, Path) column; its columns: {', '.join(header)}")
     entries = []
-    for line, row in enumerate(rows, start=2):
+    for line, row in rows:
         cells = {name: (row.get(original) or "").strip() or None for name, original in columns.items()}
         if not cells[file_key]:
             raise InputError(f"{listing} line {line}: no file name")
@@ -188,6 +191,11 @@ def _resolve_listed(folder: Path, name: str) -> Path:
         if candidate.exists():
             return candidate
     return path
+
+
+def _with_view(view: str, reason: str) -> str:
+    """`reason` prefixed with its view, once (curve reasons already start with it)."""
+    return reason if reason.startswith(f"{view}:") else f"{view}: {reason}"
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -224,10 +232,12 @@ def _row(entry: ClipEntry, clip: Clip | None = None) -> dict:
     return row
 
 
-def segment_clip(clip: Clip, segment: Segment) -> np.ndarray:
+def segment_clip(clip: Clip, segment: Segment, path: Path | None = None) -> np.ndarray:
     """Label maps (T, H, W) of a clip's frames. The segmenter gets the clip's coloured pixels where it takes them:
-    `FastPredictor` then blanks everything outside the ultrasound sector, as it does for `predict` and `cine`."""
-    return segment_sequence(clip.frames, segment, coloured=clip.coloured)
+    `FastPredictor` then blanks everything outside the ultrasound sector, as it does for `predict` and `cine`. A
+    clip file `path` of label maps (`clinical.cine.label_maps_of`) is its own label maps, as in `cine`."""
+    masks = label_maps_of(clip.frames, path) if path is not None else None
+    return masks if masks is not None else segment_sequence(clip.frames, segment, coloured=clip.coloured)
 
 
 def measure_masks(entry: ClipEntry, clip: Clip, masks: np.ndarray, n_disks: int = N_DISKS) -> ClipResult:
@@ -254,7 +264,7 @@ def measure_masks(entry: ClipEntry, clip: Clip, masks: np.ndarray, n_disks: int 
 
 def measure_clip(entry: ClipEntry, clip: Clip, segment: Segment, n_disks: int = N_DISKS) -> ClipResult:
     """Segment one decoded clip inside its sector and measure its volumes and beats; InputError where it cannot."""
-    return measure_masks(entry, clip, segment_clip(clip, segment), n_disks)
+    return measure_masks(entry, clip, segment_clip(clip, segment, entry.path), n_disks)
 
 
 def _read(entry: ClipEntry) -> tuple[ClipEntry, Clip | Exception]:
@@ -298,7 +308,7 @@ def measure_clips(
                 pending.append(_completed(_failure(entry, None, clip)))
             else:
                 try:
-                    masks = segment_clip(clip, segment)
+                    masks = segment_clip(clip, segment, entry.path)
                     pending.append(measuring.submit(_measured_or_failed, entry, clip, masks, n_disks))
                 except Exception as error:  # as for reading: the reason goes into the row
                     pending.append(_completed(_failure(entry, clip, error)))
@@ -332,7 +342,7 @@ def biplane_rows(results: list[ClipResult]) -> list[dict]:
             Patient=patient, FileName2CH=str(chosen["2CH"].entry.path), FileName4CH=str(chosen["4CH"].entry.path)
         )
         unmeasured = [
-            f"{view}: {r.row['Reason'] or 'not measured'}"
+            _with_view(view, r.row["Reason"] or "not measured")
             for view, r in sorted(chosen.items())
             if r.beats is None or not r.beats.measurable
         ]
@@ -449,12 +459,15 @@ def cine_batch(
     progress: Callable[[str], None] | None = print,
 ) -> dict:
     """Measure every clip of `source` (this shard of it) and write clips.csv, patients_biplane.csv (where a listing
-    gives patients with both views), curves/<clip>.png, overlays/<clip>.<overlay> and cine_batch.json."""
+    gives patients with both views), curves/<NNNNN>_<clip>.png, overlays/<NNNNN>_<clip>.<overlay> (NNNNN: the row
+    in clips.csv) and cine_batch.json."""
     if overlay is not None and overlay not in OVERLAY_FORMATS:
         raise InputError(f"overlay must be one of {OVERLAY_FORMATS}, got {overlay!r}")
     entries = list_clips(source)
     selected = shard(entries, shard_index, shard_count)
-    target = check_output_dir(output_dir, overwrite, layout=CINE_BATCH_LAYOUT, inputs=[source])
+    # Every listed clip is an input too: a listing may name files inside the output folder.
+    inputs = [source, *(entry.path for entry in entries)]
+    target = check_output_dir(output_dir, overwrite, layout=CINE_BATCH_LAYOUT, inputs=inputs)
     start = time.perf_counter()
     results, frames = [], 0
     with staged_output(target) as staging:
