@@ -35,28 +35,15 @@ def read_image(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
         reason = " ".join(line.strip() for line in str(error).splitlines()[1:] if line.strip()) or str(error)
         raise InputError(f"cannot read {path} (unreadable or truncated file): {reason}") from None
     check_image_content(path, array)
-    _check_one_component(path, image.GetNumberOfComponentsPerPixel())
+    check_one_component(path, image.GetNumberOfComponentsPerPixel())
     spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
     # nnU-Net writes 2D cases either as 2D images or as 3D images with one slice; both mean the same frame.
     kept = [axis for axis, size in enumerate(array.shape) if size > 1] or [array.ndim - 1]
     return array.reshape([array.shape[axis] for axis in kept]), tuple(spacing[axis] for axis in kept)
 
 
-def check_grey_image_file(path: Path) -> None:
-    """InputError naming the file where an image file (NIfTI, MHA, NRRD: read from its header) has colour or other
-    vector pixels, which nnU-Net's readers would take for an extra image axis."""
-    import SimpleITK as sitk
-
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        return  # the reader that reads the pixels says what is wrong with the file
-    _check_one_component(Path(path), reader.GetNumberOfComponents())
-
-
-def _check_one_component(path: Path, components: int) -> None:
+def check_one_component(path: Path, components: int) -> None:
+    """InputError naming the file where an image has colour or other vector pixels (`components` per pixel)."""
     if components != 1:
         raise InputError(f"{path} has {components} components per pixel; expected a single-channel (grayscale) image")
 

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from nnunet_lightweight.core.errors import InputError
-from nnunet_lightweight.core.image_io import check_grey_image_file, check_image_content
+from nnunet_lightweight.core.image_io import check_image_content, check_one_component
 from nnunet_lightweight.core.labels import keep_largest_component_per_label
 from nnunet_lightweight.core.output import OutputLayout, check_output_dir, staged_output
 from nnunet_lightweight.core.video_readers import (
@@ -483,12 +483,13 @@ class FastPredictor:
             spacing = [_DUMMY_SPACING, *sequence.spacing]
             frames = self.prepare(np.asarray(sequence.frames, dtype=np.float32)[None], spacing, sequence.coloured)
             return frames, {CLIP_SPACING: sequence.spacing if sequence.spacing_source != NO_SPACING else None}
-        for path in case.files:
-            check_grey_image_file(path)
         try:
             data, properties = self.reader_writer.read_images([str(f) for f in case.files])
         except Exception as error:  # SimpleITK raises RuntimeError; other readers their own kinds
             raise InputError(f"cannot read {', '.join(map(str, case.files))}: {error}") from None
+        if len(properties["spacing"]) != data.ndim - 1:
+            # A colour frame: the reader returns its components as one more image axis than its spacing has.
+            check_one_component(case.files[0], data.shape[-1])
         for channel, path in enumerate(case.files):
             check_image_content(path, data[channel])  # truncated files and NaN, which the reader lets through
         # e.g. a 4D NIfTI, whose last axis the reader takes for channels
