@@ -241,6 +241,7 @@ def patient_volumes(
 
 def _measure_folder(
     folder: Path,
+    files_by_patient: dict[str, dict[tuple[str, str], Path]],
     units: str,
     physical_by_patient: dict[str, bool | None],
     n_disks: int,
@@ -250,7 +251,6 @@ def _measure_folder(
     progress: bool,
     only: set[str] | None = None,
 ) -> dict[str, PatientVolumes]:
-    files_by_patient = find_mask_files(folder)
     if not files_by_patient:
         raise InputError(f"no <patient>_<2CH|4CH>_<ED|ES>.nii.gz masks in {folder} or its sub-folders")
     if only is not None:
@@ -320,19 +320,22 @@ def ef_table(
             info.setdefault(patient, {}).update(views)
     problems: list[str] = []
     measured_dir = pred_dir if pred_dir is not None else ref_dir
-    measured = _measure_folder(measured_dir, units, physical, n_disks, camus_exact, strict, problems, progress)
-    reference = (
-        _measure_folder(ref_dir, units, physical, n_disks, camus_exact, False, problems, progress, only=set(measured))
-        if pred_dir is not None and ref_dir is not None
-        else {}
+    measured_files = find_mask_files(measured_dir)
+    measured = _measure_folder(
+        measured_dir, measured_files, units, physical, n_disks, camus_exact, strict, problems, progress
     )
-    if reference:
+    reference = {}
+    if pred_dir is not None and ref_dir is not None:
+        reference_files = find_mask_files(ref_dir)
+        reference = _measure_folder(
+            ref_dir, reference_files, units, physical, n_disks, camus_exact, False, problems, progress, set(measured)
+        )
         # Volumes in pixels compare only between masks of one pixel grid (in mL any grid will do).
-        references = find_mask_files(ref_dir)
-        for patient, files in find_mask_files(pred_dir).items():
-            if patient in reference and UNIT_ML not in (measured[patient].volume_unit, reference[patient].volume_unit):
-                for key in files.keys() & references[patient].keys():
-                    check_same_grid(files[key], references[patient][key], "prediction", "reference", placement=False)
+        for patient in reference:
+            if UNIT_ML not in (measured[patient].volume_unit, reference[patient].volume_unit):
+                predictions, references = measured_files[patient], reference_files[patient]
+                for key in predictions.keys() & references.keys():
+                    check_same_grid(predictions[key], references[key], "prediction", "reference", placement=False)
     rows = []
     for patient, volumes in sorted(measured.items()):
         row = {
