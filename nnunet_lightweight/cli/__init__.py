@@ -14,6 +14,7 @@ import pkgutil
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from nnunet_lightweight import __version__
 from nnunet_lightweight.core.deferred_imports import defer_imports
@@ -84,6 +85,12 @@ def add_unit_options(parser: argparse.ArgumentParser, spacing_source: str) -> No
         help=f"trust {spacing_source} as mm (volumes in mL), even where it is exactly 1 x 1",
     )
     parser.set_defaults(units="auto")
+
+
+def written_line(folder: Path) -> str:
+    """ "written: <the files in folder> in <folder>", for commands whose outputs depend on their inputs."""
+    names = sorted(path.name for path in Path(folder).iterdir() if not path.name.startswith("."))
+    return f"written: {', '.join(names)} in {folder}"
 
 
 def build_parser() -> argparse.ArgumentParser:

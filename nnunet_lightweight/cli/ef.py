@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from nnunet_lightweight.cli import DISKS, add_unit_options
+from nnunet_lightweight.cli import DISKS, add_unit_options, written_line
 from nnunet_lightweight.cli.predict import add_predictor_options, predictor_settings
 from nnunet_lightweight.inference.settings import PredictorSettings
 
@@ -122,7 +122,5 @@ def _run(args: argparse.Namespace) -> int:
             )
     for problem in report["warnings"]:
         print(f"warning: {problem}")
-    print(
-        f"written: {', '.join(sorted(p.name for p in args.output.iterdir() if not p.name.startswith('.')))} in {args.output}"
-    )
+    print(written_line(args.output))
     return 0

@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from nnunet_lightweight.cli import MORPHOLOGY_RADIUS
+from nnunet_lightweight.cli import MORPHOLOGY_RADIUS, written_line
 
 LABELS_HELP = (
     "structure=label id pairs, as in the dataset's dataset.json (default LV=1,MYO=2,LA=3); the "
@@ -92,7 +92,5 @@ def _run(args: argparse.Namespace) -> int:
     table = metrics.groupby("structure", sort=False)[["dice", "hd", "hd95", "mad"]].mean()
     print(f"{metrics['case'].nunique()} cases; mean per structure (distances in pixels):")
     print(table.round(3).to_string())
-    print(
-        f"written: {', '.join(sorted(p.name for p in args.output.iterdir() if not p.name.startswith('.')))} in {args.output}"
-    )
+    print(written_line(args.output))
     return 0
