@@ -88,7 +88,7 @@ def add_unit_options(parser: argparse.ArgumentParser, spacing_source: str) -> No
 
 
 def written_line(folder: Path) -> str:
-    """ "written: <the files in folder> in <folder>", for commands whose outputs depend on their inputs."""
+    """The line `written: <the files in folder> in <folder>`, for commands whose outputs depend on their inputs."""
     names = sorted(path.name for path in Path(folder).iterdir() if not path.name.startswith("."))
     return f"written: {', '.join(names)} in {folder}"
 
