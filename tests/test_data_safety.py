@@ -779,6 +779,26 @@ def test_ctrl_c_and_sigterm_remove_the_staged_output(command, function, stop, tm
     assert {kept: _snapshot_of(tmp_path / kept) for kept in before} == before
 
 
+def test_forked_workers_keep_the_default_sigterm() -> None:
+    """nnU-Net's multiprocessing pools end their workers with SIGTERM: a worker that unwound like the main process
+    printed tracebacks and could die holding the pool's queue lock (a hang at the end of convert-camus)."""
+    script = (
+        "import os, signal\n"
+        "from nnunet_lightweight.cli import Terminated, unwind_on_sigterm\n"
+        "unwind_on_sigterm()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os._exit(0 if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL else 1)\n"
+        "assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0, 'the child unwinds on SIGTERM'\n"
+        "try:\n"
+        "    signal.raise_signal(signal.SIGTERM)\n"
+        "except Terminated:\n"
+        "    print('main unwinds')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "main unwinds", result.stderr
+
+
 def _snapshot_of(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 

@@ -10,6 +10,7 @@ import errno
 import gc
 import importlib
 import math
+import os
 import pkgutil
 import signal
 import sys
@@ -144,10 +145,16 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+def _default_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def unwind_on_sigterm() -> None:
     """Make SIGTERM raise `Terminated` in the main thread (Python's default ends the process at once, leaving a
-    half-written staging folder behind)."""
+    half-written staging folder behind). Forked children keep the default: nnU-Net's multiprocessing pools end
+    their workers with SIGTERM, and a worker that unwound instead could die holding the pool's queue lock."""
     signal.signal(signal.SIGTERM, _raise_terminated)
+    os.register_at_fork(after_in_child=_default_sigterm)
 
 
 def console_main() -> int:
