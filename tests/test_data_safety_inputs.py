@@ -558,6 +558,11 @@ def _other_patients(tmp: Path) -> None:
     _raw_dataset(tmp, patients=6)
 
 
+def _splits_edited_by_the_user(tmp: Path) -> None:
+    installed = tmp / "nnUNet_preprocessed" / PLAN_NAME / "splits_final.json"
+    installed.write_text(json.dumps(json.loads(installed.read_text())[:2][::-1]))  # two folds of their own order
+
+
 def _interrupted_preprocessing(tmp: Path) -> None:
     """lightecho plan stopped by Ctrl-C in nnU-Net's preprocessing, which had begun its output folder."""
     import nnunetv2.experiment_planning.plan_and_preprocess_api as api
@@ -659,6 +664,17 @@ PLAN_CASES = [
     (
         SafetyCase(
             "plan --preset bogus", _planned(), (*PLAN, "--preset", "bogus"), 2, "unknown architecture preset 'bogus'"
+        ),
+        [],
+    ),
+    (
+        SafetyCase(
+            "plan keeps the user's edit of the splits it installed",
+            _planned(_plan, _splits_edited_by_the_user),
+            PLAN,
+            2,
+            "was changed since lightecho plan installed it",
+            (f"{USERS}/splits_final.json",),
         ),
         [],
     ),

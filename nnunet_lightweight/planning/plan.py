@@ -247,11 +247,13 @@ def _read_state(preprocessed: Path) -> dict | None:
     return state
 
 
-def _write_state(preprocessed: Path, raw: Mapping, owned: set[str], done: set[str]) -> None:
-    """Written through a temporary file and a rename: an interruption leaves the previous state, never half a file."""
+def _write_state(preprocessed: Path, raw: Mapping, owned: set[str], done: set[str], splits_sha256: str | None) -> None:
+    """Written through a temporary file and a rename: an interruption leaves the previous state, never half a file.
+    `splits_sha256`: the hash of the splits file as this command installed it (an edit of it is the user's)."""
     preprocessed.mkdir(parents=True, exist_ok=True)
     temporary = preprocessed / f".{STATE_FILE}.partial"
-    temporary.write_text(json.dumps({"format_version": 1, "owned": sorted(owned), "done": sorted(done), "raw": raw}))
+    state = {"format_version": 1, "owned": sorted(owned), "done": sorted(done), "raw": raw}
+    temporary.write_text(json.dumps({**state, "splits_sha256": splits_sha256}))
     temporary.replace(preprocessed / STATE_FILE)
 
 
@@ -331,6 +333,14 @@ def plan(
     raw_splits, installed_splits = raw_folder / SPLITS_FILE, preprocessed / SPLITS_FILE
     splits_issue = _splits_problem(raw_splits, installed_splits, raw["cases"])
     foreign_splits = bool(splits_issue) and "splits" not in owned
+    splits_sha256 = state.get("splits_sha256") if state else None  # None from versions that recorded none
+    if not force and splits_issue and "splits" in owned and splits_sha256 not in (None, _file_hash(installed_splits)):
+        raise InputError(
+            f"{installed_splits} was changed since lightecho plan installed it, and {splits_issue}, as nnU-Net "
+            f"does not allow (its planner asserts them): keep the folds of {raw_splits} first and add yours after "
+            f"them, or edit that file instead; lightecho plan -d {dataset_id} --force installs the raw splits again, "
+            "replacing your edit"
+        )
     if not force:
         stale = (changes or _foreign_changes(preprocessed, raw, foreign)) if foreign else []
         if foreign_splits:
@@ -379,19 +389,21 @@ def plan(
     # Settled before any planner runs: nnU-Net's planner copies the raw splits itself where none are installed and
     # asserts that installed ones match them.
     if raw_splits.is_file() and (not installed_splits.is_file() or splits_issue):
-        install_splits(name)  # the converters write patient-level splits next to dataset.json
+        # the converters write patient-level splits next to dataset.json
+        splits_sha256 = _file_hash(install_splits(name))
         owned.add("splits")
         print(f"[lightecho plan] {name}: installed the patient-level {SPLITS_FILE} of {raw_folder}")
     elif splits_issue and "splits" in owned:
         # the raw dataset no longer has the splits this command installed: nnU-Net makes its own folds instead
         installed_splits.unlink()
         owned.discard("splits")
+        splits_sha256 = None
     elif splits_issue:
         raise InputError(
             f"{installed_splits}: {splits_issue}, and {raw_folder} has no {SPLITS_FILE} to replace it "
             "with: remove it and nnU-Net makes new folds"
         )
-    _write_state(preprocessed, raw, owned, done)
+    _write_state(preprocessed, raw, owned, done, splits_sha256)
 
     try:
         if "plans" in redo:
@@ -407,7 +419,7 @@ def plan(
             with _planner_safe_thread_setting():
                 plan_experiment_dataset(dataset_id)
             done.add("plans")
-            _write_state(preprocessed, raw, owned, done)
+            _write_state(preprocessed, raw, owned, done, splits_sha256)
         if "preprocessing" in redo:
             from nnunetv2.experiment_planning.plan_and_preprocess_api import preprocess_dataset
 
@@ -416,7 +428,7 @@ def plan(
             shutil.rmtree(preprocessed / GT_FOLDER, ignore_errors=True)
             preprocess_dataset(dataset_id, DEFAULT_PLANS, ["2d"], [num_processes])
             done.add("preprocessing")
-            _write_state(preprocessed, raw, owned, done)
+            _write_state(preprocessed, raw, owned, done, splits_sha256)
     except KeyboardInterrupt:
         unfinished = sorted(redo - done)
         print(
