@@ -38,6 +38,11 @@ def test_network_for_trainer_errors():
         network_for_trainer("nnUNetTrainer", patch=(64, 64))
     with pytest.raises(InputError, match="backend-precision"):
         parse_path("torch")
+    with pytest.raises(InputError, match="unknown backend 'eagr'"):  # it was skipped, and the run exited 0
+        parse_path("eagr-fp32")
+    with pytest.raises(InputError, match="unknown precision 'fp33'"):
+        parse_path("torch-fp33")
+    assert parse_path("torch-fp16-graphs").cuda_graphs
 
 
 def test_time_engine_statistics():

@@ -31,6 +31,7 @@ from nnunet_lightweight.inference.engines import (
 )
 from nnunet_lightweight.inference.model_folder import find_trainer_class
 from nnunet_lightweight.inference.onnx_export import onnxruntime_available
+from nnunet_lightweight.inference.settings import BACKENDS, PRECISIONS
 from nnunet_lightweight.network import count_parameters
 from nnunet_lightweight.planning.configuration import total_stride, trainer_architecture
 
@@ -77,6 +78,10 @@ def parse_path(name: str) -> ExecutionPath:
     parts = name.split("-")
     if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "graphs"):
         raise InputError(f"execution path {name!r}: expected backend-precision[-graphs], e.g. torch-fp32")
+    for part, choices, what in ((parts[0], BACKENDS, "backend"), (parts[1], PRECISIONS, "precision")):
+        if part == "auto" or part not in choices:
+            known = ", ".join(c for c in choices if c != "auto")
+            raise InputError(f"execution path {name!r}: unknown {what} {part!r} (one of {known})")
     return ExecutionPath(parts[0], parts[1], len(parts) == 3)
 
 
