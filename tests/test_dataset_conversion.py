@@ -496,6 +496,9 @@ def test_generic_bad_input(tmp_path, nnunet_dirs):
     csv_path.write_text("\n".join(text[:1] + [text[1].replace("img/hunt000_A2C_ED", "img/nope")]) + "\n")
     with pytest.raises(InputError, match="line 2: missing file.*nope.png"):
         convert_generic(csv_path, 501, "HUNT4", verify=False, progress=False)
+    csv_path.write_text("\n".join(text[:1] + ["", ""] + [text[1].replace("img/hunt000_A2C_ED", "img/nope")]) + "\n")
+    with pytest.raises(InputError, match="line 4: missing file.*nope.png"):  # blank lines counted
+        convert_generic(csv_path, 501, "HUNT4", verify=False, progress=False)
     csv_path.write_text("patient,view,image\nx,2CH,a.png\n")
     with pytest.raises(InputError, match="lacks the column"):
         convert_generic(csv_path, 501, "HUNT4", verify=False, progress=False)

@@ -119,10 +119,8 @@ def read_frame_table(csv_path: str | os.PathLike) -> tuple[list[FrameSource], di
                     f"{csv_path} lacks the column(s) {missing}; expected a header with "
                     "patient,view,phase,image[,label,spacing,subset]"
                 )
-            rows = [
-                ({k.strip(): (v or "").strip() for k, v in row.items() if k}, number)
-                for number, row in enumerate(reader, start=2)
-            ]
+            # reader.line_num: the file's own line, blank lines (which DictReader skips) counted
+            rows = [({k.strip(): (v or "").strip() for k, v in row.items() if k}, reader.line_num) for row in reader]
     except UnicodeDecodeError as error:  # e.g. a Latin-1 export with accented patient names
         raise InputError(
             f"{csv_path} is not UTF-8 text (byte {error.start}: {error.object[error.start : error.end]!r}): "
