@@ -505,3 +505,11 @@ def test_generic_bad_input(tmp_path, nnunet_dirs):
     with pytest.raises(InputError, match="label map target 'RV'"):
         parse_label_map("1=RV")
     assert_nothing_written(nnunet_dirs["nnUNet_raw"])
+
+
+def test_an_image_given_as_its_label_is_named_in_one_short_line(tmp_path):
+    from nnunet_lightweight.core.labels import map_labels
+
+    image = np.arange(256, dtype=np.int64).reshape(16, 16)
+    with pytest.raises(InputError, match=r"frame.nii.gz has unexpected label values \[4, 5, .*, 13\] and 242 more;"):
+        map_labels(image, {0: 0, 1: 1, 2: 2, 3: 3}, tmp_path / "frame.nii.gz")

@@ -74,7 +74,9 @@ def map_labels(label: np.ndarray, label_map: Mapping[int, int], path: Path) -> n
     values = np.unique(label)
     unexpected = [int(v) for v in values if int(v) not in label_map]
     if unexpected:
-        raise InputError(f"{path} has unexpected label values {unexpected}; expected only {sorted(label_map)}")
+        # an image given as its label has hundreds of values: the first few make the point
+        shown = f"{unexpected}" if len(unexpected) <= 10 else f"{unexpected[:10]} and {len(unexpected) - 10} more"
+        raise InputError(f"{path} has unexpected label values {shown}; expected only {sorted(label_map)}")
     mapped = np.zeros(label.shape, dtype=np.uint8)
     for value in values:
         mapped[label == value] = label_map[int(value)]
